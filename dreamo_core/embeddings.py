@@ -1,0 +1,77 @@
+"""DreamO's condition embeddings, added to the image tokens right after ``x_embedder`` / ``img_in``.
+
+Target tokens get ``task[1]``; tokens of the reference with 1-based index k get ``task[0] + idx[k]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .spec import FLUX_DEV, DreamOSpec
+
+TARGET_ROW = 1
+CONDITION_ROW = 0
+
+
+@dataclass(frozen=True)
+class ConditionEmbeddings:
+    """The two learned tables. task: (num_task_rows, D) (2, 3072); idx: (num_idx_rows, D) (10, 3072)."""
+
+    task: torch.Tensor
+    idx: torch.Tensor
+
+    def validate(self, spec: DreamOSpec = FLUX_DEV, source: str = "embeddings") -> ConditionEmbeddings:
+        """Raise ValueError naming ``source`` unless both tables have the spec's shapes."""
+        want_task = (spec.num_task_rows, spec.hidden_size)
+        want_idx = (spec.num_idx_rows, spec.hidden_size)
+        for name, t, want in (("dreamo_task_embedding", self.task, want_task), ("dreamo_idx_embedding", self.idx, want_idx)):
+            if not isinstance(t, torch.Tensor) or tuple(t.shape) != want:
+                got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{source}: {name} has shape {got}, expected {want}")
+            if not t.is_floating_point():
+                raise ValueError(f"{source}: {name} must be floating point, got {t.dtype}")
+        return self
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.task.shape[1])
+
+    @property
+    def max_index(self) -> int:
+        return int(self.idx.shape[0]) - 1
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ConditionEmbeddings:
+        return ConditionEmbeddings(self.task.to(device=device, dtype=dtype), self.idx.to(device=device, dtype=dtype))
+
+
+def check_reference_indices(indices: Sequence[int], max_index: int, where: str = "references") -> None:
+    """Raise ValueError unless every index is an int in 1..max_index and none repeats."""
+    seen: set[int] = set()
+    for k in indices:
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= max_index:
+            raise ValueError(f"{where}: reference index {k!r} is out of range; DreamO supports indices 1-{max_index}")
+        if k in seen:
+            raise ValueError(f"{where}: reference index {k} is used twice; each reference needs its own index")
+        seen.add(k)
+
+
+def condition_embedding_rows(tables: ConditionEmbeddings, indices: Sequence[int]) -> torch.Tensor:
+    """(1 + n_refs, D): row 0 is the target's ``task[1]``, row j is ``task[0] + idx[indices[j-1]]``."""
+    check_reference_indices(indices, tables.max_index)
+    rows = [tables.task[TARGET_ROW]]
+    rows += [tables.task[CONDITION_ROW] + tables.idx[k] for k in indices]
+    return torch.stack(rows)
+
+
+def build_condition_embeddings(
+    tables: ConditionEmbeddings, target_tokens: int, ref_tokens: Sequence[int], indices: Sequence[int]
+) -> torch.Tensor:
+    """(target_tokens + sum(ref_tokens), D) embedding for the sequence ``[target | ref1 | ref2 ...]``."""
+    if len(ref_tokens) != len(indices):
+        raise ValueError(f"build_condition_embeddings: {len(ref_tokens)} token counts but {len(indices)} indices")
+    rows = condition_embedding_rows(tables, indices)
+    counts = torch.tensor([target_tokens, *ref_tokens], device=rows.device)
+    return torch.repeat_interleave(rows, counts, dim=0)

@@ -1,0 +1,48 @@
+"""``[ref#i]`` placeholders in prompts: parsing and validation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PLACEHOLDER = re.compile(r"\[ref#(\d+)\]")
+LOOSE_PLACEHOLDER = re.compile(r"\[\s*ref\s*#?\s*([^\]]*)\]", re.IGNORECASE)
+RES_TOKEN = "[res]"
+MAX_PLACEHOLDER = 9
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    index: int  # 1-based reference index
+    start: int  # character span in the prompt
+    end: int
+
+
+def placeholder_token(index: int) -> str:
+    return f"[ref#{index}]"
+
+
+def find_placeholders(prompt: str) -> list[Placeholder]:
+    """Every well-formed ``[ref#i]`` in order. Malformed ones (``[ref #1]``, ``[ref#x]``) raise ValueError."""
+    found = [Placeholder(int(m.group(1)), m.start(), m.end()) for m in PLACEHOLDER.finditer(prompt)]
+    exact = {(p.start, p.end) for p in found}
+    for m in LOOSE_PLACEHOLDER.finditer(prompt):
+        if (m.start(), m.end()) not in exact:
+            raise ValueError(f"prompt: malformed placeholder {m.group(0)!r}; write it exactly as [ref#1] ... [ref#9]")
+    return found
+
+
+def validate_placeholders(prompt: str, available: Iterable[int]) -> list[Placeholder]:
+    """Parse and check placeholders against the indices that have a reference.
+
+    Raises ValueError for an index outside 1..9 or one with no reference attached."""
+    avail = sorted(set(available))
+    found = find_placeholders(prompt)
+    for p in found:
+        if not 1 <= p.index <= MAX_PLACEHOLDER:
+            raise ValueError(f"prompt: [ref#{p.index}] is out of range; DreamO has placeholders [ref#1] to [ref#{MAX_PLACEHOLDER}]")
+        if p.index not in avail:
+            have = ", ".join(f"[ref#{i}]" for i in avail) or "none (no references attached)"
+            raise ValueError(f"prompt: [ref#{p.index}] has no reference with index {p.index}; available: {have}")
+    return found

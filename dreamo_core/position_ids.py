@@ -1,0 +1,49 @@
+"""RoPE position ids: target grid at (0, r, c), references on DreamO's diagonal offsets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+TokenGrid = tuple[int, int]  # (rows, cols) of a packed token grid
+
+
+def grid_position_ids(rows: int, cols: int, start_row: float = 0, start_col: float = 0) -> torch.Tensor:
+    """(rows*cols, 3) float32 ids (0, start_row + r, start_col + c), row-major."""
+    if rows <= 0 or cols <= 0:
+        raise ValueError(f"grid_position_ids: token grid must be non-empty, got {rows}x{cols}")
+    ids = torch.zeros(rows, cols, 3)
+    ids[..., 1] = torch.arange(rows, dtype=torch.float32)[:, None] + start_row
+    ids[..., 2] = torch.arange(cols, dtype=torch.float32)[None, :] + start_col
+    return ids.reshape(rows * cols, 3)
+
+
+def reference_offsets(target: TokenGrid, refs: Sequence[TokenGrid]) -> list[TokenGrid]:
+    """Start (row, col) of each reference: begins at the target's (rows, cols), then advances per axis
+    by each reference's own rows / cols (a diagonal, non-overlapping layout)."""
+    start_r, start_c = target
+    offsets = []
+    for rows, cols in refs:
+        offsets.append((start_r, start_c))
+        start_r += rows
+        start_c += cols
+    return offsets
+
+
+def dreamo_position_ids(target: TokenGrid, refs: Sequence[TokenGrid], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(L_target + sum L_ref, 3) ids for ``[target | ref1 | ref2 ...]``.
+
+    Built in float32 and cast to ``dtype`` at the end, as the official pipeline does (so bf16 rounds ids
+    above 256 to even values exactly like the official code).
+    """
+    parts = [grid_position_ids(*target)]
+    for (rows, cols), (r0, c0) in zip(refs, reference_offsets(target, refs)):
+        parts.append(grid_position_ids(rows, cols, r0, c0))
+    return torch.cat(parts, dim=0).to(dtype)
+
+
+def token_grid(latent_hw: tuple[int, int], patch_size: int = 2) -> TokenGrid:
+    """Token grid of a latent (H, W): ceil(H/p) x ceil(W/p) (ComfyUI pads odd sizes)."""
+    h, w = latent_hw
+    return (-(-h // patch_size), -(-w // patch_size))
