@@ -1,0 +1,31 @@
+"""FLUX.1-dev flow-matching schedule as the official DreamO pipeline uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLUX_SCHEDULER_CONFIG = dict(
+    base_image_seq_len=256, max_image_seq_len=4096, base_shift=0.5, max_shift=1.15, shift=3.0,
+    use_dynamic_shifting=True, time_shift_type="exponential", num_train_timesteps=1000,
+)
+
+
+def flux_mu(target_tokens: int, base_len: int = 256, max_len: int = 4096, base_shift: float = 0.5,
+            max_shift: float = 1.15) -> float:
+    """Dynamic time-shift mu, linear in the number of NOISY tokens only (references do not count)."""
+    m = (max_shift - base_shift) / (max_len - base_len)
+    return target_tokens * m + (base_shift - m * base_len)
+
+
+def dreamo_sigmas(steps: int) -> np.ndarray:
+    """The unshifted sigmas the official pipeline passes: linspace(1, 1/steps, steps)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    return np.linspace(1.0, 1.0 / steps, steps)
+
+
+def make_scheduler(config: dict | None = None):
+    """A diffusers FlowMatchEulerDiscreteScheduler with FLUX.1-dev's configuration (or ``config``)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    return FlowMatchEulerDiscreteScheduler(**(config or FLUX_SCHEDULER_CONFIG))
