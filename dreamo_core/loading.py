@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,6 +90,16 @@ class DiffusersPromptEncoder:
         return embeds, pooled
 
 
+def spec_from_transformer(transformer: torch.nn.Module, t5_dim: int) -> DreamOSpec:
+    """The DreamOSpec of a loaded diffusers FLUX transformer (FLUX.1-dev gives FLUX_DEV)."""
+    c = transformer.config
+    spec = DreamOSpec(hidden_size=c.num_attention_heads * c.attention_head_dim, num_double_blocks=c.num_layers,
+                      num_single_blocks=c.num_single_layers, t5_dim=t5_dim)
+    if spec.hidden_size == FLUX_DEV.hidden_size and spec != FLUX_DEV:
+        log.warning("transformer has FLUX width but not FLUX.1-dev's block counts: %s", spec)
+    return spec
+
+
 def load_flux_generator(flux_dir: Path, loras: Sequence[LoraRequest], embeddings: Path | None,
                         device: str, dtype: torch.dtype) -> DreamOGenerator:
     """FLUX.1-dev in diffusers layout (``model_index.json``, ``transformer/``, ``vae/``, ...) + DreamO files."""
@@ -97,8 +108,11 @@ def load_flux_generator(flux_dir: Path, loras: Sequence[LoraRequest], embeddings
         raise FileNotFoundError(f"--flux {flux_dir}: not a diffusers FLUX folder (model_index.json not found)")
     from diffusers import FluxPipeline
 
-    pipe = FluxPipeline.from_pretrained(str(flux_dir), torch_dtype=dtype, local_files_only=True)
-    tables, t5 = apply_dreamo_files(pipe.transformer, loras, embeddings, FLUX_DEV)
+    with warnings.catch_warnings():  # newer diffusers renamed torch_dtype -> dtype; older ones only know torch_dtype
+        warnings.simplefilter("ignore", FutureWarning)
+        pipe = FluxPipeline.from_pretrained(str(flux_dir), local_files_only=True, torch_dtype=dtype)
+    spec = spec_from_transformer(pipe.transformer, pipe.text_encoder_2.get_input_embeddings().weight.shape[1])
+    tables, t5 = apply_dreamo_files(pipe.transformer, loras, embeddings, spec)
     if t5 is not None:
         install_t5_placeholders(pipe.tokenizer_2, pipe.text_encoder_2, t5)
     pipe.to(device)
