@@ -1,0 +1,81 @@
+"""Step time / peak memory of the diffusers DreamO forward vs the plain FLUX forward, in ONE run.
+
+    python -m bench.bench_diffusers                 # CPU, small model, quick grid
+    python -m bench.bench_diffusers --size full --device cuda --dtype bf16 --grid full   # on a GPU
+
+Prints, per output size / reference count / reference resolution: time ratio DreamO/plain, the FLOPs-floor ratio
+from token counts (dreamo_core.flops) and the excess of the measured ratio over the floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+import torch
+
+from bench.common import build_transformer, fmt_mem, measure, print_table, ratio_cells
+from dreamo_core.flops import FLUX_TEXT_TOKENS, floor_ratio
+from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.position_ids import dreamo_position_ids
+from dreamo_core.spec import DreamOSpec
+from dreamo_core.tiny import tiny_tables
+
+GRIDS = {
+    "quick": [(512, n, 512) for n in (0, 1, 2, 4, 9)] + [(768, 1, 768), (1024, 1, 1024)],
+    "full": [(out, n, rr) for out in (512, 768, 1024) for n in (0, 1, 2, 4, 9) for rr in (512, 768, 1024)
+             if n > 0 or rr == 512],
+}
+
+
+def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int) -> None:
+    model = build_transformer(size, device, dtype)
+    c = model.config
+    hidden = c.num_attention_heads * c.attention_head_dim
+    spec = DreamOSpec(hidden_size=hidden, num_double_blocks=c.num_layers, num_single_blocks=c.num_single_layers,
+                      t5_dim=c.joint_attention_dim)
+    tables = tiny_tables(spec).to(device, dtype)
+    g = torch.Generator().manual_seed(0)
+    embeds = torch.randn(1, text_tokens, c.joint_attention_dim, generator=g).to(device, dtype)
+    pooled = torch.randn(1, c.pooled_projection_dim, generator=g).to(device, dtype)
+    sigma = torch.full((1,), 0.5, device=device, dtype=dtype)
+    guidance = torch.full((1,), 3.5, device=device)
+    rows, plain_cache = [], {}
+    for out, n_refs, ref_res in GRIDS[grid]:
+        grid_t = (out // 16, out // 16)
+        latents = torch.randn(1, grid_t[0] * grid_t[1], 64, generator=g).to(device, dtype)
+        refs = [ReferenceTokens(torch.randn(1, (ref_res // 16) ** 2, 64, generator=g).to(device, dtype),
+                                (ref_res // 16, ref_res // 16), k + 1) for k in range(n_refs)]
+        if out not in plain_cache:
+            ids = dreamo_position_ids(grid_t, [], dtype).to(device)
+            txt_ids = torch.zeros(text_tokens, 3, device=device, dtype=dtype)
+
+            plain = partial(model, hidden_states=latents, timestep=sigma, guidance=guidance, pooled_projections=pooled,
+                            encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=ids, return_dict=False)
+            plain_cache[out] = measure(plain, device, repeat=repeat)
+        dreamo = partial(dreamo_transformer_forward, model, latents, grid_t, refs, sigma, guidance, pooled, embeds, tables)
+
+        base_s, base_mem = plain_cache[out]
+        s, mem = measure(dreamo, device, repeat=repeat)
+        floor = floor_ratio(grid_t[0] * grid_t[1], [r.tokens.shape[1] for r in refs], text_tokens, spec)
+        rows.append([f"{out}²", str(n_refs), f"{ref_res}" if n_refs else "-", f"{base_s * 1e3:.1f}",
+                     f"{s * 1e3:.1f}", *ratio_cells(base_s, s, floor), fmt_mem(base_mem), fmt_mem(mem)])
+    print_table(f"diffusers DreamO forward vs plain FLUX ({size}, {device}, {dtype}, {text_tokens} text tokens)",
+                ["output", "refs", "ref res", "plain ms", "DreamO ms", "ratio", "floor", "excess",
+                 "plain GiB", "DreamO GiB"], rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=["tiny", "small", "full"], default="small")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--grid", choices=sorted(GRIDS), default="quick")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--text-tokens", type=int, default=FLUX_TEXT_TOKENS)
+    a = p.parse_args(argv)
+    run(a.size, a.device, {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype], a.grid, a.repeat, a.text_tokens)
+
+
+if __name__ == "__main__":
+    main()

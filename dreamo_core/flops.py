@@ -1,0 +1,50 @@
+"""FLOPs floor of a FLUX forward from token counts: linear layers scale with tokens, attention with tokens².
+
+Counts multiply-accumulates of the transformer blocks (embedders, modulation and the final layer are per-sample
+or tiny and left out). Per block and token, both stream types do 12·D² MACs of projections + MLP
+(double: qkv 3D², out D², MLP 8D² per stream; single: linear1 7D², linear2 5D²), and attention does
+2·N²·D MACs (QKᵀ and AV) over the joint sequence of N = text + image tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .spec import FLUX_DEV, DreamOSpec
+
+FLUX_TEXT_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class ForwardFlops:
+    linear: float  # MACs of the projections / MLPs
+    attention: float  # MACs of QK^T and AV
+
+    @property
+    def total(self) -> float:
+        return self.linear + self.attention
+
+
+def forward_flops(image_tokens: int, text_tokens: int = FLUX_TEXT_TOKENS, spec: DreamOSpec = FLUX_DEV) -> ForwardFlops:
+    """MACs of one transformer forward over ``text_tokens + image_tokens`` tokens."""
+    n, d = text_tokens + image_tokens, spec.hidden_size
+    blocks = spec.num_double_blocks + spec.num_single_blocks
+    per_token = 12 * d * d if spec.mlp_ratio == 4.0 else (4 * d * d + 2 * d * spec.mlp_hidden)
+    return ForwardFlops(linear=blocks * per_token * n, attention=blocks * 2 * n * n * d)
+
+
+def tokens_for(width: int, height: int) -> int:
+    """Image tokens of a width x height picture (16 px per token side)."""
+    return (width // 16) * (height // 16)
+
+
+def floor_ratio(target_tokens: int, ref_tokens: list[int], text_tokens: int = FLUX_TEXT_TOKENS,
+                spec: DreamOSpec = FLUX_DEV) -> float:
+    """FLOPs of the DreamO forward (target + references) over the plain forward (target only)."""
+    plain = forward_flops(target_tokens, text_tokens, spec).total
+    return forward_flops(target_tokens + sum(ref_tokens), text_tokens, spec).total / plain
+
+
+def excess_percent(measured_ratio: float, floor: float) -> float:
+    """How far a measured cost ratio exceeds the FLOPs floor, in percent."""
+    return (measured_ratio / floor - 1.0) * 100.0
