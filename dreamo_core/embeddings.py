@@ -72,6 +72,10 @@ def build_condition_embeddings(
     """(target_tokens + sum(ref_tokens), D) embedding for the sequence ``[target | ref1 | ref2 ...]``."""
     if len(ref_tokens) != len(indices):
         raise ValueError(f"build_condition_embeddings: {len(ref_tokens)} token counts but {len(indices)} indices")
+    if target_tokens < 0 or any(n < 0 for n in ref_tokens):
+        raise ValueError(
+            f"build_condition_embeddings: token counts must be non-negative, got target {target_tokens}, refs {list(ref_tokens)}"
+        )
     rows = condition_embedding_rows(tables, indices)
     counts = torch.tensor([target_tokens, *ref_tokens], device=rows.device)
     return torch.repeat_interleave(rows, counts, dim=0)

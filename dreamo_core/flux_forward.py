@@ -35,6 +35,9 @@ def added_to_output(module: nn.Module, addend: torch.Tensor) -> Iterator[None]:
     def hook(_mod: nn.Module, _inp: Any, out: torch.Tensor) -> torch.Tensor:
         if out.shape[-2] != addend.shape[-2]:
             raise ValueError(f"DreamO: condition embedding covers {addend.shape[-2]} tokens, the model saw {out.shape[-2]}")
+        if out.shape[-1] != addend.shape[-1]:
+            raise ValueError(f"DreamO: condition embedding width {addend.shape[-1]} does not match the model width "
+                             f"{out.shape[-1]} (embeddings from another model?)")
         return out + addend.to(device=out.device, dtype=out.dtype)
 
     handle = module.register_forward_hook(hook)

@@ -20,6 +20,8 @@ def unpack_latents(tokens: torch.Tensor, h: int, w: int, patch_size: int = 2) ->
     """(B, h*w, C*p*p) tokens on an h x w token grid -> (B, C, h*p, w*p) latents."""
     if tokens.ndim != 3 or tokens.shape[1] != h * w:
         raise ValueError(f"unpack_latents: expected (B, {h * w}, C) tokens for a {h}x{w} grid, got {tuple(tokens.shape)}")
+    if tokens.shape[2] % (patch_size * patch_size):
+        raise ValueError(f"unpack_latents: tokens have {tokens.shape[2]} channels, expected a multiple of {patch_size * patch_size}")
     return rearrange(tokens, "b (h w) (c ph pw) -> b c (h ph) (w pw)", h=h, w=w, ph=patch_size, pw=patch_size)
 
 

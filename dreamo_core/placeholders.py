@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 PLACEHOLDER = re.compile(r"\[ref#(\d+)\]")
-LOOSE_PLACEHOLDER = re.compile(r"\[\s*ref\s*#?\s*([^\]]*)\]", re.IGNORECASE)
+LOOSE_PLACEHOLDER = re.compile(r"\[\s*ref\s*(?:#|\d)[^\]]*\]", re.IGNORECASE)  # "ref" then "#" or a digit
 RES_TOKEN = "[res]"
 MAX_PLACEHOLDER = 9
 

@@ -78,6 +78,8 @@ def composite_on_white(rgb: torch.Tensor, foreground: torch.Tensor, name: str = 
         foreground = foreground[0]
     if foreground.ndim != 2:
         raise ValueError(f"{name}: expected a (H, W) foreground mask, got shape {tuple(foreground.shape)}")
+    if not torch.isfinite(foreground.float()).all():
+        raise ValueError(f"{name}: contains NaN or infinite values")
     if foreground.shape != rgb.shape[:2]:
         foreground = F.interpolate(foreground[None, None].float(), size=rgb.shape[:2], mode="bilinear",
                                    align_corners=False)[0, 0]

@@ -32,8 +32,8 @@ class DreamOSpec:
     latent_scale: float = 0.3611
 
     def __post_init__(self) -> None:
-        positive = ("hidden_size", "num_task_rows", "num_idx_rows", "max_refs", "t5_dim", "latent_channels",
-                    "patch_size", "vae_downscale")
+        positive = ("hidden_size", "num_double_blocks", "num_single_blocks", "num_task_rows", "num_idx_rows",
+                    "max_refs", "t5_dim", "t5_placeholder_rows", "latent_channels", "patch_size", "vae_downscale")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"DreamOSpec.{name} must be positive, got {getattr(self, name)}")

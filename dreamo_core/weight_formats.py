@@ -160,6 +160,9 @@ def normalize_xlabs(sd: Mapping[str, torch.Tensor], spec: DreamOSpec = FLUX_DEV,
             raise ValueError(f"{source}: truncated LoRA: {k} has no matching {up_key}")
         tag = k.split(".")[3]
         down, up = out[k], out[up_key]
+        if down.ndim != 2 or up.ndim != 2:
+            raise ValueError(f"{source}: {k[: -len('.down.weight')]} has down {tuple(down.shape)} / up {tuple(up.shape)}, "
+                             "expected two 2-D matrices")
         want_down, want_up = xlabs_expected_shapes(tag, int(down.shape[0]), spec)
         if tuple(down.shape) != want_down or tuple(up.shape) != want_up:
             raise ValueError(
