@@ -86,7 +86,7 @@ def tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, compute: torch.
     mc.set_inference_dtype(dtype, compute)
     base = mc.get_model({})
     sd = random_state_dict(base.diffusion_model, seed)
-    base.load_model_weights({f"diffusion_model.{k}": v for k, v in sd.items()}, "")
+    base.load_model_weights(sd, "")
     cpu = torch.device("cpu")
     return comfy.model_patcher.ModelPatcher(base, load_device=cpu, offload_device=cpu)
 
