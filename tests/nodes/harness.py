@@ -97,8 +97,7 @@ def tiny_vae(seed: int = 0):
 
     ddconfig = dict(double_z=True, z_channels=16, resolution=256, in_channels=3, out_ch=3, ch=32,
                     ch_mult=[1, 1, 1, 1], num_res_blocks=1, attn_resolutions=[], dropout=0.0)
-    torch.manual_seed(seed)
-    sd = AutoencoderKL(embed_dim=16, ddconfig=ddconfig).state_dict()
+    sd = random_state_dict(AutoencoderKL(embed_dim=16, ddconfig=ddconfig), seed, scale=0.1)  # comfy ops skip init
     return comfy.sd.VAE(sd=sd, config={"params": {"embed_dim": 16, "ddconfig": ddconfig}})
 
 
