@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
@@ -114,6 +113,7 @@ def test_workflow_matches_live_registry(path):
 @pytest.fixture
 def comfy_dirs(tmp_path, loras_dir, monkeypatch):
     import folder_paths
+
     import nodes
 
     for name, (cls) in {"UNETLoader": FakeUNETLoader, "DualCLIPLoader": FakeDualCLIPLoader,
@@ -152,6 +152,7 @@ def shrink(prompt):
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_executes_on_tiny_models(path, comfy_dirs):
     import execution
+
     import nodes
 
     prompt = shrink(ui_to_api(load_ui(path), nodes.NODE_CLASS_MAPPINGS))
