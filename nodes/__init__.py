@@ -1,0 +1,16 @@
+"""ComfyUI node layer of DreamO (V3 schema). Thin: validation and wiring; the math lives in dreamo_core."""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .apply_conditioning import ApplyDreamOConditioning
+from .encode_reference import EncodeDreamOReference
+from .load_lora import LoadDreamOLoRA
+
+NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, ApplyDreamOConditioning]
+
+
+class DreamOExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODE_LIST)

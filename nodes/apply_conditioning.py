@@ -1,0 +1,76 @@
+"""Apply DreamO Conditioning: references into the positive conditioning, embeddings via a model wrapper."""
+
+from __future__ import annotations
+
+import logging
+
+import comfy.patcher_extension
+from comfy_api.latest import io
+
+from ..dreamo_core.embeddings import check_reference_indices
+from .encode_reference import DreamORefsType
+from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
+from .references import DreamORefs
+from .wrapper import DreamOWrapper
+
+NODE = "Apply DreamO Conditioning"
+log = logging.getLogger("DreamO")
+
+
+def with_references(conditioning: list, refs: DreamORefs) -> list:
+    """New conditioning whose ``reference_latents`` are exactly ``refs`` (method "uxo"), replacing earlier ones."""
+    out = []
+    for tensor, values in conditioning:
+        values = dict(values)
+        if values.pop("reference_latents", None) is not None and not values.get("dreamo_references"):
+            log.warning("%s: replacing reference latents that did not come from DreamO", NODE)
+        values.pop("reference_latents_method", None)
+        values.pop("dreamo_references", None)
+        if len(refs):
+            values["reference_latents"] = [r.latent for r in refs.refs]
+            values["reference_latents_method"] = "uxo"
+            values["dreamo_references"] = len(refs)
+        out.append([tensor, values])
+    return out
+
+
+class ApplyDreamOConditioning(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DreamO_ApplyConditioning",
+            display_name="Apply DreamO Conditioning",
+            category="conditioning/dreamo",
+            description=(
+                "Puts the DreamO references into the positive conditioning (reference latents, diagonal 'uxo' "
+                "positions) and returns a model that adds DreamO's condition embeddings on the positive pass. "
+                "Re-applying replaces earlier DreamO references. Leave the negative prompt as it is."
+            ),
+            inputs=[
+                io.Model.Input("model", tooltip="Output of Load DreamO LoRA (it carries the embedding tables)."),
+                io.Conditioning.Input("positive", tooltip="The positive prompt conditioning (e.g. after FluxGuidance)."),
+                DreamORefsType.Input("references", optional=True,
+                                     tooltip="References from Encode Reference. Without any, DreamO still marks "
+                                             "the image tokens as the target, as the official pipeline does."),
+            ],
+            outputs=[
+                io.Model.Output(display_name="model", tooltip="Model with the DreamO embedding wrapper."),
+                io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning with the references."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, references: DreamORefs | None = None) -> io.NodeOutput:
+        params = flux_params(model, NODE)
+        tables = attached_embeddings(model)
+        if tables is None:
+            raise ValueError(f"{NODE}: model has no DreamO embeddings; connect it through Load DreamO LoRA first")
+        if tables.hidden_size != params.hidden_size:
+            raise ValueError(f"{NODE}: embeddings are {tables.hidden_size} wide, the model is {params.hidden_size}")
+        refs = references or DreamORefs()
+        check_reference_indices(refs.indices, tables.max_index, f"{NODE}: references")
+        m = model.clone()
+        wrapper_type = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
+        m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
+        m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, DreamOWrapper(tables, refs.indices, [r.grid for r in refs.refs]))
+        return io.NodeOutput(m, with_references(positive, refs))

@@ -1,0 +1,82 @@
+"""Encode Reference (task, index): one reference image (or a batch) -> VAE latents in a DREAMO_REFS chain."""
+
+from __future__ import annotations
+
+import comfy.utils
+import torch
+from comfy_api.latest import io
+
+from ..dreamo_core.references import TASKS, prepare_reference
+from ..dreamo_core.spec import FLUX_DEV
+from .references import DreamORefs, EncodedReference
+
+NODE = "Encode Reference"
+DreamORefsType = io.Custom("DREAMO_REFS")
+
+
+def masks_per_image(mask: torch.Tensor | None, n_images: int, invert: bool) -> list[torch.Tensor | None]:
+    """MASK (H, W) or (B, H, W) -> one foreground mask (H, W) per image (a single mask is shared)."""
+    if mask is None:
+        return [None] * n_images
+    if mask.ndim == 2:
+        mask = mask[None]
+    if mask.ndim != 3 or mask.shape[0] not in (1, n_images):
+        raise ValueError(f"{NODE}: mask batch {tuple(mask.shape)} does not match the image batch of {n_images}; "
+                         "give one mask for all images or one per image")
+    fg = 1.0 - mask if invert else mask
+    return [fg[i if fg.shape[0] > 1 else 0] for i in range(n_images)]
+
+
+class EncodeDreamOReference(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DreamO_EncodeReference",
+            display_name="Encode Reference (task, index)",
+            category="conditioning/dreamo",
+            description=(
+                "Prepares a reference image as the official DreamO pipeline (optional foreground mask -> white "
+                "background; ip/style: resized to about resolution^2 pixels, sides multiples of 16; id: 512x512 "
+                "centre crop) and VAE-encodes it. Chain several nodes through 'references'. A batch of N images "
+                "becomes N references with consecutive indices starting at 'index'."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="Reference image. A batch of N images gives N references."),
+                io.Vae.Input("vae", tooltip="The FLUX VAE (ae.safetensors)."),
+                io.Combo.Input("task", options=list(TASKS), default="ip",
+                               tooltip="ip: subject/object (try-on: ip on a garment); id: a face (use a face crop); "
+                                       "style: style image (start the prompt with 'generate a same style image.')."),
+                io.Int.Input("index", default=1, min=1, max=FLUX_DEV.max_refs,
+                             tooltip="DreamO reference slot 1-9 (each reference needs its own index; [ref#i] in "
+                                     "prompts refers to it). A batch uses index, index+1, ..."),
+                io.Int.Input("resolution", default=512, min=256, max=2048, step=16,
+                             tooltip="Reference area is about resolution^2 pixels (ip/style; id crops are 512). "
+                                     "Higher keeps detail but costs time and editability."),
+                io.Mask.Input("mask", optional=True,
+                              tooltip="Optional foreground mask (1 = keep, background becomes white), e.g. from a "
+                                      "background remover. One mask, or one per image."),
+                io.Boolean.Input("invert_mask", default=False,
+                                 tooltip="Invert the mask first. Turn on for LoadImage's MASK output, which is "
+                                         "1 - alpha (1 = transparent background)."),
+                DreamORefsType.Input("references", optional=True,
+                                     tooltip="Earlier references to extend (not changed; a new list is output)."),
+            ],
+            outputs=[DreamORefsType.Output(display_name="references",
+                                           tooltip="The incoming references plus this one, in order.")],
+        )
+
+    @classmethod
+    def execute(cls, image, vae, task: str, index: int, resolution: int, invert_mask: bool = False,
+                mask=None, references: DreamORefs | None = None) -> io.NodeOutput:
+        masks = masks_per_image(mask, image.shape[0], invert_mask)
+        progress = comfy.utils.ProgressBar(image.shape[0])
+        new = []
+        for i, fg in enumerate(masks):
+            try:
+                prepared = prepare_reference(image[i], task, resolution, fg)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{NODE}: image {i + 1}: {e}") from e
+            latent = vae.encode(prepared.pixels[None])  # (1, 16, h/8, w/8) raw
+            new.append(EncodedReference(latent=latent.cpu(), task=task, index=index + i))
+            progress.update(1)
+        return io.NodeOutput((references or DreamORefs()).added(new, FLUX_DEV.max_refs, NODE))

@@ -1,0 +1,124 @@
+"""The per-model DIFFUSION_MODEL wrapper that adds DreamO's condition embedding.
+
+Per call it finds x / ref_latents / transformer_options in the arguments of Flux ``_forward``, and for the
+positive-prompt items installs a one-shot ``post_input`` patch into a COPY of transformer_options. The patch
+adds ``task[1]`` to the target tokens and ``task[0] + idx[k]`` to the tokens of reference k, and rewrites
+img_ids the official way (float32, cast to the ids dtype). Every other argument passes through untouched.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from ..dreamo_core.batch_embeddings import batched_condition_embeddings, cond_item_mask
+from ..dreamo_core.embeddings import ConditionEmbeddings
+from ..dreamo_core.position_ids import TokenGrid, dreamo_position_ids, token_grid
+
+WHERE = "Apply DreamO Conditioning"
+# Flux._forward(x, timestep, context, y, guidance, ref_latents, control, transformer_options, **kwargs)
+FALLBACK_POSITIONS = {"x": 0, "ref_latents": 5, "transformer_options": 7}
+
+
+def argument_position(executor: Any, name: str) -> int:
+    """Position of ``name`` among the positional parameters of the wrapped ``_forward`` (self excluded)."""
+    try:
+        params = list(inspect.signature(type(executor.class_obj)._forward).parameters)[1:]
+        return params.index(name)
+    except (AttributeError, TypeError, ValueError):
+        return FALLBACK_POSITIONS[name]
+
+
+def get_argument(executor: Any, args: tuple, kwargs: dict, name: str) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    pos = argument_position(executor, name)
+    return args[pos] if pos < len(args) else None
+
+
+def with_argument(executor: Any, args: tuple, kwargs: dict, name: str, value: Any) -> tuple[tuple, dict]:
+    """(args, kwargs) with ``name`` replaced by ``value`` (new containers; the inputs are not changed)."""
+    pos = argument_position(executor, name)
+    if name not in kwargs and pos < len(args):
+        args = args[:pos] + (value,) + args[pos + 1 :]
+    else:
+        kwargs = {**kwargs, name: value}
+    return args, kwargs
+
+
+def with_post_input(transformer_options: dict, patch: Callable) -> dict:
+    """A copy of transformer_options whose ``patches["post_input"]`` list starts with ``patch``."""
+    patches = dict(transformer_options.get("patches", {}))
+    patches["post_input"] = [patch, *patches.get("post_input", [])]
+    return {**transformer_options, "patches": patches}
+
+
+class DreamOEmbeddingPatch:
+    """One-shot post_input patch. emb: (B, L, D) in the tables' dtype; target/ref grids give the ids."""
+
+    def __init__(self, emb: torch.Tensor, target: TokenGrid, refs: Sequence[TokenGrid]):
+        self.emb = emb
+        self.target = target
+        self.refs = list(refs)
+
+    def __call__(self, kwargs: dict) -> dict:
+        img, img_ids = kwargs["img"], kwargs["img_ids"]  # (B, L, D), (B, L, 3)
+        if img.shape[1] != self.emb.shape[1] or img_ids.shape[1] != self.emb.shape[1]:
+            raise ValueError(
+                f"{WHERE}: the model saw {img.shape[1]} image tokens, but the DreamO embedding covers "
+                f"{self.emb.shape[1]} (target {self.target} + references {self.refs}); another node changed the tokens"
+            )
+        ids = dreamo_position_ids(self.target, self.refs, dtype=img_ids.dtype).to(img_ids.device)
+        return {**kwargs, "img": img + self.emb.to(device=img.device, dtype=img.dtype),
+                "img_ids": ids.expand(img_ids.shape[0], -1, -1)}
+
+
+class DreamOWrapper:
+    """DIFFUSION_MODEL wrapper ``(executor, *args, **kwargs)``. Holds the tables and the reference layout
+    (indices, token grids) Apply DreamO Conditioning put into the positive conditioning."""
+
+    def __init__(self, tables: ConditionEmbeddings, indices: Sequence[int], grids: Sequence[TokenGrid]):
+        self.tables = tables
+        self.indices = list(indices)
+        self.grids = [tuple(g) for g in grids]
+
+    def to(self, device_or_dtype: Any) -> DreamOWrapper:
+        """Model casts (fp8 arrives as float8_e4m3fn) do not touch the tables: they are cast at use time."""
+        return self
+
+    def __call__(self, executor: Any, *args: Any, **kwargs: Any) -> Any:
+        x = get_argument(executor, args, kwargs, "x")  # (B, C, H, W)
+        options = get_argument(executor, args, kwargs, "transformer_options") or {}
+        ref_latents = get_argument(executor, args, kwargs, "ref_latents")
+        cond_items = cond_item_mask(options.get("cond_or_uncond"), x.shape[0])
+        if not bool(cond_items.any()):
+            return executor(*args, **kwargs)  # negative pass: no references, no embedding
+        ref_grids = self.check_references(ref_latents, kwargs.get("ref_latents_method"))
+        target = token_grid(tuple(x.shape[-2:]))
+        emb = batched_condition_embeddings(self.tables, target[0] * target[1], [r * c for r, c in ref_grids],
+                                           self.indices, cond_items)
+        patch = DreamOEmbeddingPatch(emb, target, ref_grids)
+        args, kwargs = with_argument(executor, args, kwargs, "transformer_options", with_post_input(options, patch))
+        return executor(*args, **kwargs)
+
+    def check_references(self, ref_latents: Sequence[torch.Tensor] | None, method: str | None) -> list[TokenGrid]:
+        """Token grids of the references the model received; ValueError unless they are the applied ones."""
+        refs = list(ref_latents or [])
+        if len(refs) != len(self.indices):
+            raise ValueError(
+                f"{WHERE}: the positive prompt reaching the sampler has {len(refs)} reference latent(s), but "
+                f"{len(self.indices)} DreamO reference(s) were applied; connect the CONDITIONING output of "
+                f"Apply DreamO Conditioning to the sampler's positive input and do not add other references after it"
+            )
+        if refs and method != "uxo":
+            raise ValueError(f"{WHERE}: reference method is {method!r}, DreamO needs 'uxo'; "
+                             "do not change it after Apply DreamO Conditioning")
+        grids = [token_grid(tuple(r.shape[-2:])) for r in refs]
+        for k, (got, want) in enumerate(zip(grids, self.grids)):
+            if got != want:
+                raise ValueError(f"{WHERE}: reference {k + 1} (index {self.indices[k]}) has {got[0]}x{got[1]} tokens "
+                                 f"at run time, expected {want[0]}x{want[1]} as encoded")
+        return grids

@@ -1,0 +1,139 @@
+"""Encode Reference (tiny VAE) and the clear errors of Encode / Apply / the run-time wrapper."""
+
+import pytest
+import torch
+
+h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+
+
+@pytest.fixture(scope="module")
+def vae():
+    return h.tiny_vae()
+
+
+def encode(vae, image, **kw):
+    args = dict(task="ip", index=1, resolution=256, invert_mask=False)
+    args.update(kw)
+    return h.run_node("DreamO_EncodeReference", image=image, vae=vae, **args)[0]
+
+
+def image(n=1, hh=48, ww=64, seed=0):
+    return torch.rand(n, hh, ww, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def test_batch_becomes_consecutive_indices_and_matches_vae(vae):
+    import comfy.utils
+
+    steps = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: steps.append((value, total)))
+    try:
+        refs = encode(vae, image(2), index=3)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert refs.indices == [3, 4] and steps == [(1, 2), (2, 2)]
+    # 64x48 at resolution 256: k = sqrt(256^2 / 3072) -> 295x221 -> floored to multiples of 16: 288x208
+    assert refs.refs[0].latent.shape == (1, 16, 208 // 8, 288 // 8) and refs.refs[0].grid == (13, 18)
+    assert not torch.equal(refs.refs[0].latent, refs.refs[1].latent)
+
+
+def test_mask_background_becomes_white(vae):
+    white = vae.encode(torch.ones(1, 512, 512, 3))
+    zeros = torch.zeros(1, 48, 64)
+    got = encode(vae, image(), task="id", mask=zeros).refs[0].latent  # id: 512x512 crop
+    torch.testing.assert_close(got, white, atol=1e-5, rtol=1e-5)
+    inverted = encode(vae, image(), task="id", mask=torch.ones(1, 48, 64), invert_mask=True).refs[0].latent
+    torch.testing.assert_close(inverted, white, atol=1e-5, rtol=1e-5)
+    unmasked = encode(vae, image(), task="id").refs[0].latent
+    assert (unmasked - white).abs().max() > 1e-2
+
+
+def test_chaining_clones(vae):
+    first = encode(vae, image(), index=1)
+    second = encode(vae, image(seed=1), index=2, references=first)
+    assert len(first) == 1 and second.indices == [1, 2] and second.refs[0] is first.refs[0]
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    (dict(index=2, references="dup"), "used twice"),
+    (dict(index=9, n=2), "out of range"),
+    (dict(mask=torch.zeros(2, 48, 64), n=3), "mask batch"),
+    (dict(task="pose"), "task must be one of"),
+])
+def test_encode_errors(vae, kw, message):
+    n = kw.pop("n", 1)
+    if kw.get("references") == "dup":
+        kw["references"] = encode(vae, image(), index=2)
+    with pytest.raises(ValueError, match="Encode Reference") as e:
+        encode(vae, image(n), **kw)
+    assert message in str(e.value)
+
+
+def test_more_references_than_indices(vae):
+    refs = encode(vae, image(9), index=1)
+    assert refs.indices == list(range(1, 10))
+    with pytest.raises(ValueError, match="10 references, but DreamO has only 9"):
+        encode(vae, image(), index=1, references=refs)
+
+
+def dreamo(loras_dir):
+    return h.run_node("DreamO_LoadLoRA", model=h.tiny_flux(), lora_name="None", strength=1.0,
+                      embedding_name="embedding.safetensors")[0]
+
+
+def refs_of(shapes, indices):
+    R = h.pack("nodes.references")
+    return R.DreamORefs(tuple(R.EncodedReference(torch.zeros(1, 16, *s), "ip", k) for s, k in zip(shapes, indices)))
+
+
+def test_apply_errors(loras_dir):
+    with pytest.raises(ValueError, match="Apply DreamO Conditioning: model has no DreamO embeddings"):
+        h.run_node("DreamO_ApplyConditioning", model=h.tiny_flux(), positive=h.conditioning(0))
+    with pytest.raises(ValueError, match="Apply DreamO Conditioning: references: reference index 1 is used twice"):
+        h.run_node("DreamO_ApplyConditioning", model=dreamo(loras_dir), positive=h.conditioning(0),
+                   references=refs_of([(4, 4), (4, 4)], [1, 1]))
+
+
+def run(model, pos, noise=None):
+    return h.denoise_once(model, pos, h.conditioning(30), noise if noise is not None else torch.zeros(1, 16, 8, 8), 0.5, 1.0)
+
+
+def test_runtime_token_mismatch_and_missing_refs(loras_dir):
+    m, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo(loras_dir), positive=h.conditioning(0),
+                        references=refs_of([(4, 4)], [1]))
+    swapped = [[pos[0][0], {**pos[0][1], "reference_latents": [torch.zeros(1, 16, 6, 4)]}]]
+    with pytest.raises(ValueError, match="reference 1 \\(index 1\\) has 3x2 tokens at run time, expected 2x2"):
+        run(m, swapped)
+    with pytest.raises(ValueError, match="has 0 reference latent\\(s\\), but 1 DreamO reference"):
+        run(m, h.conditioning(0))
+    other_method = [[pos[0][0], {**pos[0][1], "reference_latents_method": "offset"}]]
+    with pytest.raises(ValueError, match="DreamO needs 'uxo'"):
+        run(m, other_method)
+
+
+def test_wrapper_arguments_pass_through_untouched(loras_dir):
+    """Keyword and unknown arguments reach Flux._forward unchanged; only transformer_options is a copy."""
+    W = h.pack("nodes.wrapper")
+    tables = h.pack("dreamo_core.embeddings").ConditionEmbeddings(
+        torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
+    wrapper = W.DreamOWrapper(tables, [], [])
+    seen = {}
+
+    class FakeExecutor:
+        class_obj = h.tiny_flux().model.diffusion_model
+
+        def __call__(self, *args, **kwargs):
+            seen.update(args=args, kwargs=kwargs)
+            return "out"
+
+    options = {"cond_or_uncond": [0], "patches": {"post_input": ["other"]}, "extra": 1}
+    x = torch.zeros(1, 16, 4, 4)
+    out = wrapper(FakeExecutor(), x, "t", "ctx", "y", "g", None, "control", options, future_arg=7)
+    assert out == "out" and seen["kwargs"] == {"future_arg": 7} and seen["args"][:7] == (x, "t", "ctx", "y", "g", None, "control")
+    new_options = seen["args"][7]
+    assert new_options["extra"] == 1 and new_options["patches"]["post_input"][1:] == ["other"]
+    assert options["patches"]["post_input"] == ["other"]  # the caller's dict and list are untouched
+    wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=options, ref_latents=None)
+    assert isinstance(seen["kwargs"]["transformer_options"]["patches"]["post_input"][0], W.DreamOEmbeddingPatch)
+    negative = {**options, "cond_or_uncond": [1]}
+    wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=negative)  # negative pass: everything as given
+    assert seen["kwargs"]["transformer_options"] is negative and negative["patches"]["post_input"] == ["other"]

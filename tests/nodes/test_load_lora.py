@@ -1,0 +1,138 @@
+"""Load DreamO LoRA on synthetic files in the real key formats; deltas checked against up @ down."""
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+H = h.HIDDEN
+
+
+def patched_weights(model) -> dict[str, torch.Tensor]:
+    """Weights with the patcher's LoRA patches applied (then restored)."""
+    model.patch_model()
+    try:
+        return {k: v.detach().clone() for k, v in model.model.diffusion_model.state_dict().items()}
+    finally:
+        model.unpatch_model()
+
+
+def load(model, lora="None", strength=1.0, emb="None"):
+    return h.run_node("DreamO_LoadLoRA", model=model, lora_name=lora, strength=strength, embedding_name=emb)[0]
+
+
+def expected_xlabs_deltas(sd: dict[str, torch.Tensor], prefix: str = "") -> dict[str, tuple[slice, torch.Tensor]]:
+    """Hand table: XLabs tag -> BFL weight and rows (qkv_lora of a single block = rows 0:3H of linear1)."""
+    def d(block, tag):
+        k = f"{prefix}{block}.processor.{tag}"
+        return sd[f"{k}.up.weight"] @ sd[f"{k}.down.weight"]
+    return {
+        "double_blocks.0.img_attn.qkv.weight": (slice(0, 3 * H), d("double_blocks_0", "qkv_lora1")),
+        "double_blocks.0.img_attn.proj.weight": (slice(0, H), d("double_blocks_0", "proj_lora1")),
+        "double_blocks.0.txt_attn.qkv.weight": (slice(0, 3 * H), d("double_blocks_0", "qkv_lora2")),
+        "double_blocks.0.txt_attn.proj.weight": (slice(0, H), d("double_blocks_0", "proj_lora2")),
+        "single_blocks.0.linear1.weight": (slice(0, 3 * H), d("single_blocks_0", "qkv_lora")),
+        "single_blocks.0.linear2.weight": (slice(0, H), d("single_blocks_0", "proj_lora")),
+    }
+
+
+def assert_deltas(base_w, new_w, expected, strength):
+    for key in base_w:
+        diff = new_w[key] - base_w[key]
+        if key in expected:
+            rows, delta = expected[key]
+            torch.testing.assert_close(diff[rows], strength * delta, atol=1e-5, rtol=1e-4)
+            assert torch.count_nonzero(diff[rows.stop:]) == 0, key  # e.g. linear1's MLP rows untouched
+        else:
+            assert torch.count_nonzero(diff) == 0, key
+
+
+@pytest.mark.parametrize("style", ["dreamo.safetensors", "dot_prefixed.safetensors"])
+def test_original_dreamo_file_deltas(loras_dir, style):
+    prefix = "" if style == "dreamo.safetensors" else "transformer."
+    sd = h.xlabs_lora(prefix=prefix)
+    if style != "dreamo.safetensors":  # another spelling of the same XLabs keys, with embeddings
+        save_file({**{k.replace("_blocks_0", "_blocks.0"): v for k, v in sd.items()}, **h.tiny_tables()},
+                  str(loras_dir / style))
+        h.write_loras(loras_dir)
+        sd = {k.replace("_blocks.0", "_blocks_0"): v for k, v in sd.items()}
+    base = h.tiny_flux()
+    m = load(base, style, 0.7)
+    assert_deltas(patched_weights(base), patched_weights(m), expected_xlabs_deltas(sd, prefix), 0.7)
+    tables = m.get_attachment("dreamo_embeddings")
+    assert torch.equal(tables.task, h.tiny_tables()["dreamo_task_embedding.weight"])
+    assert base.get_attachment("dreamo_embeddings") is None and not base.patches
+
+
+def test_comfy_format_lora_with_embedding_file(loras_dir):
+    base = h.tiny_flux()
+    m = load(base, "dreamo_comfyui.safetensors", 1.0, "embedding.safetensors")
+    sd = h.comfy_lora()
+    expected = {f"{n}.weight": (slice(0, w), sd[f"diffusion_model.{n}.lora_up.weight"] @ sd[f"diffusion_model.{n}.lora_down.weight"])
+                for n, w in (("double_blocks.0.img_attn.proj", H), ("single_blocks.0.linear1", 7 * H))}
+    assert_deltas(patched_weights(base), patched_weights(m), expected, 1.0)
+    assert torch.equal(m.get_attachment("dreamo_embeddings").idx, h.tiny_tables()["dreamo_idx_embedding.weight"])
+
+
+def test_strength_zero_is_bit_identical(loras_dir):
+    base = h.tiny_flux()
+    m = load(base, "dreamo.safetensors", 0.0)
+    assert not m.patches
+    w0, w1 = patched_weights(base), patched_weights(m)
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert m.get_attachment("dreamo_embeddings") is not None
+
+
+def test_second_lora_stacks_with_core_loader(loras_dir):
+    import nodes
+
+    base = h.tiny_flux()
+    m = load(base, "dreamo.safetensors", 1.0)
+    (m2,) = nodes.LoraLoaderModelOnly().load_lora_model_only(m, "dreamo_cfg_distill_comfyui.safetensors", 0.5)
+    assert m2.get_attachment("dreamo_embeddings") is m.get_attachment("dreamo_embeddings")
+    sd = h.comfy_lora(seed=4)
+    w_base, w1, w2 = patched_weights(base), patched_weights(m), patched_weights(m2)
+    n = "double_blocks.0.img_attn.proj"
+    want = 0.5 * sd[f"diffusion_model.{n}.lora_up.weight"] @ sd[f"diffusion_model.{n}.lora_down.weight"]
+    torch.testing.assert_close(w2[f"{n}.weight"] - w1[f"{n}.weight"], want, atol=1e-5, rtol=1e-4)
+    assert not torch.equal(w1[f"{n}.weight"], w_base[f"{n}.weight"])
+
+
+def test_embedding_only_then_core_loras(loras_dir):
+    base = h.tiny_flux()
+    m = load(base, emb="embedding.safetensors")
+    assert not m.patches and m.get_attachment("dreamo_embeddings") is not None
+
+
+@pytest.mark.parametrize(("lora", "emb", "message"), [
+    ("not_dreamo.safetensors", "None", "not a DreamO file"),
+    ("None", "tables_wrong_width.safetensors", "expected (2, 128)"),
+    ("dreamo_comfyui.safetensors", "None", "no DreamO embeddings"),
+    ("None", "dreamo_comfyui.safetensors", "holds a LoRA"),
+    ("None", "None", "no DreamO embeddings"),
+])
+def test_bad_files_raise_clear_errors(loras_dir, lora, emb, message):
+    with pytest.raises(ValueError, match="Load DreamO LoRA") as e:
+        load(h.tiny_flux(), lora, 1.0, emb)
+    assert message in str(e.value)
+
+
+def test_lora_key_that_does_not_load_fails_loudly(loras_dir):
+    sd = {**h.comfy_lora(), "diffusion_model.double_blocks.0.nonexistent.lora_down.weight": torch.zeros(4, H),
+          "diffusion_model.double_blocks.0.nonexistent.lora_up.weight": torch.zeros(H, 4)}
+    save_file(sd, str(loras_dir / "partly_foreign.safetensors"))
+    sd_x = {k.replace("double_blocks_0", "double_blocks_1"): v for k, v in h.xlabs_lora().items()}
+    save_file({**sd_x, **h.tiny_tables()}, str(loras_dir / "deeper_model.safetensors"))
+    h.write_loras(loras_dir)
+    with pytest.raises(ValueError, match="do not exist in this model"):
+        load(h.tiny_flux(), "partly_foreign.safetensors", 1.0, "embedding.safetensors")
+    with pytest.raises(ValueError, match="block 1 does not exist"):
+        load(h.tiny_flux(), "deeper_model.safetensors", 1.0)
+
+
+def test_non_flux_model_is_rejected(loras_dir):
+    import comfy.model_patcher
+
+    other = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
+    with pytest.raises(ValueError, match="Load DreamO LoRA: DreamO needs a FLUX.1 model"):
+        load(other, "None", 1.0, "embedding.safetensors")
