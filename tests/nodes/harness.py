@@ -26,6 +26,13 @@ PACK_NAME = str(REPO).replace(".", "_x_")
 
 def stub_torchvision() -> None:
     """ComfyUI imports torchvision on import paths we do not use (comfy_integration.md §10)."""
+    # transformers/diffusers decide once, at import, whether torchvision exists: let them see the truth first,
+    # so the stub (visible to ComfyUI only by intent) never makes them import torchvision features.
+    for lib in ("transformers.utils.import_utils", "diffusers.utils.import_utils"):
+        try:
+            importlib.import_module(lib)
+        except ImportError:
+            pass
     try:
         importlib.import_module("torchvision")
     except ImportError:
