@@ -1,0 +1,151 @@
+"""Step time / peak memory of plain ComfyUI FLUX vs the same model through the DreamO nodes, in ONE run.
+
+    COMFYUI_PATH=/path/to/ComfyUI python -m bench.bench_comfy                    # CPU, small model, quick grid
+    COMFYUI_PATH=... python -m bench.bench_comfy --size full --device cuda --dtype bf16 --grid full
+
+Each step is one guided model call through ComfyUI's real CFGGuider (cfg 1, as DreamO workflows run), so the
+DreamO wrapper, the post_input patch and core's reference concatenation are all inside the measurement.
+Also checks that a model which did not go through Apply gives a bit-identical output (0% no-reference overhead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from bench.common import fmt_mem, print_table, ratio_cells, sync
+from bench.bench_diffusers import GRIDS
+from dreamo_core.flops import floor_ratio
+from dreamo_core.spec import DreamOSpec
+
+SIZES = {  # comfy FluxParams overrides
+    "small": dict(hidden_size=256, num_heads=4, depth=2, depth_single_blocks=4, context_in_dim=256, vec_in_dim=64,
+                  axes_dim=[16, 24, 24]),
+    "full": dict(hidden_size=3072, num_heads=24, depth=19, depth_single_blocks=38, context_in_dim=4096, vec_in_dim=768,
+                 axes_dim=[16, 56, 56]),
+}
+
+
+def load_harness():
+    path = Path(__file__).resolve().parents[1] / "tests" / "nodes" / "harness.py"
+    spec = importlib.util.spec_from_file_location("dreamo_nodes_harness", path)
+    h = importlib.util.module_from_spec(spec)
+    sys.modules["dreamo_nodes_harness"] = h
+    spec.loader.exec_module(h)
+    comfy_path = os.environ.get("COMFYUI_PATH")
+    if not comfy_path:
+        raise SystemExit("bench_comfy: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.56)")
+    h.setup_comfy(comfy_path)
+    return h
+
+
+def build_model(size: str, dtype: torch.dtype, device: str):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    cfg = dict(image_model="flux", in_channels=16, out_channels=16, mlp_ratio=4.0, theta=10000, patch_size=2,
+               qkv_bias=True, guidance_embed=True, **SIZES[size])
+    mc = comfy.supported_models.Flux(cfg)
+    mc.set_inference_dtype(dtype, None)
+    with torch.device(device):
+        base = mc.get_model({}, device=device)
+    g = torch.Generator().manual_seed(0)
+    sd = {k: (torch.randn(v.shape, generator=g) * 0.02).to(dtype) for k, v in base.diffusion_model.state_dict().items()}
+    base.load_model_weights(sd, "")
+    base.to(device)
+    dev = torch.device(device)
+    return comfy.model_patcher.ModelPatcher(base, load_device=dev, offload_device=dev), cfg
+
+
+def step_time(model, positive, negative, noise, repeat: int, device: str) -> tuple[float, float | None, torch.Tensor]:
+    """Median seconds of one guided model call, peak GPU GiB, and the output (for equality checks)."""
+    import comfy.samplers
+
+    times, out = [], {}
+
+    def sampler_fn(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
+        s = sigmas[0] * x.new_ones(x.shape[0])
+        out["y"] = model_k(x, s, **(extra_args or {}))  # warm-up
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
+        for _ in range(repeat):
+            sync(device)
+            t0 = time.perf_counter()
+            model_k(x, s, **(extra_args or {}))
+            sync(device)
+            times.append(time.perf_counter() - t0)
+        return out["y"]
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(1.0)
+    with torch.no_grad():
+        guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(sampler_fn), torch.tensor([0.7, 0.0]),
+                      disable_pbar=True, seed=0)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    return sorted(times)[len(times) // 2], peak, out["y"]
+
+
+def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int) -> None:
+    h = load_harness()
+    import folder_paths
+    from safetensors.torch import save_file
+
+    model, cfg = build_model(size, dtype, device)
+    hidden = cfg["hidden_size"]
+    spec = DreamOSpec(hidden_size=hidden, num_double_blocks=cfg["depth"], num_single_blocks=cfg["depth_single_blocks"])
+    loras = Path(tempfile.mkdtemp())
+    g = torch.Generator().manual_seed(1)
+    save_file({"dreamo_task_embedding.weight": torch.randn(2, hidden, generator=g),
+               "dreamo_idx_embedding.weight": torch.randn(10, hidden, generator=g)}, str(loras / "embedding.safetensors"))
+    folder_paths.add_model_folder_path("loras", str(loras), is_default=True)
+    folder_paths.filename_list_cache.clear()
+    (dreamo_model,) = h.run_node("DreamO_LoadLoRA", model=model, lora_name="None", strength=1.0,
+                                 embedding_name="embedding.safetensors")
+    refs_mod = h.pack("nodes.references")
+    ctx = torch.randn(1, text_tokens, cfg["context_in_dim"], generator=g).to(dtype)
+    cond = [[ctx, {"pooled_output": torch.randn(1, cfg["vec_in_dim"], generator=g).to(dtype), "guidance": 3.5}]]
+    rows, plain_cache = [], {}
+    for out, n_refs, ref_res in GRIDS[grid]:
+        noise = torch.randn(1, 16, out // 8, out // 8, generator=g)
+        if out not in plain_cache:
+            plain_cache[out] = step_time(model, cond, cond, noise, repeat, device)
+        refs = refs_mod.DreamORefs(tuple(
+            refs_mod.EncodedReference(torch.randn(1, 16, ref_res // 8, ref_res // 8, generator=g), "ip", k + 1)
+            for k in range(n_refs)))
+        m, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo_model, positive=cond, references=refs)
+        s, mem, _ = step_time(m, pos, cond, noise, repeat, device)
+        base_s, base_mem, base_y = plain_cache[out]
+        floor = floor_ratio((out // 16) ** 2, [(ref_res // 16) ** 2] * n_refs, text_tokens, spec)
+        rows.append([f"{out}²", str(n_refs), f"{ref_res}" if n_refs else "-", f"{base_s * 1e3:.1f}", f"{s * 1e3:.1f}",
+                     *ratio_cells(base_s, s, floor), fmt_mem(base_mem), fmt_mem(mem)])
+        if out == GRIDS[grid][0][0] and n_refs == 0:
+            _, _, again = step_time(dreamo_model, cond, cond, noise, 1, device)  # loaded, never applied
+            same = torch.equal(again, base_y)
+            print(f"model through Load DreamO LoRA but not Apply: output bit-identical to plain FLUX: {same}")
+    print_table(f"ComfyUI FLUX vs DreamO nodes ({size}, {device}, {dtype}, {text_tokens} text tokens, cfg 1)",
+                ["output", "refs", "ref res", "plain ms", "DreamO ms", "ratio", "floor", "excess", "plain GiB",
+                 "DreamO GiB"], rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=sorted(SIZES), default="small")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    p.add_argument("--grid", choices=sorted(GRIDS), default="quick")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--text-tokens", type=int, default=512)
+    a = p.parse_args(argv)
+    run(a.size, a.device, {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype], a.grid, a.repeat, a.text_tokens)
+
+
+if __name__ == "__main__":
+    main()
