@@ -134,9 +134,18 @@ def save_samples(model: DreamOTrainModel, codec: PixelCodec | VAECodec, batch: B
     Image.fromarray((torch.cat(tiles, dim=1).clamp(0, 1) * 255).byte().cpu().numpy()).save(path)
 
 
-def train(cfg: TrainConfig, stop_at: int | None = None) -> dict[str, list[float]]:
+@dataclass
+class TrainResult:
+    """Per-step loss history of this process and the trained (unwrapped) model."""
+
+    history: dict[str, list[float]]
+    model: DreamOTrainModel
+    process_index: int
+
+
+def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     """Run (or resume) training. ``stop_at`` ends the run after that global step without a final checkpoint
-    (tests use it to simulate a killed run). Returns the per-step loss history of this process."""
+    (tests use it to simulate a killed run)."""
     from accelerate import Accelerator
 
     acc = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available())
@@ -189,7 +198,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> dict[str, list[float]
                              torch.bfloat16 if cfg.model.bf16 else torch.float32)
         logger.info("exported %s", path)
     acc.wait_for_everyone()
-    return history
+    return TrainResult(history, model, acc.process_index)
 
 
 def main(argv: list[str] | None = None) -> int:

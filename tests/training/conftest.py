@@ -34,6 +34,11 @@ def tiny_overrides(dataset_dirs: dict[str, Path], out: Path) -> list[str]:
 
 
 @pytest.fixture
+def overrides_for(dataset_dirs: dict[str, Path]):
+    return lambda out: tiny_overrides(dataset_dirs, out)
+
+
+@pytest.fixture
 def tiny_config(dataset_dirs: dict[str, Path], tmp_path: Path):
     def make(out: Path | None = None, extra: list[str] | None = None):
         return load_config(None, tiny_overrides(dataset_dirs, out or tmp_path / "run") + (extra or []))
