@@ -80,9 +80,10 @@ def write_self_sample(root: Path, i: int, rng: np.random.Generator, size: tuple[
 
 def make_synthetic_dataset(
     root: str | Path, n: int, seed: int = 0, size: tuple[int, int] = (128, 128), max_refs: int = 2,
-    ref_size: int = 64, kind: str = "subject",
+    ref_size: int = 64, kind: str = "subject", fixed_refs: int = 0,
 ) -> Path:
-    """Write ``n`` samples (1..max_refs shapes each; ``kind="self"`` for self-reference rows) under ``root``."""
+    """Write ``n`` samples under ``root``: 1..max_refs shapes each (cycling), or exactly ``fixed_refs``;
+    ``kind="self"`` writes self-reference rows."""
     root = Path(root)
     for sub in ("targets", "refs", "masks"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ def make_synthetic_dataset(
         if kind == "self":
             rows.append(write_self_sample(root, i, rng, size))
         else:
-            rows.append(write_sample(root, i, rng, size, 1 + i % max_refs, ref_size))
+            rows.append(write_sample(root, i, rng, size, fixed_refs or 1 + i % max_refs, ref_size))
     with open(root / "metadata.jsonl", "w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
