@@ -1,0 +1,1 @@
+"""DreamO attention-routing trainer (see training/README.md)."""

@@ -1,0 +1,183 @@
+"""Trainer configuration: YAML -> nested dataclasses; unknown keys and wrong types raise; ``--a.b=value`` overrides.
+
+Defaults are read in one place (the dataclasses below); ``training/README.md`` explains the choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    pretrained: str = ""  # folder of a diffusers FluxTransformer2DModel; "" = a tiny random one (tests, demo)
+    num_layers: int = 2  # tiny model only (below, to axes_dims_rope)
+    num_single_layers: int = 2
+    attention_head_dim: int = 16
+    num_attention_heads: int = 2
+    joint_attention_dim: int = 32  # = t5_dim of the text encoder
+    pooled_projection_dim: int = 32
+    axes_dims_rope: list[int] = field(default_factory=lambda: [4, 6, 6])
+    lora_rank: int = 128  # the official DreamO rank
+    lora_alpha: float = 0.0  # 0 -> alpha = rank (scale 1, as the official file: no alpha keys)
+    embedding_init_std: float = 0.02  # task/idx/placeholder rows start as small noise
+    text_max_tokens: int = 16
+    codec: str = "pixel"  # "pixel": fixed linear stand-in for the VAE (tests/demo); "vae": diffusers AutoencoderKL
+    vae_path: str = ""
+    bf16: bool = False  # bf16 autocast (GPU)
+    gradient_checkpointing: bool = False
+    seed: int = 0  # weights of the tiny random model
+
+
+@dataclass
+class DataConfig:
+    datasets: dict[str, str] = field(default_factory=dict)  # group name -> folder with metadata.jsonl
+    buckets: list[list[int]] = field(default_factory=lambda: [[128, 128]])  # target (height, width), multiples of 16
+    ref_res: int = 64  # reference area ~ ref_res**2 (official: 512 ip/style, 512 id crop)
+    batch_size: int = 4  # global batch (split over processes)
+    plain_caption_prob: float = 0.5  # paper: half the prompts without placeholders (L_holder dropped)
+    on_bad_row: str = "stop"  # "stop" or "skip" (skipped rows are logged with file:line and reason)
+
+
+@dataclass
+class LossConfig:
+    diff: float = 1.0
+    route: float = 0.5
+    holder: float = 0.5
+    route_mode: str = "softmax"  # "softmax" (default, see dreamo_core/losses.py) or "logits" (paper literal)
+    route_layers: list[str] = field(default_factory=lambda: ["transformer_blocks.*"])  # fnmatch patterns
+
+
+@dataclass
+class StageConfig:
+    name: str = "stage"
+    steps: int = 100
+    lr: float = 4e-5
+    warmup: int = 0
+    mixture: dict[str, float] = field(default_factory=dict)  # dataset group -> sampling weight
+    ref_token_drop: float = 0.0  # stage 3: 0.95 of the reference tokens dropped
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/dreamo"
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    guidance: float = 3.5
+    timestep_sampling: str = "logit_normal"  # or "uniform"
+    checkpoint_every: int = 100
+    sample_every: int = 0  # 0 = never
+    log_every: int = 10
+    progress: bool = True
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+
+def _check(value: Any, tp: Any, where: str) -> Any:
+    """Return ``value`` converted to ``tp`` (dataclasses built from dicts); raise ValueError on a mismatch."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"config {where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"config {where}: expected a list, got {value!r}")
+        return [_check(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config {where}: expected a mapping, got {value!r}")
+        return {_check(k, args[0], where): _check(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            try:
+                return _check(value, a, where)
+            except ValueError:
+                pass
+        raise ValueError(f"config {where}: {value!r} is none of {args}")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise ValueError(f"config {where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ValueError naming the key."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"config {where or cls.__name__}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {k: _check(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def apply_override(data: dict[str, Any], override: str) -> None:
+    """Apply ``--a.b.c=value`` (value parsed as YAML; list items by number: ``stages.0.steps=5``) in place."""
+    import yaml
+
+    if not override.startswith("--") or "=" not in override:
+        raise ValueError(f"override {override!r}: expected --key=value (nested keys with dots)")
+    key, raw = override[2:].split("=", 1)
+    parts = key.split(".")
+    node: Any = data
+    for p in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(p)]
+        else:
+            node = node.setdefault(p, {})
+    if isinstance(node, list):
+        node[int(parts[-1])] = yaml.safe_load(raw)
+    else:
+        node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML file (optional) + overrides -> validated ``TrainConfig``."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {p}")
+        data = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: the config must be a YAML mapping")
+    for o in overrides or []:
+        apply_override(data, o)
+    cfg = from_dict(TrainConfig, data)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> None:
+    """Cross-field checks, failing early with the key names."""
+    if cfg.loss.route_mode not in ("softmax", "logits"):
+        raise ValueError(f"config loss.route_mode: expected 'softmax' or 'logits', got {cfg.loss.route_mode!r}")
+    if cfg.data.on_bad_row not in ("stop", "skip"):
+        raise ValueError(f"config data.on_bad_row: expected 'stop' or 'skip', got {cfg.data.on_bad_row!r}")
+    if cfg.timestep_sampling not in ("logit_normal", "uniform"):
+        raise ValueError(f"config timestep_sampling: expected 'logit_normal' or 'uniform', got {cfg.timestep_sampling!r}")
+    for h, w in cfg.data.buckets:
+        if h % 16 or w % 16:
+            raise ValueError(f"config data.buckets: {h}x{w} is not a multiple of 16 pixels")
+    for i, s in enumerate(cfg.stages):
+        missing = sorted(set(s.mixture) - set(cfg.data.datasets))
+        if missing:
+            raise ValueError(f"config stages[{i}].mixture: dataset group(s) {missing} are not in data.datasets")
+        if not 0.0 <= s.ref_token_drop < 1.0:
+            raise ValueError(f"config stages[{i}].ref_token_drop must be in [0, 1), got {s.ref_token_drop}")

@@ -1,0 +1,232 @@
+"""Dataset format, row validation, aspect buckets and deterministic per-step batch sampling.
+
+Format: a folder with ``metadata.jsonl``, one JSON object per line; paths are relative to the folder::
+
+    {"target": "targets/0001.png",
+     "caption": "a [ref#1] next to a [ref#2]",            # every reference's [ref#k] appears in it
+     "plain_caption": "a red circle next to a blue cube",  # optional: the same prompt without placeholders
+     "references": [{"image": "refs/0001_1.png", "task": "ip", "index": 1, "mask": "masks/0001_1.png"}, ...]}
+
+``task`` is ``ip``/``id``/``style``; ``index`` 1..9, unique per row; ``mask`` is the subject's footprint in the
+*target* (white = subject), the L_route target. A bad row is reported as ``file:line: reason`` and either stops
+loading (``on_bad_row="stop"``) or is skipped with a warning (``"skip"``).
+
+Sampling: the global batch of step s is a pure function of (seed, s): the stage's mixture picks a dataset group,
+a bucket (same target size and reference sizes) is drawn in proportion to its size, then rows. Resuming at step
+s therefore reproduces the data order exactly; each process takes rows ``rank::world`` of the global batch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from dreamo_core.placeholders import find_placeholders
+from dreamo_core.references import area_resize_size, center_square, resize_area
+
+logger = logging.getLogger("DreamO")
+TASKS = ("ip", "id", "style")
+TOKEN_PIXELS = 16
+
+
+@dataclass(frozen=True)
+class RefRow:
+    image: Path
+    task: str
+    index: int
+    mask: Path | None
+
+
+@dataclass(frozen=True)
+class Row:
+    target: Path
+    caption: str
+    plain_caption: str | None
+    refs: tuple[RefRow, ...]
+    source: str  # "metadata.jsonl:LINE" for messages
+    bucket: tuple  # ((H, W) target bucket, ((h, w) per reference), (index per reference)): batchable together
+
+
+def nearest_bucket(h: int, w: int, buckets: Sequence[Sequence[int]]) -> tuple[int, int]:
+    """The bucket (H, W) whose aspect ratio is closest to h/w (in log space)."""
+    best = min(buckets, key=lambda b: abs(math.log((b[0] / b[1]) / (h / w))))
+    return int(best[0]), int(best[1])
+
+
+def ref_size(h: int, w: int, task: str, ref_res: int) -> tuple[int, int]:
+    """Pixel size of a prepared reference: id -> centre square at ref_res; ip/style -> area ~ref_res**2."""
+    return (ref_res, ref_res) if task == "id" else area_resize_size(h, w, ref_res)
+
+
+def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row:
+    """Validate one decoded JSON line; raise ValueError with the reason."""
+    if not isinstance(obj, dict):
+        raise ValueError("a row must be a JSON object")
+    unknown = set(obj) - {"target", "caption", "plain_caption", "references"}
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)}")
+    for key in ("target", "caption", "references"):
+        if key not in obj:
+            raise ValueError(f"missing key {key!r}")
+    if not isinstance(obj["caption"], str) or not isinstance(obj["references"], list) or not obj["references"]:
+        raise ValueError("caption must be a string and references a non-empty list")
+
+    def existing(rel: object, what: str) -> Path:
+        if not isinstance(rel, str) or not (folder / rel).is_file():
+            raise ValueError(f"{what} file not found: {rel!r}")
+        return folder / rel
+
+    target = existing(obj["target"], "target")
+    refs, seen = [], set()
+    for j, r in enumerate(obj["references"]):
+        if not isinstance(r, dict) or r.get("task") not in TASKS:
+            raise ValueError(f"references[{j}]: task must be one of {TASKS}")
+        k = r.get("index")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 9 or k in seen:
+            raise ValueError(f"references[{j}]: index must be a unique int in 1..9, got {k!r}")
+        seen.add(k)
+        mask = existing(r["mask"], f"references[{j}] mask") if r.get("mask") is not None else None
+        refs.append(RefRow(existing(r.get("image"), f"references[{j}] image"), r["task"], k, mask))
+    found = {p.index for p in find_placeholders(obj["caption"])}
+    if found != seen:
+        raise ValueError(f"caption placeholders {sorted(found)} do not match the reference indices {sorted(seen)}")
+    plain = obj.get("plain_caption")
+    if plain is not None and (not isinstance(plain, str) or find_placeholders(plain)):
+        raise ValueError("plain_caption must be a string without [ref#k] placeholders")
+    with Image.open(target) as im:
+        tw, th = im.size
+    ref_sizes = []
+    for r in refs:
+        with Image.open(r.image) as im:
+            ref_sizes.append(ref_size(im.size[1], im.size[0], r.task, ref_res))
+    bucket = (nearest_bucket(th, tw, buckets), tuple(ref_sizes), tuple(r.index for r in refs))
+    return Row(target, obj["caption"], plain, tuple(refs), source, bucket)
+
+
+def read_metadata(folder: str | Path, buckets: Sequence[Sequence[int]], ref_res: int, on_bad_row: str = "stop") -> list[Row]:
+    """All valid rows of ``folder/metadata.jsonl``. Bad rows raise (stop) or are logged and skipped (skip)."""
+    folder = Path(folder)
+    meta = folder / "metadata.jsonl"
+    if not meta.is_file():
+        raise FileNotFoundError(f"dataset {folder}: metadata.jsonl not found")
+    rows = []
+    for line_no, line in enumerate(meta.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        source = f"{meta}:{line_no}"
+        try:
+            rows.append(parse_row(json.loads(line), folder, buckets, ref_res, source))
+        except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
+            if on_bad_row == "stop":
+                raise ValueError(f"{source}: bad row: {e}") from e
+            logger.warning("%s: skipping bad row: %s", source, e)
+    if not rows:
+        raise ValueError(f"dataset {folder}: no usable rows in metadata.jsonl")
+    return rows
+
+
+def load_rgb(path: Path) -> torch.Tensor:
+    """(H, W, 3) float32 in [0, 1]."""
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+
+
+def load_gray(path: Path) -> torch.Tensor:
+    """(H, W, 1) float32 in [0, 1]."""
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[..., None]
+
+
+def crop_to_aspect(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Centre crop (H, W, C) to the aspect ratio h/w."""
+    ih, iw = img.shape[:2]
+    if ih * w > iw * h:
+        ch = iw * h // w
+        top = (ih - ch) // 2
+        return img[top : top + ch]
+    cw = ih * w // h
+    left = (iw - cw) // 2
+    return img[:, left : left + cw]
+
+
+def fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(H, W, C) -> centre-cropped and area-resized (h, w, C)."""
+    return resize_area(crop_to_aspect(img, *size), size)
+
+
+def mask_to_tokens(mask: torch.Tensor) -> torch.Tensor:
+    """(H, W, 1) pixel mask -> (H/16 * W/16,) fraction of each token covered (row-major token grid)."""
+    m = mask[..., 0][None, None]
+    return torch.nn.functional.avg_pool2d(m, TOKEN_PIXELS).flatten()
+
+
+@dataclass
+class LoadedSample:
+    """Pixels in [0, 1]: target (H, W, 3); refs [(h, w, 3)]; masks (n_refs, N) token-grid masks."""
+
+    target: torch.Tensor
+    refs: list[torch.Tensor]
+    indices: list[int]
+    masks: torch.Tensor
+    caption: str
+    has_placeholders: bool
+
+
+def load_sample(row: Row, ref_res: int, use_plain: bool) -> LoadedSample:
+    """Read and resize one row's images to its bucket."""
+    size = row.bucket[0]
+    target = fit(load_rgb(row.target), size)
+    refs, masks = [], []
+    for r, rsize in zip(row.refs, row.bucket[1]):
+        img = load_rgb(r.image)
+        refs.append(resize_area(center_square(img), rsize) if r.task == "id" else resize_area(img, rsize))
+        m = fit(load_gray(r.mask), size) if r.mask is not None else torch.zeros(*size, 1)
+        masks.append(mask_to_tokens(m))
+    plain = use_plain and row.plain_caption is not None
+    caption = row.plain_caption if plain else row.caption
+    return LoadedSample(target, refs, [r.index for r in row.refs], torch.stack(masks), caption, not plain)
+
+
+@dataclass
+class BatchPlan:
+    """What one process trains on at one step: its rows, plain-caption flags and the reference-token keep mask."""
+
+    rows: list[Row]
+    use_plain: list[bool]
+    ref_keep_seed: int  # seeds the (shared) reference-token drop of this step
+
+
+class BatchSampler:
+    """Deterministic global batches: ``plan(step, mixture, rank, world)``; see the module docstring."""
+
+    def __init__(self, groups: dict[str, list[Row]], batch_size: int, plain_caption_prob: float, seed: int):
+        self.batch_size, self.plain_prob, self.seed = batch_size, plain_caption_prob, seed
+        self.buckets: dict[str, list[list[Row]]] = {}
+        for name, rows in groups.items():
+            by_key: dict[tuple, list[Row]] = {}
+            for row in rows:
+                by_key.setdefault(row.bucket, []).append(row)
+            self.buckets[name] = [by_key[k] for k in sorted(by_key, key=repr)]
+
+    def plan(self, step: int, mixture: dict[str, float], rank: int = 0, world: int = 1) -> BatchPlan:
+        if self.batch_size % world:
+            raise ValueError(f"data.batch_size={self.batch_size} must be divisible by the {world} processes")
+        rng = np.random.default_rng([self.seed, step])
+        names = sorted(mixture)
+        p = np.array([mixture[n] for n in names], dtype=np.float64)
+        group = self.buckets[names[int(rng.choice(len(names), p=p / p.sum()))]]
+        sizes = np.array([len(b) for b in group], dtype=np.float64)
+        bucket = group[int(rng.choice(len(group), p=sizes / sizes.sum()))]
+        picks = rng.choice(len(bucket), size=self.batch_size, replace=len(bucket) < self.batch_size)
+        plain = rng.random(self.batch_size) < self.plain_prob
+        keep_seed = int(rng.integers(2**31))
+        mine = slice(rank, None, world)
+        return BatchPlan([bucket[int(i)] for i in picks[mine]], [bool(x) for x in plain[mine]], keep_seed)

@@ -1,0 +1,75 @@
+"""Export a trained model to the official DreamO file format (what **Load DreamO LoRA** and
+``dreamo_core.weight_formats.load_dreamo_weights`` read).
+
+peft trains separate A matrices for q, k and v; the XLabs format has one ``down`` per fused qkv. Exactly:
+``down = cat(A_q, A_k, A_v)`` (3r, in) and ``up = block_diag(s·B_q, s·B_k, s·B_v)`` (3·out, 3r), with the
+peft scale s = lora_alpha / r folded into ``up`` (the format has no alpha: ΔW = up @ down). Then
+``up[q rows] @ down = s·B_q A_q`` and likewise for k, v. The file's rank is therefore 3r for qkv pairs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from dreamo_core.spec import DreamOSpec
+from dreamo_core.weight_formats import IDX_KEY, T5_KEY, TASK_KEY
+
+DOUBLE_TAGS = {"qkv_lora1": ("attn.to_q", "attn.to_k", "attn.to_v"), "proj_lora1": ("attn.to_out.0",),
+               "qkv_lora2": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"), "proj_lora2": ("attn.to_add_out",)}
+SINGLE_TAGS = {"qkv_lora": ("attn.to_q", "attn.to_k", "attn.to_v"), "proj_lora": ("proj_out",)}
+
+
+def lora_factors(module: nn.Module, adapter: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
+    """peft LoRA layer -> (A (r, in), s·B (out, r)) in float32."""
+    a = module.lora_A[adapter].weight.detach().float()
+    b = module.lora_B[adapter].weight.detach().float() * float(module.scaling[adapter])
+    return a, b
+
+
+def fused_pair(modules: list[nn.Module]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(down (k·r, in), up (sum out, k·r)) for k modules sharing one XLabs pair (k = 1 or 3)."""
+    factors = [lora_factors(m) for m in modules]
+    return torch.cat([a for a, _ in factors]), torch.block_diag(*[b for _, b in factors])
+
+
+def xlabs_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
+    """``{double|single}_blocks.{i}.processor.{tag}.{down|up}.weight`` for every LoRA'd block."""
+    mods = dict(transformer.named_modules())
+    out = {}
+    for kind, prefix, tags, count in (("double", "transformer_blocks", DOUBLE_TAGS, len(transformer.transformer_blocks)),
+                                      ("single", "single_transformer_blocks", SINGLE_TAGS, len(transformer.single_transformer_blocks))):
+        for i in range(count):
+            for tag, targets in tags.items():
+                down, up = fused_pair([mods[f"{prefix}.{i}.{t}"] for t in targets])
+                out[f"{kind}_blocks.{i}.processor.{tag}.down.weight"] = down
+                out[f"{kind}_blocks.{i}.processor.{tag}.up.weight"] = up
+    return out
+
+
+def dreamo_state_dict(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> dict[str, torch.Tensor]:
+    """LoRA (XLabs keys) + ``dreamo_task_embedding`` (2, D), ``dreamo_idx_embedding`` (10, D),
+    ``dreamo_t5_embedding`` (10, t5_dim), cast to ``dtype`` (the official files are bf16)."""
+    sd = xlabs_state_dict(model.transformer)
+    sd[TASK_KEY] = model.task_embedding.detach().float()
+    sd[IDX_KEY] = model.idx_embedding.detach().float()
+    sd[T5_KEY] = model.t5_embedding.detach().float()
+    return {k: v.to(dtype).contiguous().cpu() for k, v in sd.items()}
+
+
+def export_dreamo(model: nn.Module, path: str | Path, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Write the DreamO file (safetensors) and return its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(dreamo_state_dict(model, dtype), str(path), metadata={"format": "dreamo", "trainer": "dreamo-nodes"})
+    return path
+
+
+def spec_of(transformer: nn.Module) -> DreamOSpec:
+    """The ``DreamOSpec`` matching a (possibly tiny) diffusers FLUX transformer, for loading its export."""
+    c = transformer.config
+    return DreamOSpec(hidden_size=c.num_attention_heads * c.attention_head_dim, num_double_blocks=c.num_layers,
+                      num_single_blocks=c.num_single_layers, t5_dim=c.joint_attention_dim)

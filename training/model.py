@@ -1,0 +1,145 @@
+"""The trainable DreamO model: frozen FLUX transformer + peft LoRA on the official targets + the three
+trainable tables (task (2, D), idx (10, D), T5 placeholder rows (10, t5_dim)).
+
+``DreamOTrainModel.forward`` is DreamO's forward (``dreamo_core.flux_forward``: diagonal position ids,
+condition embedding added after ``x_embedder`` by a per-call hook), extended by an optional reference-token
+drop (stage 3) and the routing capture. Being one ``nn.Module`` it can be wrapped by DDP / FSDP as a whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from dreamo_core.embeddings import ConditionEmbeddings, build_condition_embeddings
+from dreamo_core.flux_forward import ReferenceTokens, added_to_output
+from dreamo_core.position_ids import TokenGrid, dreamo_position_ids
+
+from .attention_capture import RoutingCapture, install_capture_processors
+from .config import ModelConfig
+from .text import TinyTextEncoder
+
+DOUBLE_LORA_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
+                       "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out")
+SINGLE_LORA_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_out")
+
+
+def lora_target_names(transformer: nn.Module) -> list[str]:
+    """Full module names of the official DreamO LoRA targets (not the final ``proj_out``)."""
+    names = []
+    for i in range(len(transformer.transformer_blocks)):
+        names += [f"transformer_blocks.{i}.{t}" for t in DOUBLE_LORA_TARGETS]
+    for j in range(len(transformer.single_transformer_blocks)):
+        names += [f"single_transformer_blocks.{j}.{t}" for t in SINGLE_LORA_TARGETS]
+    return names
+
+
+def tiny_transformer(cfg: ModelConfig) -> nn.Module:
+    """A random tiny ``FluxTransformer2DModel`` (seeded by ``cfg.seed``, global RNG untouched)."""
+    from diffusers import FluxTransformer2DModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return FluxTransformer2DModel(
+            patch_size=1, in_channels=64, num_layers=cfg.num_layers, num_single_layers=cfg.num_single_layers,
+            attention_head_dim=cfg.attention_head_dim, num_attention_heads=cfg.num_attention_heads,
+            joint_attention_dim=cfg.joint_attention_dim, pooled_projection_dim=cfg.pooled_projection_dim,
+            guidance_embeds=True, axes_dims_rope=list(cfg.axes_dims_rope),
+        )
+
+
+def load_transformer(cfg: ModelConfig) -> nn.Module:
+    """The frozen base transformer with LoRA added (peft, per model) and the capture processors installed."""
+    from diffusers import FluxTransformer2DModel
+    from peft import LoraConfig
+
+    if cfg.pretrained:
+        transformer = FluxTransformer2DModel.from_pretrained(cfg.pretrained, torch_dtype=torch.float32)
+    else:
+        transformer = tiny_transformer(cfg)
+    transformer.requires_grad_(False)
+    lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank, init_lora_weights="gaussian",
+                      target_modules=lora_target_names(transformer))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)
+        transformer.add_adapter(lora)
+    install_capture_processors(transformer)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    return transformer
+
+
+class DreamOTrainModel(nn.Module):
+    """Transformer (LoRA trainable) + text encoder (frozen) + ``task_embedding`` (2, D), ``idx_embedding``
+    (10, D), ``t5_embedding`` (10, t5_dim) placeholder rows ``[ref#1..9]``, ``[res]``."""
+
+    def __init__(self, transformer: nn.Module, text_encoder: TinyTextEncoder, init_std: float = 0.02, seed: int = 0):
+        super().__init__()
+        self.transformer, self.text_encoder = transformer, text_encoder
+        d = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        t5_dim = transformer.config.joint_attention_dim
+        g = torch.Generator().manual_seed(seed + 2)
+        self.task_embedding = nn.Parameter(torch.randn(2, d, generator=g) * init_std)
+        self.idx_embedding = nn.Parameter(torch.randn(10, d, generator=g) * init_std)
+        self.t5_embedding = nn.Parameter(torch.randn(10, t5_dim, generator=g) * text_encoder.table.std())
+
+    @property
+    def tables(self) -> ConditionEmbeddings:
+        return ConditionEmbeddings(self.task_embedding, self.idx_embedding)
+
+    def encode_text(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> prompt_embeds (B, T, t5_dim) with the trainable placeholder rows substituted, pooled (B, P),
+        slots (B, T) (placeholder row per token, -1 elsewhere)."""
+        tokens = self.text_encoder.tokenize(list(captions))
+        slots = tokens.slots.to(self.t5_embedding.device)
+        emb, pooled = self.text_encoder(type(tokens)(tokens.ids.to(slots.device), slots))
+        rows = self.t5_embedding[slots.clamp_min(0)]  # (B, T, t5_dim)
+        return torch.where((slots >= 0)[..., None], rows.to(emb.dtype), emb), pooled, slots
+
+    def forward(
+        self, latents: torch.Tensor, target_grid: TokenGrid, refs: Sequence[ReferenceTokens], sigma: torch.Tensor,
+        guidance: torch.Tensor, captions: Sequence[str], ref_keep: torch.Tensor | None = None,
+        capture_layers: frozenset[str] = frozenset(), route_mode: str = "softmax", with_placeholders: bool = False,
+    ) -> tuple[torch.Tensor, RoutingCapture | None]:
+        """Velocity at the target tokens (B, N, 64) and the routing capture (None without capture layers).
+
+        ref_keep: (K,) sorted positions of the kept reference tokens within the concatenated references
+        (None keeps all). Ids and embeddings are computed for the full sequence and then subset, so kept
+        tokens keep their DreamO positions."""
+        prompt_embeds, pooled, slots = self.encode_text(captions)
+        n = latents.shape[1]
+        lengths = [r.tokens.shape[1] for r in refs]
+        emb = build_condition_embeddings(self.tables, n, lengths, [r.index for r in refs])  # (L, D)
+        ids = dreamo_position_ids(target_grid, [r.grid for r in refs]).to(latents.device)  # (L, 3)
+        hidden = torch.cat([latents, *[r.tokens.to(latents) for r in refs]], dim=1)  # (B, L, 64)
+        spans, start = [], n
+        for length in lengths:
+            spans.append((start, start + length))
+            start += length
+        if ref_keep is not None:
+            keep = torch.cat([torch.arange(n, device=latents.device), n + ref_keep.to(latents.device)])
+            hidden, ids, emb = hidden[:, keep], ids[keep], emb[keep]
+            spans = [(n + int((ref_keep < s - n).sum()), n + int((ref_keep < e - n).sum())) for s, e in spans]
+        capture = None
+        if capture_layers:
+            pos = None
+            if with_placeholders:  # text position of each reference's own [ref#k] (0 where absent; weighted out)
+                hits = torch.stack([(slots == r.index - 1).float() for r in refs], dim=1)  # (B, n_refs, T)
+                pos = hits.argmax(dim=-1)
+            capture = RoutingCapture(prompt_embeds.shape[1], n, spans, capture_layers, route_mode, pos)
+        with added_to_output(self.transformer.x_embedder, emb):
+            out = self.transformer(
+                hidden_states=hidden, timestep=sigma, guidance=guidance, pooled_projections=pooled,
+                encoder_hidden_states=prompt_embeds, img_ids=ids,
+                txt_ids=torch.zeros(prompt_embeds.shape[1], 3, device=latents.device),
+                joint_attention_kwargs={"dreamo_capture": capture} if capture is not None else None, return_dict=False,
+            )[0]
+        return out[:, :n], capture
+
+
+def build_model(cfg: ModelConfig) -> DreamOTrainModel:
+    """Tiny text encoder + transformer with LoRA + trainable tables (the only trainable parameters)."""
+    text = TinyTextEncoder(cfg.joint_attention_dim, cfg.pooled_projection_dim, cfg.text_max_tokens, seed=cfg.seed)
+    return DreamOTrainModel(load_transformer(cfg), text, cfg.embedding_init_std, cfg.seed)

@@ -1,0 +1,67 @@
+"""A small deterministic stand-in for T5 + CLIP used by the tests and the CPU demo.
+
+Words are hashed into a frozen random table (no vocabulary file, no download). ``[ref#1]..[ref#9]`` and
+``[res]`` become single tokens whose embeddings are *not* taken from that table: their slot (0..9) is
+returned so the trainer can substitute its trainable ``(10, t5_dim)`` placeholder rows, which is what the
+official DreamO does with the last 10 rows of ``dreamo_t5_embedding`` (rows ``[ref#1..9]``, ``[res]``).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+TOKEN = re.compile(r"\[ref#[1-9]\]|\[res\]|[a-z0-9]+")
+PAD_ID = 0
+
+
+@dataclass(frozen=True)
+class TokenizedText:
+    """ids: (B, T) hashed word ids (0 = padding); slots: (B, T) placeholder row 0..9 or -1."""
+
+    ids: torch.Tensor
+    slots: torch.Tensor
+
+
+def placeholder_slot(token: str) -> int:
+    """``[ref#k]`` -> k - 1, ``[res]`` -> 9, anything else -> -1."""
+    if token == "[res]":
+        return 9
+    if token.startswith("[ref#"):
+        return int(token[5]) - 1
+    return -1
+
+
+class TinyTextEncoder(nn.Module):
+    """Hashed-word embeddings. ``forward(tokens) -> (prompt_embeds (B, T, t5_dim), pooled (B, pooled_dim))``.
+
+    Frozen and seeded: the same caption gives the same tensors in every process. Placeholder positions hold
+    zeros here; the trainer substitutes its placeholder rows there (see ``training.model``)."""
+
+    def __init__(self, t5_dim: int = 32, pooled_dim: int = 32, max_tokens: int = 16, vocab: int = 4096, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.max_tokens, self.vocab = max_tokens, vocab
+        self.register_buffer("table", torch.randn(vocab, t5_dim, generator=g) * 0.5)
+        self.register_buffer("pool_proj", torch.randn(t5_dim, pooled_dim, generator=g) / t5_dim**0.5)
+        self.table[PAD_ID] = 0.0
+
+    def tokenize(self, captions: list[str]) -> TokenizedText:
+        """Lower-cased words and placeholders, truncated / zero-padded to ``max_tokens``."""
+        ids = torch.zeros(len(captions), self.max_tokens, dtype=torch.long)
+        slots = torch.full((len(captions), self.max_tokens), -1, dtype=torch.long)
+        for b, caption in enumerate(captions):
+            for t, tok in enumerate(TOKEN.findall(caption.lower())[: self.max_tokens]):
+                slots[b, t] = placeholder_slot(tok)
+                ids[b, t] = 1 + zlib.crc32(tok.encode()) % (self.vocab - 1)
+        return TokenizedText(ids, slots)
+
+    def forward(self, tokens: TokenizedText) -> tuple[torch.Tensor, torch.Tensor]:
+        emb = self.table[tokens.ids] * (tokens.slots < 0).unsqueeze(-1)  # (B, T, t5_dim), placeholders zeroed
+        words = (tokens.ids != PAD_ID).float().unsqueeze(-1)
+        pooled = (emb * words).sum(1) / words.sum(1).clamp_min(1.0) @ self.pool_proj  # (B, pooled_dim)
+        return emb, pooled
