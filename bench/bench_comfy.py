@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from bench.common import fmt_mem, print_table, ratio_cells, sync
 from bench.bench_diffusers import GRIDS
+from bench.common import fmt_mem, print_table, ratio_cells, sync
 from dreamo_core.flops import floor_ratio
 from dreamo_core.spec import DreamOSpec
 
