@@ -1,8 +1,7 @@
-"""Routing response maps: how strongly each reference's queries address the target image's keys.
+"""Routing response maps for display: the trainer's L_route quantity, sliced out of a joint attention call.
 
-The quantity of DreamO's L_route (paper Eq. 2, no softmax): M_i = mean over reference-i tokens (and heads) of
-q·kᵀ/√d against the noisy-image keys. Because the mean is linear it equals (mean of the reference queries)·Kᵀ/√d,
-computed in O(L) memory instead of O(L_ref · L_img).
+For each reference: its tokens' queries against the noisy-image keys, averaged over reference tokens and heads
+(``dreamo_core.losses.reference_response``; mode "softmax" is the trainer's default, "logits" the paper's raw Eq. 2).
 """
 
 from __future__ import annotations
@@ -11,18 +10,16 @@ from collections.abc import Sequence
 
 import torch
 
+from .losses import reference_response as _response
 
-def reference_response(q: torch.Tensor, k: torch.Tensor, ref_slices: Sequence[slice], image_slice: slice) -> torch.Tensor:
-    """q, k: (B, heads, L, d) (after RoPE) -> (B, n_refs, L_img) response maps, averaged over heads."""
+
+def reference_response(q: torch.Tensor, k: torch.Tensor, ref_slices: Sequence[slice], image_slice: slice,
+                       mode: str = "softmax") -> torch.Tensor:
+    """q, k: (B, heads, L, d) (after RoPE, ComfyUI's layout) -> (B, n_refs, L_img) response maps."""
     if q.ndim != 4 or q.shape != k.shape:
         raise ValueError(f"reference_response expects q and k of equal shape (B, heads, L, d), got {tuple(q.shape)}, {tuple(k.shape)}")
-    scale = q.shape[-1] ** -0.5
-    k_img = k[:, :, image_slice].float()  # (B, H, L_img, d)
-    maps = []
-    for sl in ref_slices:
-        q_mean = q[:, :, sl].float().mean(dim=2, keepdim=True)  # (B, H, 1, d)
-        maps.append((q_mean @ k_img.transpose(-1, -2)).squeeze(2).mean(dim=1) * scale)  # (B, L_img)
-    return torch.stack(maps, dim=1)
+    k_img = k[:, :, image_slice].transpose(1, 2)  # (B, L_img, H, d)
+    return torch.stack([_response(q[:, :, sl].transpose(1, 2), k_img, mode) for sl in ref_slices], dim=1)
 
 
 def normalize_map(m: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,10 @@ def test_reference_response_equals_mean_of_full_map():
     torch.manual_seed(0)
     q, k = torch.randn(2, 3, 20, 8), torch.randn(2, 3, 20, 8)
     img, r1, r2 = slice(4, 12), slice(12, 15), slice(15, 20)
-    got = reference_response(q, k, [r1, r2], img)
+    raw = reference_response(q, k, [r1, r2], img, mode="logits")
+    soft = reference_response(q, k, [r1, r2], img, mode="softmax")
     for i, sl in enumerate((r1, r2)):
         full = torch.einsum("bhqd,bhkd->bhqk", q[:, :, sl], k[:, :, img]) / math.sqrt(8)  # every query-key pair
-        assert torch.allclose(got[:, i], full.mean(dim=(1, 2)), atol=1e-5)
+        assert torch.allclose(raw[:, i], full.mean(dim=(1, 2)), atol=1e-5)
+        # softmax over the image keys, averaged, times the number of image tokens (uniform attention -> 1)
+        assert torch.allclose(soft[:, i], full.softmax(-1).mean(dim=(1, 2)) * 8, atol=1e-5)
