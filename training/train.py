@@ -206,7 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     path = argv.pop(0) if argv and not argv[0].startswith("--") else None
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    train(load_config(path, argv))
+    try:
+        config = load_config(path, argv)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # bad config: a message, not a traceback
+        print(f"training.train: error: {e}", file=sys.stderr)
+        return 2
+    train(config)
     return 0
 
 
