@@ -7,8 +7,10 @@ from comfy_api.latest import ComfyExtension, io
 from .apply_conditioning import ApplyDreamOConditioning
 from .encode_reference import EncodeDreamOReference
 from .load_lora import LoadDreamOLoRA
+from .reference_options import DreamOReferenceOptions
 
-NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, ApplyDreamOConditioning]
+NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, DreamOReferenceOptions,
+                                       ApplyDreamOConditioning]
 
 
 class DreamOExtension(ComfyExtension):
