@@ -8,9 +8,10 @@ from .apply_conditioning import ApplyDreamOConditioning
 from .encode_reference import EncodeDreamOReference
 from .load_lora import LoadDreamOLoRA
 from .reference_options import DreamOReferenceOptions
+from .text_encode import DreamOTextEncode
 
 NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, DreamOReferenceOptions,
-                                       ApplyDreamOConditioning]
+                                       ApplyDreamOConditioning, DreamOTextEncode]
 
 
 class DreamOExtension(ComfyExtension):
