@@ -7,8 +7,11 @@ from comfy_api.latest import ComfyExtension, io
 from .apply_conditioning import ApplyDreamOConditioning
 from .encode_reference import EncodeDreamOReference
 from .load_lora import LoadDreamOLoRA
+from .reference_options import DreamOReferenceOptions
+from .text_encode import DreamOTextEncode
 
-NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, ApplyDreamOConditioning]
+NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, DreamOReferenceOptions,
+                                       ApplyDreamOConditioning, DreamOTextEncode]
 
 
 class DreamOExtension(ComfyExtension):

@@ -10,11 +10,19 @@ from comfy_api.latest import io
 from ..dreamo_core.embeddings import check_reference_indices
 from .encode_reference import DreamORefsType
 from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
+from .reference_controls import ReferenceControl
 from .references import DreamORefs
 from .wrapper import DreamOWrapper
 
 NODE = "Apply DreamO Conditioning"
 log = logging.getLogger("DreamO")
+
+
+def reference_controls(model, refs: DreamORefs) -> list[ReferenceControl]:
+    """Each reference's strength with its start/end percent turned into sigmas of this model's schedule."""
+    sampling = model.get_model_object("model_sampling")
+    return [ReferenceControl(r.strength, float(sampling.percent_to_sigma(r.start_percent)),
+                             float(sampling.percent_to_sigma(r.end_percent))) for r in refs.refs]
 
 
 def with_references(conditioning: list, refs: DreamORefs) -> list:
@@ -72,5 +80,7 @@ class ApplyDreamOConditioning(io.ComfyNode):
         m = model.clone()
         wrapper_type = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
         m.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
-        m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, DreamOWrapper(tables, refs.indices, [r.grid for r in refs.refs]))
+        wrapper = DreamOWrapper(tables, refs.indices, [r.grid for r in refs.refs], reference_controls(model, refs),
+                                [r.box for r in refs.refs])
+        m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, wrapper)
         return io.NodeOutput(m, with_references(positive, refs))

@@ -8,7 +8,7 @@ from comfy_api.latest import io
 
 from ..dreamo_core.weight_formats import DreamOWeights, LoraFormat, parse_dreamo_state_dict
 from .lora_patches import add_lora
-from .model_info import EMBEDDINGS_ATTACHMENT, attached_embeddings, spec_for_model
+from .model_info import EMBEDDINGS_ATTACHMENT, T5_ROWS_ATTACHMENT, attached_embeddings, spec_for_model
 
 NODE = "Load DreamO LoRA"
 NONE = "None"
@@ -68,4 +68,8 @@ class LoadDreamOLoRA(io.ComfyNode):
             raise ValueError(f"{NODE}: no DreamO embeddings: pick embedding.safetensors in embedding_name "
                              "(or use the original dreamo.safetensors as lora_name)")
         m.set_attachments(EMBEDDINGS_ATTACHMENT, tables)
+        t5_rows = next((w.t5_rows for w in (emb, lora) if w is not None and w.t5_rows is not None),
+                       model.get_attachment(T5_ROWS_ATTACHMENT))
+        if t5_rows is not None:
+            m.set_attachments(T5_ROWS_ATTACHMENT, t5_rows)  # (10, 4096): [ref#1]..[ref#9], [res] for DreamO Text Encode
         return io.NodeOutput(m)

@@ -11,6 +11,7 @@ from ..dreamo_core.embeddings import ConditionEmbeddings
 from ..dreamo_core.spec import DreamOSpec
 
 EMBEDDINGS_ATTACHMENT = "dreamo_embeddings"
+T5_ROWS_ATTACHMENT = "dreamo_t5_rows"
 WRAPPER_KEY = "dreamo"
 
 

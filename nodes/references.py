@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from ..dreamo_core.embeddings import check_reference_indices
+from ..dreamo_core.placement import Box
 
 
 @dataclass(frozen=True)
 class EncodedReference:
     """One reference. latent: (1, 16, h, w) raw VAE latent (ComfyUI's Flux applies process_latent_in itself);
-    index: DreamO slot 1..9; grid: packed token grid (h/2, w/2)."""
+    index: DreamO slot 1..9; grid: packed token grid (h/2, w/2). Controls (DreamO Reference Options):
+    strength w (attention bias log w on its keys), active between start_percent and end_percent of the
+    schedule, and an optional placement box (None = DreamO's diagonal position ids)."""
 
     latent: torch.Tensor
     task: str
     index: int
+    strength: float = 1.0
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    box: Box | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -36,6 +43,13 @@ class DreamORefs:
             raise ValueError(f"{where}: {len(out.refs)} references, but DreamO has only {max_index} reference indices")
         check_reference_indices(out.indices, max_index, where)
         return out
+
+    def with_options(self, index: int, where: str, **options: object) -> DreamORefs:
+        """A new value whose reference with DreamO ``index`` has ``options`` replaced; ValueError if absent."""
+        if index not in self.indices:
+            raise ValueError(f"{where}: no reference with index {index}; the connected references have indices "
+                             f"{self.indices or 'none'}")
+        return DreamORefs(tuple(replace(r, **options) if r.index == index else r for r in self.refs))
 
     @property
     def indices(self) -> list[int]:

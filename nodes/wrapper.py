@@ -3,7 +3,9 @@
 Per call it finds x / ref_latents / transformer_options in the arguments of Flux ``_forward``, and for the
 positive-prompt items installs a one-shot ``post_input`` patch into a COPY of transformer_options. The patch
 adds ``task[1]`` to the target tokens and ``task[0] + idx[k]`` to the tokens of reference k, and rewrites
-img_ids the official way (float32, cast to the ids dtype). Every other argument passes through untouched.
+img_ids the official way (float32, cast to the ids dtype); a reference with a placement box gets ids mapped
+into its box instead. When a reference strength differs from 1 at this sigma, the call also gets an additive
+``attention_mask`` bias (merged with any existing one). Every other argument passes through untouched.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import torch
 
 from ..dreamo_core.batch_embeddings import batched_condition_embeddings, cond_item_mask
 from ..dreamo_core.embeddings import ConditionEmbeddings
+from ..dreamo_core.placement import Box, placed_reference_ids
 from ..dreamo_core.position_ids import TokenGrid, dreamo_position_ids, token_grid
+from ..dreamo_core.reference_strength import is_neutral
+from .reference_controls import ReferenceControl, current_sigma, merged_mask, strength_bias
 
 WHERE = "Apply DreamO Conditioning"
 # Flux._forward(x, timestep, context, y, guidance, ref_latents, control, transformer_options, **kwargs)
-FALLBACK_POSITIONS = {"x": 0, "ref_latents": 5, "transformer_options": 7}
+FALLBACK_POSITIONS = {"x": 0, "context": 2, "ref_latents": 5, "transformer_options": 7}
 
 
 def argument_position(executor: Any, name: str) -> int:
@@ -59,10 +64,12 @@ def with_post_input(transformer_options: dict, patch: Callable) -> dict:
 class DreamOEmbeddingPatch:
     """One-shot post_input patch. emb: (B, L, D) in the tables' dtype; target/ref grids give the ids."""
 
-    def __init__(self, emb: torch.Tensor, target: TokenGrid, refs: Sequence[TokenGrid]):
+    def __init__(self, emb: torch.Tensor, target: TokenGrid, refs: Sequence[TokenGrid],
+                 boxes: Sequence[Box | None] = ()):
         self.emb = emb
         self.target = target
         self.refs = list(refs)
+        self.boxes = list(boxes) or [None] * len(self.refs)
 
     def __call__(self, kwargs: dict) -> dict:
         img, img_ids = kwargs["img"], kwargs["img_ids"]  # (B, L, D), (B, L, 3)
@@ -72,6 +79,14 @@ class DreamOEmbeddingPatch:
                 f"{self.emb.shape[1]} (target {self.target} + references {self.refs}); another node changed the tokens"
             )
         ids = dreamo_position_ids(self.target, self.refs, dtype=img_ids.dtype).to(img_ids.device)
+        if any(b is not None for b in self.boxes):
+            ids = ids.clone()
+            start = self.target[0] * self.target[1]
+            for grid, box in zip(self.refs, self.boxes):
+                n = grid[0] * grid[1]
+                if box is not None:
+                    ids[start : start + n] = placed_reference_ids(grid, box, self.target).to(ids)
+                start += n
         return {**kwargs, "img": img + self.emb.to(device=img.device, dtype=img.dtype),
                 "img_ids": ids.expand(img_ids.shape[0], -1, -1)}
 
@@ -80,10 +95,13 @@ class DreamOWrapper:
     """DIFFUSION_MODEL wrapper ``(executor, *args, **kwargs)``. Holds the tables and the reference layout
     (indices, token grids) Apply DreamO Conditioning put into the positive conditioning."""
 
-    def __init__(self, tables: ConditionEmbeddings, indices: Sequence[int], grids: Sequence[TokenGrid]):
+    def __init__(self, tables: ConditionEmbeddings, indices: Sequence[int], grids: Sequence[TokenGrid],
+                 controls: Sequence[ReferenceControl] = (), boxes: Sequence[Box | None] = ()):
         self.tables = tables
         self.indices = list(indices)
         self.grids = [tuple(g) for g in grids]
+        self.controls = list(controls) or [ReferenceControl()] * len(self.indices)
+        self.boxes = list(boxes) or [None] * len(self.indices)
 
     def to(self, device_or_dtype: Any) -> DreamOWrapper:
         """Model casts (fp8 arrives as float8_e4m3fn) do not touch the tables: they are cast at use time."""
@@ -100,8 +118,14 @@ class DreamOWrapper:
         target = token_grid(tuple(x.shape[-2:]))
         emb = batched_condition_embeddings(self.tables, target[0] * target[1], [r * c for r, c in ref_grids],
                                            self.indices, cond_items)
-        patch = DreamOEmbeddingPatch(emb, target, ref_grids)
+        patch = DreamOEmbeddingPatch(emb, target, ref_grids, self.boxes)
         args, kwargs = with_argument(executor, args, kwargs, "transformer_options", with_post_input(options, patch))
+        weights = [c.strength_at(current_sigma(options)) for c in self.controls]
+        if not is_neutral(weights):  # strength 1 everywhere: no mask, the call stays bit-identical
+            context = get_argument(executor, args, kwargs, "context")  # (B, T, C)
+            bias = strength_bias(weights, context.shape[1], target[0] * target[1], [r * c for r, c in ref_grids],
+                                 x.shape[0], x.dtype, x.device)
+            kwargs = {**kwargs, "attention_mask": merged_mask(kwargs.get("attention_mask"), bias)}
         return executor(*args, **kwargs)
 
     def check_references(self, ref_latents: Sequence[torch.Tensor] | None, method: str | None) -> list[TokenGrid]:

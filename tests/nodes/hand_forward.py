@@ -19,8 +19,10 @@ def hand_ids(target: tuple[int, int], refs: list[tuple[int, int]]) -> torch.Tens
     return torch.tensor(rows, dtype=torch.float32)
 
 
-def hand_velocity(dm, x, sigma, ctx, pooled, guidance, refs_raw, indices, task, idx, with_embedding=True):
-    """Velocity (B, 16, H, W) of DreamO's forward. refs_raw: raw VAE latents (1, 16, h, w)."""
+def hand_velocity(dm, x, sigma, ctx, pooled, guidance, refs_raw, indices, task, idx, with_embedding=True,
+                  attn_mask=None, img_ids=None):
+    """Velocity (B, 16, H, W) of DreamO's forward. refs_raw: raw VAE latents (1, 16, h, w); attn_mask: an
+    additive bias on the attention logits given to every block; img_ids: (L_img, 3) ids instead of hand_ids."""
     from comfy.ldm.flux.layers import timestep_embedding
 
     b, _, hh, ww = x.shape
@@ -41,12 +43,13 @@ def hand_velocity(dm, x, sigma, ctx, pooled, guidance, refs_raw, indices, task, 
     g = torch.full((b,), float(guidance))
     vec = dm.time_in(timestep_embedding(t, 256)) + dm.guidance_in(timestep_embedding(g, 256)) + dm.vector_in(pooled)
     txt = dm.txt_in(ctx)
-    ids = torch.cat([torch.zeros(ctx.shape[1], 3), hand_ids(target, grids)])[None].expand(b, -1, -1)
+    img_ids = hand_ids(target, grids) if img_ids is None else img_ids
+    ids = torch.cat([torch.zeros(ctx.shape[1], 3), img_ids])[None].expand(b, -1, -1)
     pe = dm.pe_embedder(ids)
     for block in dm.double_blocks:
-        img, txt = block(img=img, txt=txt, vec=vec, pe=pe)
+        img, txt = block(img=img, txt=txt, vec=vec, pe=pe, attn_mask=attn_mask)
     seq = torch.cat([txt, img], dim=1)
     for block in dm.single_blocks:
-        seq = block(seq, vec=vec, pe=pe)
+        seq = block(seq, vec=vec, pe=pe, attn_mask=attn_mask)
     out = dm.final_layer(seq[:, ctx.shape[1]:], vec)[:, : target[0] * target[1]]
     return rearrange(out, "b (h w) (c ph pw) -> b c (h ph) (w pw)", h=target[0], w=target[1], ph=2, pw=2)

@@ -1,0 +1,140 @@
+"""DreamO Reference Options: strength (attention key bias), step range and placement box, on the real ComfyUI."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
+from hand_forward import hand_ids, hand_velocity  # noqa: E402
+from test_forward_parity import GUIDANCE, REF_SHAPES, SIGMA, dreamo_model, positive, refs_value  # noqa: E402
+
+NOISE = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
+TEXT_TOKENS, TARGET_TOKENS = 5, 16  # h.conditioning tokens; 8x8 latent -> 4x4 tokens
+
+
+def options(refs, index, **kw):
+    return h.run_node("DreamO_ReferenceOptions", references=refs, index=index, **kw)[0]
+
+
+def denoised(m, refs, pos=None):
+    m2, pos2 = h.run_node("DreamO_ApplyConditioning", model=m, positive=pos or positive(), references=refs)
+    return h.denoise_once(m2, pos2, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+
+
+def hand_denoised(dm, cap, refs, **kw):
+    t = h.tiny_tables()
+    pos = positive()
+    v = hand_velocity(dm, cap.x, SIGMA, pos[0][0], pos[0][1]["pooled_output"], GUIDANCE,
+                      [r.latent for r in refs.refs], refs.indices,
+                      t["dreamo_task_embedding.weight"], t["dreamo_idx_embedding.weight"], **kw)
+    return cap.x - SIGMA * v
+
+
+def test_strength_one_is_bit_identical(loras_dir):
+    _, m = dreamo_model(loras_dir)
+    refs = refs_value(REF_SHAPES[:2], [1, 2])
+    plain = denoised(m, refs).denoised
+    same = denoised(m, options(options(refs, 1, strength=1.0), 2, strength=1.0, start_percent=0.0)).denoised
+    assert torch.equal(plain, same)
+
+
+def test_strength_zero_equals_no_references(loras_dir):
+    base, m = dreamo_model(loras_dir)
+    refs = refs_value(REF_SHAPES[:2], [1, 2])
+    off = options(options(refs, 1, strength=0.0), 2, strength=0.0)
+    cap = denoised(m, off)
+    none = h.pack("nodes.references").DreamORefs()
+    want = hand_denoised(base.model.diffusion_model, cap, none)  # target still gets task[1]
+    assert (cap.denoised - want).abs().max().item() <= 1e-5
+    assert (denoised(m, refs).denoised - want).abs().max().item() > 1e-3  # the references do matter
+
+
+def test_strength_two_equals_hand_bias(loras_dir):
+    base, m = dreamo_model(loras_dir)
+    refs = refs_value(REF_SHAPES[:2], [1, 2])  # ref 1: 4x3 = 12 tokens, ref 2: 2x2 = 4 tokens
+    cap = denoised(m, options(refs, 1, strength=2.0))
+    bias = torch.tensor([0.0] * (TEXT_TOKENS + TARGET_TOKENS) + [math.log(2.0)] * 12 + [0.0] * 4)
+    want = hand_denoised(base.model.diffusion_model, cap, refs, attn_mask=bias.view(1, 1, 1, -1))
+    assert (cap.denoised - want).abs().max().item() <= 1e-5
+    assert (cap.denoised - hand_denoised(base.model.diffusion_model, cap, refs)).abs().max().item() > 1e-4
+
+
+def ksample(model, refs, steps=4):
+    import nodes
+
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=model, positive=positive(), references=refs)
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}
+    (out,) = nodes.common_ksampler(m2, 7, steps, 1.0, "euler", "simple", pos, h.conditioning(30), latent)
+    return out["samples"]
+
+
+def test_step_range_differs_from_always_and_never(loras_dir):
+    _, m = dreamo_model(loras_dir)
+    refs = refs_value(REF_SHAPES[:1], [1])
+    always = ksample(m, refs)
+    never = ksample(m, options(refs, 1, strength=0.0))
+    first_half = ksample(m, options(refs, 1, start_percent=0.0, end_percent=0.5))
+    second_half = ksample(m, options(refs, 1, start_percent=0.5, end_percent=1.0))
+    for a, b in [(first_half, always), (first_half, never), (second_half, always), (second_half, never),
+                 (first_half, second_half)]:
+        assert (a - b).abs().max().item() > 1e-5
+    assert torch.equal(ksample(m, options(refs, 1, start_percent=0.0, end_percent=1.0)), always)
+
+
+def test_step_range_switches_by_sigma(loras_dir):
+    """Active while percent_to_sigma(end) <= sigma <= percent_to_sigma(start): the call at sigma 0.7 lies
+    between the model's sigmas at 20 % and 60 % of the schedule."""
+    _, m = dreamo_model(loras_dir)
+    sampling = m.get_model_object("model_sampling")
+    assert sampling.percent_to_sigma(0.6) < SIGMA < sampling.percent_to_sigma(0.2)
+    refs = refs_value(REF_SHAPES[:1], [1])
+    never = denoised(m, options(refs, 1, strength=0.0)).denoised
+    always = denoised(m, refs).denoised
+    assert not torch.equal(never, always)
+    for start, end, want in [(0.0, 0.2, never), (0.6, 1.0, never), (0.2, 0.6, always), (0.0, 0.6, always)]:
+        assert torch.equal(denoised(m, options(refs, 1, start_percent=start, end_percent=end)).denoised, want)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    (dict(strength=-0.5), "strength"),
+    (dict(start_percent=0.7, end_percent=0.3), "start_percent"),
+    (dict(index=4), "no reference with index 4"),
+    (dict(use_box=True, box_x=0.6, box_w=0.6), "box"),
+])
+def test_bad_options_name_the_node(kw, message):
+    refs = refs_value(REF_SHAPES[:1], [1])
+    with pytest.raises(ValueError, match=f"DreamO Reference Options.*{message}"):
+        options(refs, **{"index": 1, **kw})
+
+
+def test_existing_mask_is_merged_or_rejected():
+    C = h.pack("nodes.reference_controls")
+    bias = torch.tensor([0.0, 0.0, -1.0]).view(1, 1, 1, 3)
+    keep = torch.tensor([[True, False, True]] * 3)  # [L, L] bool keep-mask
+    merged = C.merged_mask(keep, bias)
+    assert merged.shape == (1, 1, 3, 3)
+    assert torch.equal(merged[0, 0, 0], torch.tensor([0.0, C.MASKED, -1.0]))
+    with pytest.raises(ValueError, match="Apply DreamO Conditioning.*attention mask of shape"):
+        C.merged_mask(torch.zeros(1, 2, 2), bias)
+
+
+def test_box_maps_reference_ids_and_default_is_unchanged(loras_dir):
+    _, m = dreamo_model(loras_dir)
+    refs = refs_value(REF_SHAPES[:2], [1, 2])  # ref 1: 4x3 tokens, ref 2: 2x2 tokens; target 4x4
+    boxed = options(refs, 2, use_box=True, box_x=0.5, box_y=0.0, box_w=0.5, box_h=0.5)
+    seen = []
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=boxed)
+    m2.set_model_post_input_patch(lambda d: seen.append(d["img_ids"][0].clone()) or d)
+    h.denoise_once(m2, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+    # the 2x2 ref in the top-right quarter (2x2 tokens) of the 4x4 target: rows 0, 1 and cols 2, 3 exactly
+    want = hand_ids((4, 4), [(4, 3), (2, 2)])
+    want[28:] = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 3.0], [0.0, 1.0, 2.0], [0.0, 1.0, 3.0]])
+    assert torch.equal(seen[0], want)
+    placed = h.pack("dreamo_core.placement")
+    assert torch.equal(seen[0][28:], placed.placed_reference_ids((2, 2), placed.Box(0.5, 0.0, 0.5, 0.5), (4, 4)))
+    # an unboxed options call keeps DreamO's forward bit for bit
+    assert torch.equal(denoised(m, options(refs, 2, strength=1.0)).denoised, denoised(m, refs).denoised)
