@@ -8,10 +8,12 @@ from .apply_conditioning import ApplyDreamOConditioning
 from .encode_reference import EncodeDreamOReference
 from .load_lora import LoadDreamOLoRA
 from .reference_options import DreamOReferenceOptions
+from .routing_preview import DreamORoutingPreview, DreamORoutingRecorder
 from .text_encode import DreamOTextEncode
 
 NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, DreamOReferenceOptions,
-                                       ApplyDreamOConditioning, DreamOTextEncode]
+                                       ApplyDreamOConditioning, DreamOTextEncode, DreamORoutingRecorder,
+                                       DreamORoutingPreview]
 
 
 class DreamOExtension(ComfyExtension):

@@ -22,6 +22,7 @@ from ..dreamo_core.placement import Box, placed_reference_ids
 from ..dreamo_core.position_ids import TokenGrid, dreamo_position_ids, token_grid
 from ..dreamo_core.reference_strength import is_neutral
 from .reference_controls import ReferenceControl, current_sigma, merged_mask, strength_bias
+from .routing_recorder import RoutingRecorder
 
 WHERE = "Apply DreamO Conditioning"
 # Flux._forward(x, timestep, context, y, guidance, ref_latents, control, transformer_options, **kwargs)
@@ -96,8 +97,10 @@ class DreamOWrapper:
     (indices, token grids) Apply DreamO Conditioning put into the positive conditioning."""
 
     def __init__(self, tables: ConditionEmbeddings, indices: Sequence[int], grids: Sequence[TokenGrid],
-                 controls: Sequence[ReferenceControl] = (), boxes: Sequence[Box | None] = ()):
+                 controls: Sequence[ReferenceControl] = (), boxes: Sequence[Box | None] = (),
+                 recorder: RoutingRecorder | None = None):
         self.tables = tables
+        self.recorder = recorder
         self.indices = list(indices)
         self.grids = [tuple(g) for g in grids]
         self.controls = list(controls) or [ReferenceControl()] * len(self.indices)
@@ -119,7 +122,10 @@ class DreamOWrapper:
         emb = batched_condition_embeddings(self.tables, target[0] * target[1], [r * c for r, c in ref_grids],
                                            self.indices, cond_items)
         patch = DreamOEmbeddingPatch(emb, target, ref_grids, self.boxes)
-        args, kwargs = with_argument(executor, args, kwargs, "transformer_options", with_post_input(options, patch))
+        call_options = with_post_input(options, patch)
+        if self.recorder is not None and self.recorder.active(current_sigma(options)):
+            call_options = self.with_recorder_override(call_options, executor, args, kwargs, target, ref_grids)
+        args, kwargs = with_argument(executor, args, kwargs, "transformer_options", call_options)
         weights = [c.strength_at(current_sigma(options)) for c in self.controls]
         if not is_neutral(weights):  # strength 1 everywhere: no mask, the call stays bit-identical
             context = get_argument(executor, args, kwargs, "context")  # (B, T, C)
@@ -127,6 +133,19 @@ class DreamOWrapper:
                                  x.shape[0], x.dtype, x.device)
             kwargs = {**kwargs, "attention_mask": merged_mask(kwargs.get("attention_mask"), bias)}
         return executor(*args, **kwargs)
+
+    def with_recorder(self, recorder: RoutingRecorder) -> DreamOWrapper:
+        """The same wrapper, also recording routing maps into ``recorder``."""
+        return DreamOWrapper(self.tables, self.indices, self.grids, self.controls, self.boxes, recorder)
+
+    def with_recorder_override(self, options: dict, executor: Any, args: tuple, kwargs: dict, target: TokenGrid,
+                               ref_grids: Sequence[TokenGrid]) -> dict:
+        """A copy of ``options`` whose attention override records routing maps (chaining any existing one)."""
+        self.recorder.reset_if_new_run(options)
+        text_tokens = get_argument(executor, args, kwargs, "context").shape[1]
+        override = self.recorder.override(text_tokens, target, [r * c for r, c in ref_grids],
+                                          options.get("optimized_attention_override"))
+        return {**options, "optimized_attention_override": override}
 
     def check_references(self, ref_latents: Sequence[torch.Tensor] | None, method: str | None) -> list[TokenGrid]:
         """Token grids of the references the model received; ValueError unless they are the applied ones."""

@@ -1,0 +1,66 @@
+"""DreamO Routing Recorder / Preview on the real ComfyUI: bit-identical sampling, maps vs a hand computation, errors."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
+from test_forward_parity import REF_SHAPES, SIGMA, dreamo_model, positive, refs_value  # noqa: E402
+
+NOISE = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(7))
+TEXT, TARGET = 5, 16  # h.conditioning tokens; 8x8 latent -> 4x4 tokens
+
+
+def applied(loras_dir):
+    _, m = dreamo_model(loras_dir)
+    refs = refs_value(REF_SHAPES[:2], [1, 2])  # ref 1: 12 tokens, ref 2: 4 tokens
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+    return m2, pos
+
+
+def test_recording_is_bit_identical_and_maps_match_hand_computation(loras_dir):
+    m, pos = applied(loras_dir)
+    plain = h.denoise_once(m, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0).denoised
+    seen = []
+
+    def spy(func, q, k, *args, **kwargs):  # an existing override: the recorder must chain it
+        seen.append((q.detach().clone(), k.detach().clone()))
+        return func(q, k, *args, **kwargs)
+
+    spied = m.clone()
+    spied.model_options["transformer_options"]["optimized_attention_override"] = spy
+    rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=spied, blocks="all")
+    out = h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0).denoised
+    assert torch.equal(out, plain)
+    assert len(seen) == 2 and recorder.count == 2  # one double + one single block
+    img = slice(TEXT, TEXT + TARGET)
+    refs = [slice(TEXT + TARGET, TEXT + TARGET + 12), slice(TEXT + TARGET + 12, TEXT + TARGET + 16)]
+    want = torch.zeros(2, TARGET)
+    for q, k in seen:  # softmax over the image keys, mean over ref tokens and heads, x N (uniform -> 1)
+        for i, sl in enumerate(refs):
+            logits = q[0, :, sl].float() @ k[0, :, img].float().transpose(-1, -2) / q.shape[-1] ** 0.5
+            want[i] += logits.softmax(-1).mean(dim=(0, 1)) * TARGET
+    assert torch.allclose(recorder.maps().reshape(2, TARGET), want / 2, atol=1e-5)
+
+    image = torch.rand(1, 64, 64, 3)
+    masks, overlay = h.run_node("DreamO_RoutingPreview", routing=recorder, image=image, opacity=0.5)
+    assert masks.shape == (2, 64, 64) and overlay.shape == (2, 64, 64, 3)
+    assert masks.min() == 0.0 and masks.max() == 1.0
+    assert torch.allclose(overlay[0][masks[0] == 0], image[0][masks[0] == 0])  # zero response: image unchanged
+
+
+def test_block_choice_and_errors(loras_dir):
+    m, pos = applied(loras_dir)
+    rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=m, blocks="1")
+    with pytest.raises(ValueError, match="no routing maps were recorded"):
+        h.run_node("DreamO_RoutingPreview", routing=recorder, image=torch.rand(1, 8, 8, 3))
+    h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+    assert recorder.count == 1  # only the single block
+    with pytest.raises(ValueError, match="blocks must be 'all' or comma-separated"):
+        h.run_node("DreamO_RoutingRecorder", model=m, blocks="first")
+    base, _ = dreamo_model(loras_dir)
+    with pytest.raises(ValueError, match="no DreamO references applied"):
+        h.run_node("DreamO_RoutingRecorder", model=base, blocks="all")
