@@ -27,6 +27,9 @@ SOCKETS = {  # type: (inputs [(name, type)], outputs [(name, type)])
                   ("latent_image", "LATENT")], [("LATENT", "LATENT")]),
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")]),
     "SaveImage": ([("images", "IMAGE")], []),
+    "DreamO_ReferenceOptions": ([("references", "DREAMO_REFS")], [("references", "DREAMO_REFS")]),
+    "DreamO_RoutingRecorder": ([("model", "MODEL")], [("model", "MODEL"), ("routing", "DREAMO_ROUTING")]),
+    "DreamO_RoutingPreview": ([("routing", "DREAMO_ROUTING"), ("image", "IMAGE")], [("masks", "MASK"), ("overlay", "IMAGE")]),
 }
 V1_STACK = [("dreamo_cfg_distill_comfyui.safetensors", 1.0), ("flux-turbo.safetensors", 1.0),
             ("dreamo_quality_lora_pos_comfyui.safetensors", 0.15), ("dreamo_quality_lora_neg_comfyui.safetensors", -0.8)]
@@ -67,8 +70,10 @@ class Graph:
                 "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
 
 
-def build(prompt: str, refs: list[dict], stack: list, steps: int, guidance: float, pre_stack: tuple = ()) -> dict:
-    """refs: [{"image": file, "task": ..., "index": k, "mask": bool}] chained in order."""
+def build(prompt: str, refs: list[dict], stack: list, steps: int, guidance: float, pre_stack: tuple = (),
+          preview: bool = False) -> dict:
+    """refs: [{"image": file, "task": ..., "index": k, "mask": bool, "options": [strength, start, end, use_box,
+    x, y, w, h]}] chained in order; preview adds the routing recorder and preview."""
     g = Graph()
     unet = g.add("UNETLoader", ["flux1-dev.safetensors", "default"], (0, 0))
     clip = g.add("DualCLIPLoader", ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "default"], (0, 160))
@@ -97,6 +102,11 @@ def build(prompt: str, refs: list[dict], stack: list, steps: int, guidance: floa
         if prev is not None:
             g.link(prev, 0, enc, "references")
         prev = enc
+        if r.get("options"):
+            opt = g.add("DreamO_ReferenceOptions", [r["index"], *r["options"]], (720, 900 + j * 380),
+                        title=f"Reference Options ({r['index']})")
+            g.link(prev, 0, opt, "references")
+            prev = opt
     pos_txt = g.add("CLIPTextEncode", [prompt], (360, 200), title="Positive prompt")
     neg_txt = g.add("CLIPTextEncode", [""], (360, 330), title="Negative prompt (unused at cfg 1)")
     g.link(clip, 0, pos_txt, "clip")
@@ -110,7 +120,11 @@ def build(prompt: str, refs: list[dict], stack: list, steps: int, guidance: floa
         g.link(prev, 0, apply, "references")
     latent = g.add("EmptySD3LatentImage", [1024, 1024, 1], (1080, 500))
     ks = g.add("KSampler", [42, "fixed", steps, 1.0, "euler", "simple", 1.0], (1440, 200))
-    g.link(apply, 0, ks, "model")
+    sampler_model = apply
+    if preview:
+        sampler_model = g.add("DreamO_RoutingRecorder", ["all", 0.0, 1.0], (1080, 640))
+        g.link(apply, 0, sampler_model, "model")
+    g.link(sampler_model, 0, ks, "model")
     g.link(apply, 1, ks, "positive")
     g.link(neg_txt, 0, ks, "negative")
     g.link(latent, 0, ks, "latent_image")
@@ -119,6 +133,12 @@ def build(prompt: str, refs: list[dict], stack: list, steps: int, guidance: floa
     g.link(vae, 0, dec, "vae")
     save = g.add("SaveImage", ["DreamO"], (2100, 200))
     g.link(dec, 0, save, "images")
+    if preview:
+        pv = g.add("DreamO_RoutingPreview", [0.6], (1800, 420))
+        g.link(sampler_model, 1, pv, "routing")
+        g.link(dec, 0, pv, "image")
+        save_maps = g.add("SaveImage", ["DreamO_routing"], (2100, 420), title="Routing overlay")
+        g.link(pv, 1, save_maps, "images")
     return g.ui()
 
 
@@ -146,6 +166,20 @@ WORKFLOWS = {
     "dreamo_v1_1_turbo_12_steps": build(
         "a plush toy sitting on a wooden bench in a sunny park", [dict(image="dreamo_subject.png", task="ip", index=1)],
         V11_STACK, 12, 4.5, pre_stack=(("flux-turbo.safetensors", 1.0),)),
+    "dreamo_two_subjects_left_right": build(
+        "a dog and a cat sitting side by side on a sofa",
+        [dict(image="dreamo_subject.png", task="ip", index=1, options=[1.0, 0.0, 1.0, True, 0.0, 0.1, 0.5, 0.8]),
+         dict(image="dreamo_subject2.png", task="ip", index=2, options=[1.0, 0.0, 1.0, True, 0.5, 0.1, 0.5, 0.8])],
+        V1_STACK, 12, 3.5),
+    "dreamo_weak_style_strong_identity": build(
+        "generate a same style image. portrait of a woman reading in a cafe",
+        [dict(image="dreamo_face.png", task="id", index=1, options=[1.5, 0.0, 1.0, False, 0.0, 0.0, 1.0, 1.0]),
+         dict(image="dreamo_style.png", task="style", index=2, options=[0.5, 0.0, 0.6, False, 0.0, 0.0, 1.0, 1.0])],
+        V1_STACK, 12, 3.5),
+    "dreamo_routing_preview": build(
+        "a dog and a cat together on a red sofa",
+        [dict(image="dreamo_subject.png", task="ip", index=1), dict(image="dreamo_subject2.png", task="ip", index=2)],
+        V1_STACK, 12, 3.5, preview=True),
 }
 
 

@@ -81,9 +81,9 @@ def load_ui(path):
     return json.loads(path.read_text())
 
 
-def test_only_one_template_folder_and_seven_workflows():
+def test_only_one_template_folder_and_ten_workflows():
     present = [d for d in TEMPLATE_DIRS if (h.REPO / d).is_dir()]
-    assert present == ["workflows"] and len(WORKFLOWS) == 7
+    assert present == ["workflows"] and len(WORKFLOWS) == 10
     assert all(p.with_suffix(".png").is_file() for p in WORKFLOWS)
 
 
@@ -161,8 +161,12 @@ def test_workflow_executes_on_tiny_models(path, comfy_dirs):
     executor = execution.PromptExecutor(Server(), cache_type=False)
     executor.execute(prompt, "test", {}, outputs)
     assert executor.success, executor.status_messages[-1:]
-    saved = sorted(comfy_dirs.glob("DreamO_*.png"))
+    saved = sorted(comfy_dirs.glob("DreamO_0*.png"))  # the result; DreamO_routing_* are routing overlays
     assert len(saved) == 1
+    overlays = sorted(comfy_dirs.glob("DreamO_routing_*.png"))
+    n_refs = sum(n["class_type"] == "DreamO_EncodeReference" for n in prompt.values())
+    has_preview = any(n["class_type"] == "DreamO_RoutingPreview" for n in prompt.values())
+    assert len(overlays) == (n_refs if has_preview else 0)  # one overlay per reference
     img = np.asarray(Image.open(saved[0]))
     assert img.shape == (64, 64, 3) and img.std() > 0
     applied = [n for n in prompt.values() if n["class_type"] == "DreamO_ApplyConditioning"]
