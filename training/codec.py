@@ -37,7 +37,15 @@ class VAECodec:
     def __init__(self, path: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         from diffusers import AutoencoderKL
 
-        self.vae = AutoencoderKL.from_pretrained(path, subfolder=None).to(device, dtype).requires_grad_(False)
+        self.vae = AutoencoderKL.from_pretrained(path, local_files_only=True).to(device, dtype).requires_grad_(False)
+        self.vae.eval()
+        c = self.vae.config
+        if c.latent_channels != 16:
+            raise ValueError(f"model.vae_path: {path} has {c.latent_channels} latent channels, FLUX needs 16")
+        found = (c.shift_factor, c.scaling_factor)
+        if found != (None, None) and found != (FLUX_DEV.latent_shift, FLUX_DEV.latent_scale):
+            raise ValueError(f"model.vae_path: {path} has shift/scale {found}, not FLUX's "
+                             f"({FLUX_DEV.latent_shift}, {FLUX_DEV.latent_scale})")
 
     @torch.no_grad()
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,8 @@ class ModelConfig:
     lora_rank: int = 128  # the official DreamO rank
     lora_alpha: float = 0.0  # 0 -> alpha = rank (scale 1, as the official file: no alpha keys)
     embedding_init_std: float = 0.02  # task/idx/placeholder rows start as small noise
-    text_max_tokens: int = 16
+    text_encoder: str = ""  # diffusers FLUX folder (text_encoder, tokenizer, text_encoder_2, tokenizer_2); "" = tiny
+    text_max_tokens: int = 16  # T5 sequence length (FLUX.1-dev: 512)
     codec: str = "pixel"  # "pixel": fixed linear stand-in for the VAE (tests/demo); "vae": diffusers AutoencoderKL
     vae_path: str = ""
     bf16: bool = False  # bf16 autocast (GPU)
@@ -166,6 +167,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks, failing early with the key names."""
+    if cfg.model.pretrained and not cfg.model.text_encoder:
+        raise ValueError("config model.text_encoder: a pretrained transformer (model.pretrained) needs the FLUX folder "
+                         "with its CLIP / T5 (text_encoder, tokenizer, text_encoder_2, tokenizer_2)")
+    if cfg.model.codec not in ("pixel", "vae"):
+        raise ValueError(f"config model.codec: expected 'pixel' or 'vae', got {cfg.model.codec!r}")
+    if cfg.model.codec == "vae" and not cfg.model.vae_path:
+        raise ValueError("config model.vae_path: model.codec 'vae' needs the folder of a diffusers AutoencoderKL")
     if cfg.loss.route_mode not in ("softmax", "logits"):
         raise ValueError(f"config loss.route_mode: expected 'softmax' or 'logits', got {cfg.loss.route_mode!r}")
     if cfg.data.on_bad_row not in ("stop", "skip"):

@@ -19,6 +19,7 @@ from dreamo_core.position_ids import TokenGrid, dreamo_position_ids
 
 from .attention_capture import RoutingCapture, install_capture_processors
 from .config import ModelConfig
+from .flux_text import FluxTextEncoder
 from .text import TinyTextEncoder
 
 DOUBLE_LORA_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
@@ -75,15 +76,21 @@ class DreamOTrainModel(nn.Module):
     """Transformer (LoRA trainable) + text encoder (frozen) + ``task_embedding`` (2, D), ``idx_embedding``
     (10, D), ``t5_embedding`` (10, t5_dim) placeholder rows ``[ref#1..9]``, ``[res]``."""
 
-    def __init__(self, transformer: nn.Module, text_encoder: TinyTextEncoder, init_std: float = 0.02, seed: int = 0):
+    def __init__(self, transformer: nn.Module, text_encoder: TinyTextEncoder | FluxTextEncoder, init_std: float = 0.02,
+                 seed: int = 0):
         super().__init__()
         self.transformer, self.text_encoder = transformer, text_encoder
         d = transformer.config.num_attention_heads * transformer.config.attention_head_dim
         t5_dim = transformer.config.joint_attention_dim
+        pooled_dim = transformer.config.pooled_projection_dim
+        if (text_encoder.t5_dim, text_encoder.pooled_dim) != (t5_dim, pooled_dim):
+            raise ValueError(f"model.text_encoder: text width {text_encoder.t5_dim} / pooled width "
+                             f"{text_encoder.pooled_dim} do not match the transformer's joint_attention_dim {t5_dim} / "
+                             f"pooled_projection_dim {pooled_dim}")
         g = torch.Generator().manual_seed(seed + 2)
         self.task_embedding = nn.Parameter(torch.randn(2, d, generator=g) * init_std)
         self.idx_embedding = nn.Parameter(torch.randn(10, d, generator=g) * init_std)
-        self.t5_embedding = nn.Parameter(torch.randn(10, t5_dim, generator=g) * text_encoder.table.std())
+        self.t5_embedding = nn.Parameter(torch.randn(10, t5_dim, generator=g) * text_encoder.embedding_std())
 
     @property
     def tables(self) -> ConditionEmbeddings:
@@ -92,11 +99,7 @@ class DreamOTrainModel(nn.Module):
     def encode_text(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> prompt_embeds (B, T, t5_dim) with the trainable placeholder rows substituted, pooled (B, P),
         slots (B, T) (placeholder row per token, -1 elsewhere)."""
-        tokens = self.text_encoder.tokenize(list(captions))
-        slots = tokens.slots.to(self.t5_embedding.device)
-        emb, pooled = self.text_encoder(type(tokens)(tokens.ids.to(slots.device), slots))
-        rows = self.t5_embedding[slots.clamp_min(0)]  # (B, T, t5_dim)
-        return torch.where((slots >= 0)[..., None], rows.to(emb.dtype), emb), pooled, slots
+        return self.text_encoder.encode(list(captions), self.t5_embedding)
 
     def forward(
         self, latents: torch.Tensor, target_grid: TokenGrid, refs: Sequence[ReferenceTokens], sigma: torch.Tensor,
@@ -139,7 +142,15 @@ class DreamOTrainModel(nn.Module):
         return out[:, :n], capture
 
 
+def build_text_encoder(cfg: ModelConfig) -> TinyTextEncoder | FluxTextEncoder:
+    """CLIP-L + T5 from the FLUX folder ``cfg.text_encoder`` (bf16 weights with ``cfg.bf16``), else the tiny one."""
+    if cfg.text_encoder:
+        dtype = torch.bfloat16 if cfg.bf16 else torch.float32
+        return FluxTextEncoder.from_folder(cfg.text_encoder, cfg.text_max_tokens, dtype)
+    return TinyTextEncoder(cfg.joint_attention_dim, cfg.pooled_projection_dim, cfg.text_max_tokens, seed=cfg.seed)
+
+
 def build_model(cfg: ModelConfig) -> DreamOTrainModel:
-    """Tiny text encoder + transformer with LoRA + trainable tables (the only trainable parameters)."""
-    text = TinyTextEncoder(cfg.joint_attention_dim, cfg.pooled_projection_dim, cfg.text_max_tokens, seed=cfg.seed)
+    """Text encoder (frozen) + transformer with LoRA + trainable tables (the only trainable parameters)."""
+    text = build_text_encoder(cfg)
     return DreamOTrainModel(load_transformer(cfg), text, cfg.embedding_init_std, cfg.seed)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -65,3 +66,23 @@ class TinyTextEncoder(nn.Module):
         words = (tokens.ids != PAD_ID).float().unsqueeze(-1)
         pooled = (emb * words).sum(1) / words.sum(1).clamp_min(1.0) @ self.pool_proj  # (B, pooled_dim)
         return emb, pooled
+
+    @property
+    def t5_dim(self) -> int:
+        return int(self.table.shape[1])
+
+    @property
+    def pooled_dim(self) -> int:
+        return int(self.pool_proj.shape[1])
+
+    def embedding_std(self) -> float:
+        """Std of the word table (scale for initialising the placeholder rows)."""
+        return float(self.table.std())
+
+    def encode(self, captions: Sequence[str], rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """rows: (10, t5_dim) placeholder rows, substituted at this encoder's *output*. Returns prompt_embeds
+        (B, T, t5_dim), pooled (B, pooled_dim), slots (B, T) (placeholder row per token, -1 elsewhere)."""
+        tokens = self.tokenize(list(captions))
+        slots = tokens.slots.to(rows.device)
+        emb, pooled = self(TokenizedText(tokens.ids.to(rows.device), slots))
+        return torch.where((slots >= 0)[..., None], rows.to(emb.dtype)[slots.clamp_min(0)], emb), pooled, slots
