@@ -21,10 +21,15 @@ def strength_to_bias(weight: float) -> float:
     return MASKED if weight == 0 else max(math.log(weight), MASKED)
 
 
+def check_percent_range(start: float, end: float, where: str = "start/end percent") -> None:
+    """ValueError naming ``where`` unless 0 <= start <= end <= 1 (fractions of the sampling schedule)."""
+    if not 0.0 <= start <= end <= 1.0:
+        raise ValueError(f"{where}: need 0 <= start <= end <= 1 (start_percent, end_percent), got start={start}, end={end}")
+
+
 def scheduled_strength(weight: float, start: float, end: float, progress: float) -> float:
     """``weight`` while ``start <= progress <= end`` (fractions of the schedule, 0 = first step), else 0."""
-    if not 0.0 <= start <= end <= 1.0:
-        raise ValueError(f"start/end percent must satisfy 0 <= start <= end <= 1, got start={start}, end={end}")
+    check_percent_range(start, end)
     return weight if start <= progress <= end else 0.0
 
 

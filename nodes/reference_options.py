@@ -5,7 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..dreamo_core.placement import Box
-from ..dreamo_core.reference_strength import strength_to_bias
+from ..dreamo_core.reference_strength import check_percent_range, strength_to_bias
 from ..dreamo_core.spec import FLUX_DEV
 from .encode_reference import DreamORefsType
 from .references import DreamORefs
@@ -69,9 +69,7 @@ class DreamOReferenceOptions(io.ComfyNode):
             strength_to_bias(strength)
         except ValueError as e:
             raise ValueError(f"{NODE}: strength: {e}") from e
-        if not 0.0 <= start_percent <= end_percent <= 1.0:
-            raise ValueError(f"{NODE}: need 0 <= start_percent <= end_percent <= 1, got start_percent={start_percent}, "
-                             f"end_percent={end_percent}")
+        check_percent_range(start_percent, end_percent, NODE)
         box = checked_box(use_box, box_x, box_y, box_w, box_h)
         if references is None:
             raise ValueError(f"{NODE}: connect references from Encode Reference")

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
+from ..dreamo_core.reference_strength import check_percent_range
 from ..dreamo_core.routing import normalize_map
 from .model_info import WRAPPER_KEY
 from .routing_recorder import RoutingRecorder
@@ -57,8 +58,7 @@ class DreamORoutingRecorder(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, blocks: str = "all", start_percent: float = 0.0, end_percent: float = 1.0) -> io.NodeOutput:
-        if not 0.0 <= start_percent <= end_percent <= 1.0:
-            raise ValueError(f"{RECORDER}: need 0 <= start_percent <= end_percent <= 1, got {start_percent}, {end_percent}")
+        check_percent_range(start_percent, end_percent, RECORDER)
         kind = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
         wrappers = model.get_wrappers(kind, WRAPPER_KEY)
         if not wrappers:
