@@ -13,6 +13,7 @@ import torch
 from .embeddings import ConditionEmbeddings
 from .lora_diffusers import merge_lora
 from .pipeline import DreamOGenerator
+from .placeholders import add_t5_placeholder_tokens
 from .sampling import make_scheduler
 from .spec import FLUX_DEV, DreamOSpec
 from .tiny import TinyPromptEncoder, tiny_spec, tiny_tables, tiny_transformer, tiny_vae
@@ -69,10 +70,8 @@ def apply_dreamo_files(transformer: torch.nn.Module, loras: Sequence[LoraRequest
 
 
 def install_t5_placeholders(tokenizer, text_encoder, rows: torch.Tensor) -> None:
-    """Official ``_prepare_t5``: shrink T5's table to the tokenizer, add ``[ref#1..9]``, ``[res]``, write the rows."""
-    text_encoder.resize_token_embeddings(len(tokenizer))
-    tokenizer.add_tokens([f"[ref#{i}]" for i in range(1, 10)] + ["[res]"], special_tokens=False)
-    text_encoder.resize_token_embeddings(len(tokenizer))
+    """Official ``_prepare_t5``: the placeholder tokens (``add_t5_placeholder_tokens``), then write the rows."""
+    add_t5_placeholder_tokens(tokenizer, text_encoder)
     weight = text_encoder.get_input_embeddings().weight
     with torch.no_grad():
         weight[-rows.shape[0]:] = rows.to(weight)

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 PLACEHOLDER = re.compile(r"\[ref#(\d+)\]")
 LOOSE_PLACEHOLDER = re.compile(r"\[\s*ref\s*(?:#|\d)[^\]]*\]", re.IGNORECASE)  # "ref" then "#" or a digit
-RES_TOKEN = "[res]"
 MAX_PLACEHOLDER = 9
+T5_PLACEHOLDER_TOKENS = tuple(f"[ref#{i}]" for i in range(1, MAX_PLACEHOLDER + 1)) + ("[res]",)  # T5 ids 32100..32109
 
 
 @dataclass(frozen=True)
@@ -46,3 +46,16 @@ def validate_placeholders(prompt: str, available: Iterable[int]) -> list[Placeho
             have = ", ".join(f"[ref#{i}]" for i in avail) or "none (no references attached)"
             raise ValueError(f"prompt: [ref#{p.index}] has no reference with index {p.index}; available: {have}")
     return found
+
+
+def add_t5_placeholder_tokens(tokenizer, text_encoder) -> int:
+    """Official ``_prepare_t5`` token set-up: shrink T5's table to the tokenizer, add ``[ref#1..9]``, ``[res]``,
+    grow the table by 10 rows. Returns the id of ``[ref#1]`` (``len(tokenizer) - 10``); raises if they already existed."""
+    text_encoder.resize_token_embeddings(len(tokenizer))
+    tokenizer.add_tokens(list(T5_PLACEHOLDER_TOKENS), special_tokens=False)
+    text_encoder.resize_token_embeddings(len(tokenizer))
+    first = int(tokenizer.convert_tokens_to_ids(T5_PLACEHOLDER_TOKENS[0]))
+    if first != len(tokenizer) - len(T5_PLACEHOLDER_TOKENS):
+        raise ValueError(f"tokenizer_2: {T5_PLACEHOLDER_TOKENS[0]} got id {first}, expected "
+                         f"{len(tokenizer) - len(T5_PLACEHOLDER_TOKENS)} (placeholders already in the vocabulary?)")
+    return first

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-PLACEHOLDER_TOKENS = tuple(f"[ref#{i}]" for i in range(1, 10)) + ("[res]",)
+from dreamo_core.placeholders import add_t5_placeholder_tokens
+
 SUBFOLDERS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
 
 
@@ -29,14 +30,7 @@ class FluxTextEncoder(nn.Module):
         self.clip, self.t5 = clip, t5
         self.clip_tokenizer, self.t5_tokenizer = clip_tokenizer, t5_tokenizer
         self.max_sequence_length = max_sequence_length
-        # official _prepare_t5: shrink the table to the tokenizer, add the 10 tokens, grow by 10 rows
-        t5.resize_token_embeddings(len(t5_tokenizer))
-        t5_tokenizer.add_tokens(list(PLACEHOLDER_TOKENS), special_tokens=False)
-        t5.resize_token_embeddings(len(t5_tokenizer))
-        self.first_placeholder_id = int(t5_tokenizer.convert_tokens_to_ids(PLACEHOLDER_TOKENS[0]))
-        if self.first_placeholder_id != len(t5_tokenizer) - len(PLACEHOLDER_TOKENS):
-            raise ValueError(f"tokenizer_2: {PLACEHOLDER_TOKENS[0]} got id {self.first_placeholder_id}, expected "
-                             f"{len(t5_tokenizer) - len(PLACEHOLDER_TOKENS)} (placeholders already in the vocabulary?)")
+        self.first_placeholder_id = add_t5_placeholder_tokens(t5_tokenizer, t5)  # official _prepare_t5
         self.requires_grad_(False)
         self.train(False)
 
