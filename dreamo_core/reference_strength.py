@@ -27,12 +27,6 @@ def check_percent_range(start: float, end: float, where: str = "start/end percen
         raise ValueError(f"{where}: need 0 <= start <= end <= 1 (start_percent, end_percent), got start={start}, end={end}")
 
 
-def scheduled_strength(weight: float, start: float, end: float, progress: float) -> float:
-    """``weight`` while ``start <= progress <= end`` (fractions of the schedule, 0 = first step), else 0."""
-    check_percent_range(start, end)
-    return weight if start <= progress <= end else 0.0
-
-
 def reference_key_bias(text_tokens: int, target_tokens: int, ref_tokens: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
     """(text + target + sum(ref_tokens),) float32 bias over the joint key sequence ``[text | target | ref1 ...]``:
     0 on text and target keys, log(w_k) on the keys of reference k."""

@@ -18,7 +18,6 @@ TASKS: tuple[str, ...] = ("ip", "id", "style")
 ID_CROP_SIZE = 512  # the official id path always yields a 512x512 aligned face crop, whatever ref_res is
 MIN_SIDE = 16
 MAX_SIDE = 16384
-STYLE_TRIGGER = "generate a same style image."
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dreamo_core.placement import Box, placed_reference_ids
-from dreamo_core.reference_strength import MASKED, reference_key_bias, scheduled_strength, strength_to_bias
+from dreamo_core.reference_strength import MASKED, check_percent_range, reference_key_bias, strength_to_bias
 from dreamo_core.routing import reference_response
 
 
@@ -31,10 +31,13 @@ def test_log_bias_scales_attention_weights_by_w():
     assert torch.allclose(masked[:, :6], torch.softmax(logits[:, :6], -1), atol=1e-7) and masked[:, 6:].max() == 0
 
 
-def test_schedule_window():
-    assert [scheduled_strength(0.7, 0.2, 0.6, p) for p in (0.0, 0.2, 0.5, 0.6, 0.9)] == [0, 0.7, 0.7, 0.7, 0]
+def test_percent_range_check():
+    check_percent_range(0.0, 1.0)
+    check_percent_range(0.3, 0.3)
+    with pytest.raises(ValueError, match="Some Node: need 0 <= start <= end <= 1"):
+        check_percent_range(0.8, 0.2, "Some Node")
     with pytest.raises(ValueError, match="start <= end"):
-        scheduled_strength(1.0, 0.8, 0.2, 0.5)
+        check_percent_range(-0.1, 0.5)
 
 
 def test_placement_maps_token_centres_into_the_box():
