@@ -1,65 +1,175 @@
 """Trainer step time with and without the routing losses (L_route + L_holder), in ONE run.
 
-    python -m bench.bench_trainer                   # CPU, small model, synthetic data
-    python -m bench.bench_trainer --size tiny --steps 10
+    python -m bench.bench_trainer                          # CPU, small model, synthetic data
+    python -m bench.bench_trainer --profile                # + where the routed step's extra time goes
+    python -m bench.bench_trainer --size full --device cuda --bf16   # FLUX.1-dev architecture, random weights
 
-Target (issue 6): routing losses cost <= 10% over a plain flow-matching LoRA step.
+One model, one batch; the plain step (flow matching only) and the routed steps (routing records on one layer,
+and on the layers of the size's config) are timed interleaved, ``--repeat`` rounds; the ratio is the median of
+the per-round ratios, so machine drift hits all variants alike. A step is forward + losses + backward + AdamW.
+
+Target (issue 6): routing losses cost <= 10% over a plain flow-matching LoRA step. Next to the measured ratio the
+script prints the routing maths' share of the step's FLOPs (3 x forward MACs for forward + backward), the part no
+implementation can avoid.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
-from training.config import load_config
-from training.synthetic import make_synthetic_dataset
-from training.train import train
+import torch
 
-SIZES = {
-    "tiny": ["--model.num_layers=2", "--model.num_single_layers=2"],
-    "small": ["--model.num_layers=2", "--model.num_single_layers=4", "--model.attention_head_dim=64",
-              "--model.num_attention_heads=4", "--model.joint_attention_dim=64", "--model.pooled_projection_dim=64",
-              "--model.axes_dims_rope=[16, 24, 24]"],
+from dreamo_core.flops import forward_flops
+from dreamo_core.spec import DreamOSpec
+from training.attention_capture import select_layers
+from training.codec import PixelCodec
+from training.config import TrainConfig, load_config
+from training.data import BatchSampler, read_metadata
+from training.model import build_model
+from training.synthetic import make_synthetic_dataset
+from training.train import compute_losses, make_batch, step_noise
+
+SIZES = {  # model overrides, the routing layers the size's config uses, batch / resolution
+    "small": dict(model=["--model.num_layers=2", "--model.num_single_layers=4", "--model.attention_head_dim=64",
+                         "--model.num_attention_heads=4", "--model.joint_attention_dim=64",
+                         "--model.pooled_projection_dim=64", "--model.axes_dims_rope=[16, 24, 24]",
+                         "--model.text_max_tokens=64"],
+                  layers=["transformer_blocks.*"], image=256, ref=128),
+    "full": dict(model=["--model.num_layers=19", "--model.num_single_layers=38", "--model.attention_head_dim=128",
+                        "--model.num_attention_heads=24", "--model.joint_attention_dim=4096",
+                        "--model.pooled_projection_dim=768", "--model.axes_dims_rope=[16, 56, 56]",
+                        "--model.text_max_tokens=512", "--model.gradient_checkpointing=true"],
+                 layers=["transformer_blocks.2", "transformer_blocks.8", "transformer_blocks.14"], image=512, ref=512),
 }
 
 
-def config_args(out: Path, data: Path, steps: int, route: float, holder: float, size: str) -> list[str]:
-    return [f"--output_dir={out}", f"--data.datasets={{multi: '{data}'}}", "--data.buckets=[[256, 256]]",
-            "--data.ref_res=128", "--data.batch_size=2", "--model.lora_rank=16", f"--loss.route={route}",
-            f"--loss.holder={holder}", "--data.plain_caption_prob=0.0", f"--checkpoint_every={10 * steps}",
-            "--sample_every=0", "--progress=false", *SIZES[size],
-            f"--stages=[{{name: all, steps: {steps}, lr: 0.0001, mixture: {{multi: 1.0}}}}]"]
+def make_config(size: str, out: Path, data: Path, bf16: bool) -> TrainConfig:
+    s = SIZES[size]
+    return load_config(None, [
+        f"--output_dir={out}", f"--data.datasets={{multi: '{data}'}}", f"--data.buckets=[[{s['image']}, {s['image']}]]",
+        f"--data.ref_res={s['ref']}", "--data.batch_size=2", "--model.lora_rank=128", "--data.plain_caption_prob=0.0",
+        f"--model.bf16={str(bf16).lower()}", "--progress=false", *s["model"],
+        "--stages=[{name: all, steps: 1000, lr: 0.0001, mixture: {multi: 1.0}}]"])
 
 
-def seconds_per_step(root: Path, data: Path, steps: int, route: float, holder: float, size: str) -> float:
-    """(time of steps+2) - (time of 2 steps), over steps: set-up and the first steps' warm-up cancel out."""
-    def run(n: int, tag: str) -> float:
-        cfg = load_config(None, config_args(root / tag, data, n, route, holder, size))
-        t0 = time.perf_counter()
-        train(cfg)
-        return time.perf_counter() - t0
-
-    short = run(2, f"short_{route}")
-    return (run(steps + 2, f"long_{route}") - short) / steps
+def routing_share(cfg: TrainConfig, text: int, n: int, refs: list[int], batch: int, n_layers: int) -> float:
+    """MACs of the routing maps (reference queries x target keys, plus the softmax and means, ~2 more passes)
+    over the MACs of the model forward, both x3 for forward + backward."""
+    m = cfg.model
+    d = m.num_attention_heads * m.attention_head_dim
+    spec = DreamOSpec(hidden_size=d, num_double_blocks=m.num_layers, num_single_blocks=m.num_single_layers)
+    model = forward_flops(n + sum(refs), text, spec).total * batch
+    route = n_layers * batch * sum(refs) * n * (d + 2 * m.num_attention_heads)
+    return route / model
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(SIZES), default="small")
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (as model.bf16 in training)")
+    p.add_argument("--repeat", type=int, default=10)
+    p.add_argument("--profile", action="store_true", help="print the top ops of the routed step minus the plain one")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     a = p.parse_args(argv)
-    logging.disable(logging.INFO)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
     root = Path(tempfile.mkdtemp())
-    data = make_synthetic_dataset(root / "data", 16, seed=0, size=(256, 256), max_refs=2, ref_size=128, fixed_refs=2)
-    plain = seconds_per_step(root, data, a.steps, 0.0, 0.0, a.size)
-    routed = seconds_per_step(root, data, a.steps, 1.0, 0.5, a.size)
-    print(f"\n## Trainer step ({a.size}, CPU, batch 2, 256² targets + two 128² references)\n")
-    print("| step | s/step | ratio |\n|---|---|---|")
-    print(f"| flow matching only | {plain:.3f} | 1.000 |")
-    print(f"| + L_route + L_holder | {routed:.3f} | {routed / plain:.3f} ({(routed / plain - 1) * 100:+.1f}%; target <= +10%) |")
+    s = SIZES[a.size]
+    data = make_synthetic_dataset(root / "data", 4, seed=0, size=(s["image"], s["image"]), max_refs=2,
+                                  ref_size=s["ref"], fixed_refs=2)
+    cfg = make_config(a.size, root / "out", data, a.bf16)
+    device = torch.device(a.device)
+    model = build_model(cfg.model).to(device).train()
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-6)
+    groups = {"multi": read_metadata(data, cfg.data.buckets, cfg.data.ref_res)}
+    plan = BatchSampler(groups, cfg.data.batch_size, 0.0, 0).plan(0, {"multi": 1.0}, 0, 1)
+    batch = make_batch(plan, PixelCodec(), cfg.data.ref_res, 0.0, device)
+    noise, t = step_noise(cfg, 0, tuple(batch.latents.shape), 0, 1)
+    noise, t = noise.to(device), t.to(device)
+    plain_cfg = replace(cfg, loss=replace(cfg.loss, route=0.0, holder=0.0))
+    route_cfg = replace(cfg, loss=replace(cfg.loss, route=0.5, holder=0.4))
+    names = sorted(select_layers(model.transformer, s["layers"]))
+    variants: dict[str, tuple[TrainConfig, frozenset[str]]] = {
+        "flow matching only": (plain_cfg, frozenset()),
+        f"+ L_route + L_holder, 1 layer ({names[0]})": (route_cfg, frozenset(names[:1])),
+        f"+ L_route + L_holder, {len(names)} layers ({', '.join(s['layers'])})": (route_cfg, frozenset(names)),
+    }
+
+    def step(c: TrainConfig, layers: frozenset[str]) -> Callable[[], None]:
+        def run() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.bf16):
+                losses = compute_losses(model, batch, c, noise, t, layers)
+            losses["loss"].backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        return run
+
+    runs = {k: step(*v) for k, v in variants.items()}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    peaks: dict[str, float] = {}
+    for fn in runs.values():  # warm-up
+        fn()
+    for _ in range(a.repeat):
+        for k, fn in runs.items():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+            if device.type == "cuda":
+                peaks[k] = torch.cuda.max_memory_allocated() / 2**30
+    med = {k: statistics.median(v) for k, v in times.items()}
+    plain_times = times["flow matching only"]
+    # ratio: median of the per-round ratios (each round times all variants back to back, so drift cancels)
+    ratio = {k: statistics.median(x / y for x, y in zip(v, plain_times)) for k, v in times.items()}
+    text, n = cfg.model.text_max_tokens, batch.latents.shape[1]
+    refs = [r.tokens.shape[1] for r in batch.refs]
+    print(f"\n## Trainer step ({a.size}, {a.device}{', bf16' if a.bf16 else ''}, batch {cfg.data.batch_size}, "
+          f"{s['image']}² target ({n} tokens) + two {s['ref']}² references ({refs[0]} tokens each), "
+          f"{text} text tokens, LoRA rank {cfg.model.lora_rank}; median of {a.repeat})\n")
+    print("| step | s/step | ratio | over plain | routing FLOPs share | peak GiB |\n|---|---|---|---|---|---|")
+    for k, (_, layers) in variants.items():
+        share = routing_share(cfg, text, n, refs, cfg.data.batch_size, len(layers)) if layers else 0.0
+        mem = f"{peaks[k]:.2f}" if k in peaks else "n/a"
+        print(f"| {k} | {med[k]:.3f} | {ratio[k]:.3f} | {(ratio[k] - 1) * 100:+.1f}% | "
+              f"{share * 100:.2f}% | {mem} |")
+    if a.profile:
+        profile(runs, list(runs)[0], list(runs)[-1])
+
+
+def profile(runs: dict[str, Callable[[], None]], plain: str, routed: str, steps: int = 5, top: int = 12) -> None:
+    """Self CPU (and CUDA) time per op, routed minus plain, summed over ``steps`` steps each."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    totals = {}
+    for name in (plain, routed):
+        with torch_profile(activities=acts) as prof:
+            for _ in range(steps):
+                runs[name]()
+        totals[name] = {e.key: (e.self_cpu_time_total, getattr(e, "self_device_time_total", 0), e.count)
+                        for e in prof.key_averages()}
+    keys = set(totals[plain]) | set(totals[routed])
+    zero = (0, 0, 0)
+    delta = {k: tuple(r - q for r, q in zip(totals[routed].get(k, zero), totals[plain].get(k, zero))) for k in keys}
+    all_plain = sum(v[0] for v in totals[plain].values())
+    all_routed = sum(v[0] for v in totals[routed].values())
+    print(f"\n## Profile: '{routed}' minus '{plain}', {steps} steps each\n")
+    print(f"self CPU time: plain {all_plain / 1e3 / steps:.1f} ms/step, routed {all_routed / 1e3 / steps:.1f} ms/step\n")
+    print("| op | extra self CPU ms/step | extra device ms/step | extra calls/step |\n|---|---|---|---|")
+    for k, (cpu, dev, cnt) in sorted(delta.items(), key=lambda kv: -max(kv[1][0], kv[1][1]))[:top]:
+        print(f"| {k} | {cpu / 1e3 / steps:.2f} | {dev / 1e3 / steps:.2f} | {cnt / steps:.0f} |")
 
 
 if __name__ == "__main__":

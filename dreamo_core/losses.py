@@ -50,6 +50,33 @@ def reference_response(q_ref: torch.Tensor, k_img: torch.Tensor, mode: str = "so
     return logits.softmax(dim=-1).mean(dim=(1, 2)) * n
 
 
+def span_means(spans: list[tuple[int, int]], length: int, device: torch.device) -> torch.Tensor:
+    """(n_spans, length) matrix whose row k averages positions [s_k, e_k): row @ x is the mean over span k."""
+    a = torch.zeros(len(spans), length, device=device)
+    for k, (s, e) in enumerate(spans):
+        if not 0 <= s < e <= length:
+            raise ValueError(f"span_means: span {(s, e)} is empty or outside 0..{length}")
+        a[k, s:e] = 1.0 / (e - s)
+    return a
+
+
+def reference_responses(
+    q_refs: torch.Tensor, k_img: torch.Tensor, spans: list[tuple[int, int]], mode: str = "softmax"
+) -> torch.Tensor:
+    """``reference_response`` of every reference at once. q_refs: (B, R, H, d) the references' tokens side by
+    side, reference k at [s_k, e_k) of ``spans``; k_img: (B, N, H, d) -> (n_refs, B, N). One batched product
+    instead of one per reference."""
+    if mode not in ROUTE_MODES:
+        raise ValueError(f"reference_responses: mode must be one of {ROUTE_MODES}, got {mode!r}")
+    d, n, h = q_refs.shape[-1], k_img.shape[1], q_refs.shape[2]
+    avg = span_means(spans, q_refs.shape[1], q_refs.device)  # (n_refs, R)
+    if mode == "logits":
+        q_mean = torch.einsum("kr,brhd->bkhd", avg, q_refs.float())
+        return torch.einsum("bkhd,bnhd->kbn", q_mean, k_img.float()) / (h * math.sqrt(d))
+    logits = torch.einsum("brhd,bnhd->bhrn", q_refs.float(), k_img.float()) / math.sqrt(d)  # (B, H, R, N)
+    return torch.einsum("kr,brn->kbn", avg, logits.softmax(dim=-1).mean(dim=1)) * n
+
+
 def routing_target(mask: torch.Tensor, mode: str = "softmax") -> torch.Tensor:
     """Subject mask on the token grid (B, N) in [0, 1] -> the response the loss asks for (B, N).
     softmax: N·m/Σm (all-zero masks stay zero; weight them out); logits: the mask itself."""
@@ -85,6 +112,15 @@ def placeholder_logits(q_ref: torch.Tensor, k_text: torch.Tensor) -> torch.Tenso
     q_ref: (B, Lr, H, d); k_text: (B, P, H, d) -> (B, P) = mean_{heads, ref tokens} q k^T / sqrt(d)."""
     q_mean = q_ref.float().mean(dim=1)  # (B, H, d)
     return torch.einsum("bhd,bphd->bp", q_mean, k_text.float()) / (q_ref.shape[2] * math.sqrt(q_ref.shape[-1]))
+
+
+def placeholder_logits_per_reference(
+    q_refs: torch.Tensor, k_text: torch.Tensor, spans: list[tuple[int, int]]
+) -> torch.Tensor:
+    """``placeholder_logits`` of every reference at once. q_refs: (B, R, H, d) with reference k at
+    [s_k, e_k) of ``spans``; k_text: (B, P, H, d) -> (n_refs, B, P)."""
+    q_mean = torch.einsum("kr,brhd->bkhd", span_means(spans, q_refs.shape[1], q_refs.device), q_refs.float())
+    return torch.einsum("bkhd,bphd->kbp", q_mean, k_text.float()) / (q_refs.shape[2] * math.sqrt(q_refs.shape[-1]))
 
 
 def placeholder_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,9 +3,11 @@
 Set per model with ``transformer.set_attn_processor`` (``install_capture_processors``); no diffusers class or
 method is replaced. Per call, a ``RoutingCapture`` reaches the processors through
 ``joint_attention_kwargs={"dreamo_capture": capture}``; without it they behave exactly like
-``FluxAttnProcessor``. The capture recomputes, for the chosen layers only, the queries of the reference tokens
-and the keys of the noisy-image / placeholder tokens (the same projections, norms and RoPE as the attention
-itself, LoRA included), so the recorded maps carry gradients to the LoRA and the embeddings.
+``FluxAttnProcessor``. On the chosen layers the records are read off the attention's own queries and keys
+(after norm and RoPE, LoRA included): the reference tokens' queries and the noisy-image / placeholder keys are
+slices of the tensors the attention itself uses, so nothing is projected twice and the records carry gradients
+to the LoRA and the embeddings. (An earlier version re-projected those tokens per captured layer; profiling the
+trainer showed that re-projection, not the loss maths, was most of the routing losses' cost.)
 
 Gradient checkpointing: a checkpointed block is re-run in backward with the same capture object; the
 processor then computes the same tensors again (as non-reentrant checkpointing requires) and overwrites its
@@ -19,11 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from diffusers.models.embeddings import apply_rotary_emb
-from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+from diffusers.models.transformers.transformer_flux import (
+    FluxAttnProcessor,
+    _get_qkv_projections,
+    apply_rotary_emb,
+    dispatch_attention_fn,
+)
 from torch import nn
 
-from dreamo_core.losses import placeholder_logits, reference_response
+from dreamo_core.losses import placeholder_logits_per_reference, reference_responses
 
 
 @dataclass
@@ -54,24 +60,16 @@ class RoutingCapture:
         return torch.stack([self.holder[k] for k in sorted(self.holder)])
 
 
-def _heads(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return x.unflatten(-1, (-1, attn.head_dim))  # (B, L, D) -> (B, L, H, d)
+class DreamOAttnProcessor(FluxAttnProcessor):
+    """``FluxAttnProcessor``'s attention plus routing records for layer ``name`` (e.g. ``transformer_blocks.3``).
 
-
-def _rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None, pos: torch.Tensor) -> torch.Tensor:
-    """RoPE at sequence positions ``pos`` (L,) of the joint [text | image] sequence; x: (B, L, H, d)."""
-    if rope is None:
-        return x
-    cos, sin = rope
-    return apply_rotary_emb(x, (cos[pos], sin[pos]), sequence_dim=1)
-
-
-class DreamOAttnProcessor:
-    """``FluxAttnProcessor`` plus routing records for layer ``name`` (e.g. ``transformer_blocks.3``)."""
+    The attention is diffusers' own computation step for step (same projections, norms, RoPE and attention
+    dispatch); the only addition is ``record`` on the joint [text | image] queries and keys after RoPE.
+    """
 
     def __init__(self, name: str):
+        super().__init__()
         self.name = name
-        self.inner = FluxAttnProcessor()
 
     def __call__(
         self,
@@ -82,35 +80,51 @@ class DreamOAttnProcessor:
         image_rotary_emb: tuple[torch.Tensor, torch.Tensor] | None = None,
         dreamo_capture: RoutingCapture | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        out = self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        query, key, value, encoder_query, encoder_key, encoder_value = _get_qkv_projections(
+            attn, hidden_states, encoder_hidden_states
+        )
+        query = attn.norm_q(query.unflatten(-1, (-1, attn.head_dim)))  # (B, L, H, d)
+        key = attn.norm_k(key.unflatten(-1, (-1, attn.head_dim)))
+        value = value.unflatten(-1, (-1, attn.head_dim))
+        if attn.added_kv_proj_dim is not None:
+            encoder_query = attn.norm_added_q(encoder_query.unflatten(-1, (-1, attn.head_dim)))
+            encoder_key = attn.norm_added_k(encoder_key.unflatten(-1, (-1, attn.head_dim)))
+            encoder_value = encoder_value.unflatten(-1, (-1, attn.head_dim))
+            query = torch.cat([encoder_query, query], dim=1)
+            key = torch.cat([encoder_key, key], dim=1)
+            value = torch.cat([encoder_value, value], dim=1)
+        if image_rotary_emb is not None:
+            query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+            key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
         if dreamo_capture is not None and self.name in dreamo_capture.layers:
-            self.record(attn, dreamo_capture, hidden_states, encoder_hidden_states, image_rotary_emb)
-        return out
+            self.record(dreamo_capture, query, key)
+        hidden_states = dispatch_attention_fn(
+            query, key, value, attn_mask=attention_mask, backend=self._attention_backend,
+            parallel_config=self._parallel_config,
+        )
+        hidden_states = hidden_states.flatten(2, 3).to(query.dtype)
+        if encoder_hidden_states is None:
+            return hidden_states
+        encoder_hidden_states, hidden_states = hidden_states.split_with_sizes(
+            [encoder_hidden_states.shape[1], hidden_states.shape[1] - encoder_hidden_states.shape[1]], dim=1
+        )
+        hidden_states = attn.to_out[1](attn.to_out[0](hidden_states.contiguous()))
+        return hidden_states, attn.to_add_out(encoder_hidden_states.contiguous())
 
-    def record(self, attn: nn.Module, cap: RoutingCapture, hidden: torch.Tensor, text: torch.Tensor | None,
-               rope: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-        """Store route (n_refs, B, N) and, with placeholders, holder (n_refs, B, n_refs) for this layer."""
-        t, n, dev = cap.text_len, cap.n_target, hidden.device
-        single = text is None  # single blocks see [text | image] as one sequence
-        img = hidden[:, t:] if single else hidden  # (B, L_img, D)
-        k_img = _rope(attn.norm_k(_heads(attn, attn.to_k(img[:, :n]))), rope, torch.arange(t, t + n, device=dev))
-        k_ph = None
+    def record(self, cap: RoutingCapture, query: torch.Tensor, key: torch.Tensor) -> None:
+        """Store route (n_refs, B, N) and, with placeholders, holder (n_refs, B, n_refs) for this layer.
+
+        query, key: (B, T + L_img, H, d) joint [text | image] after norm and RoPE (text ids are all 0, so a
+        placeholder key carries the rotation of position 0, as in the attention).
+        """
+        t, n = cap.text_len, cap.n_target
+        first, last = cap.ref_spans[0][0], cap.ref_spans[-1][1]
+        q_refs = query[:, t + first: t + last]  # (B, R, H, d), the references are contiguous after the target
+        spans = [(s - first, e - first) for s, e in cap.ref_spans]
+        cap.route[self.name] = reference_responses(q_refs, key[:, t: t + n], spans, cap.mode)
         if cap.placeholder_pos is not None:
-            txt = hidden[:, :t] if single else text  # (B, T, D)
-            gathered = torch.gather(txt, 1, cap.placeholder_pos[..., None].expand(-1, -1, txt.shape[-1]))
-            proj, norm = (attn.to_k, attn.norm_k) if single else (attn.add_k_proj, attn.norm_added_k)
-            # all text ids are 0 in FLUX/DreamO, so every text token gets the rotation of position 0
-            zero = torch.zeros(gathered.shape[1], dtype=torch.long, device=dev)
-            k_ph = _rope(norm(_heads(attn, proj(gathered))), rope, zero)  # (B, n_refs, H, d)
-        route, holder = [], []
-        for s, e in cap.ref_spans:
-            q = _rope(attn.norm_q(_heads(attn, attn.to_q(img[:, s:e]))), rope, torch.arange(t + s, t + e, device=dev))
-            route.append(reference_response(q, k_img, cap.mode))
-            if k_ph is not None:
-                holder.append(placeholder_logits(q, k_ph))
-        cap.route[self.name] = torch.stack(route)
-        if holder:
-            cap.holder[self.name] = torch.stack(holder)
+            k_ph = torch.gather(key, 1, cap.placeholder_pos[..., None, None].expand(-1, -1, *key.shape[2:]))
+            cap.holder[self.name] = placeholder_logits_per_reference(q_refs, k_ph, spans)
 
 
 def layer_names(transformer: nn.Module) -> list[str]:

@@ -11,8 +11,10 @@ from dreamo_core.losses import (
     flow_matching_loss,
     noisy_latents,
     placeholder_logits,
+    placeholder_logits_per_reference,
     placeholder_loss,
     reference_response,
+    reference_responses,
     routing_loss,
     routing_target,
 )
@@ -75,3 +77,22 @@ def test_placeholder_by_hand() -> None:
     assert placeholder_loss(logits, targets, torch.tensor([[1.0], [0.0]])).item() == pytest.approx(0.25)
     sharp = torch.tensor([[[[20.0, 0.0]], [[0.0, 20.0]]]])
     assert placeholder_loss(sharp, targets).item() < 1e-12
+
+
+@pytest.mark.parametrize("mode", ["softmax", "logits"])
+def test_batched_responses_equal_one_reference_at_a_time(mode: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    spans = [(0, 3), (3, 4), (4, 9)]  # uneven lengths, one single-token reference
+    q, k_img, k_txt = (torch.randn(2, m, 4, 8, generator=g) for m in (9, 6, 3))
+    loop_route = torch.stack([reference_response(q[:, s:e], k_img, mode) for s, e in spans])
+    loop_holder = torch.stack([placeholder_logits(q[:, s:e], k_txt) for s, e in spans])
+    assert torch.allclose(reference_responses(q, k_img, spans, mode), loop_route, atol=1e-6)
+    assert torch.allclose(placeholder_logits_per_reference(q, k_txt, spans), loop_holder, atol=1e-6)
+
+
+def test_batched_responses_reject_bad_spans() -> None:
+    q, k = torch.zeros(1, 4, 1, 2), torch.zeros(1, 3, 1, 2)
+    with pytest.raises(ValueError, match=r"span_means: span \(2, 2\) is empty"):
+        reference_responses(q, k, [(0, 2), (2, 2)])
+    with pytest.raises(ValueError, match="mode must be one of"):
+        reference_responses(q, k, [(0, 4)], "attention")
