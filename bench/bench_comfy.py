@@ -4,7 +4,10 @@
     COMFYUI_PATH=... python -m bench.bench_comfy --size full --device cuda --dtype bf16 --grid full
 
 Each step is one guided model call through ComfyUI's real CFGGuider (cfg 1, as DreamO workflows run), so the
-DreamO wrapper, the post_input patch and core's reference concatenation are all inside the measurement.
+DreamO wrapper, the post_input patch and core's reference concatenation are all inside the measurement. Plain and
+DreamO calls are interleaved with a plain call at DreamO's token count; ratios are medians of the per-round
+ratios, and "overhead" is DreamO over that same-token plain call (what the nodes add beyond "more tokens"). ``--size width``: FLUX.1-dev's width
+with 2 + 2 blocks (CPU-sized).
 Also checks that a model which did not go through Apply gives a bit-identical output (0% no-reference overhead).
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -21,13 +25,15 @@ from pathlib import Path
 import torch
 
 from bench.bench_diffusers import GRIDS
-from bench.common import fmt_mem, print_table, ratio_cells, sync
+from bench.common import HEADER, fmt_mem, print_table, ratio_cells, same_token_grid, sync
 from dreamo_core.flops import floor_ratio
 from dreamo_core.spec import DreamOSpec
 
 SIZES = {  # comfy FluxParams overrides
     "small": dict(hidden_size=256, num_heads=4, depth=2, depth_single_blocks=4, context_in_dim=256, vec_in_dim=64,
                   axes_dim=[16, 24, 24]),
+    "width": dict(hidden_size=3072, num_heads=24, depth=2, depth_single_blocks=2, context_in_dim=4096,
+                  vec_in_dim=768, axes_dim=[16, 56, 56]),  # FLUX.1-dev width, 2 + 2 blocks (as bench.common)
     "full": dict(hidden_size=3072, num_heads=24, depth=19, depth_single_blocks=38, context_in_dim=4096, vec_in_dim=768,
                  axes_dim=[16, 56, 56]),
 }
@@ -64,23 +70,21 @@ def build_model(size: str, dtype: torch.dtype, device: str):
     return comfy.model_patcher.ModelPatcher(base, load_device=dev, offload_device=dev), cfg
 
 
-def step_time(model, positive, negative, noise, repeat: int, device: str) -> tuple[float, float | None, torch.Tensor]:
-    """Median seconds of one guided model call, peak GPU GiB, and the output (for equality checks)."""
+def model_call(model, positive, negative, noise, device: str) -> tuple[float, float | None, torch.Tensor]:
+    """Seconds of one guided model call through ComfyUI's CFGGuider, peak GPU GiB of it, and its output."""
     import comfy.samplers
 
-    times, out = [], {}
+    out = {}
 
     def sampler_fn(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
         s = sigmas[0] * x.new_ones(x.shape[0])
-        out["y"] = model_k(x, s, **(extra_args or {}))  # warm-up
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        for _ in range(repeat):
-            sync(device)
-            t0 = time.perf_counter()
-            model_k(x, s, **(extra_args or {}))
-            sync(device)
-            times.append(time.perf_counter() - t0)
+        sync(device)
+        t0 = time.perf_counter()
+        out["y"] = model_k(x, s, **(extra_args or {}))
+        sync(device)
+        out["s"] = time.perf_counter() - t0
         return out["y"]
 
     guider = comfy.samplers.CFGGuider(model)
@@ -90,7 +94,22 @@ def step_time(model, positive, negative, noise, repeat: int, device: str) -> tup
         guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(sampler_fn), torch.tensor([0.7, 0.0]),
                       disable_pbar=True, seed=0)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    return sorted(times)[len(times) // 2], peak, out["y"]
+    return out["s"], peak, out["y"]
+
+
+def interleaved_calls(setups: list[tuple], repeat: int, device: str):
+    """Interleaved model calls (one warm-up each, then ``repeat`` rounds over ``setups``, each a (model, positive,
+    negative, noise), the order rotated each round): median seconds of each, median of the per-round ratios to the first, peak GiB of each,
+    and the first setup's output."""
+    first = [model_call(*args, device) for args in setups]
+    runs: list[list] = [[] for _ in setups]
+    for r in range(repeat):
+        for i in [(j + r) % len(setups) for j in range(len(setups))]:  # rotated order, as bench.common
+            runs[i].append(model_call(*setups[i], device))
+    med = [statistics.median(r[0] for r in rs) for rs in runs]
+    ratios = [statistics.median(r[0] / b[0] for b, r in zip(runs[0], rs)) for rs in runs]
+    peaks = [max(r[1] for r in rs) if device.startswith("cuda") else None for rs in runs]
+    return med, ratios, peaks, first[0][2]
 
 
 def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int) -> None:
@@ -100,7 +119,8 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
 
     model, cfg = build_model(size, dtype, device)
     hidden = cfg["hidden_size"]
-    spec = DreamOSpec(hidden_size=hidden, num_double_blocks=cfg["depth"], num_single_blocks=cfg["depth_single_blocks"])
+    spec = DreamOSpec(hidden_size=hidden, num_double_blocks=cfg["depth"], num_single_blocks=cfg["depth_single_blocks"],
+                      t5_dim=cfg["context_in_dim"])
     loras = Path(tempfile.mkdtemp())
     g = torch.Generator().manual_seed(1)
     save_file({"dreamo_task_embedding.weight": torch.randn(2, hidden, generator=g),
@@ -112,27 +132,29 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
     refs_mod = h.pack("nodes.references")
     ctx = torch.randn(1, text_tokens, cfg["context_in_dim"], generator=g).to(dtype)
     cond = [[ctx, {"pooled_output": torch.randn(1, cfg["vec_in_dim"], generator=g).to(dtype), "guidance": 3.5}]]
-    rows, plain_cache = [], {}
+    rows = []
     for out, n_refs, ref_res in GRIDS[grid]:
         noise = torch.randn(1, 16, out // 8, out // 8, generator=g)
-        if out not in plain_cache:
-            plain_cache[out] = step_time(model, cond, cond, noise, repeat, device)
         refs = refs_mod.DreamORefs(tuple(
             refs_mod.EncodedReference(torch.randn(1, 16, ref_res // 8, ref_res // 8, generator=g), "ip", k + 1)
             for k in range(n_refs)))
         m, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo_model, positive=cond, references=refs)
-        s, mem, _ = step_time(m, pos, cond, noise, repeat, device)
-        base_s, base_mem, base_y = plain_cache[out]
-        floor = floor_ratio((out // 16) ** 2, [(ref_res // 16) ** 2] * n_refs, text_tokens, spec)
+        ref_tokens = [(ref_res // 16) ** 2] * n_refs
+        rows_t, cols_t = same_token_grid((out // 16) ** 2 + sum(ref_tokens))
+        same_noise = torch.randn(1, 16, rows_t * 2, cols_t * 2, generator=g)
+        (base_s, s, same_s), (_, ratio, same_ratio), (base_mem, mem, _), base_y = interleaved_calls(
+            [(model, cond, cond, noise), (m, pos, cond, noise), (model, cond, cond, same_noise)], repeat, device)
+        floor = floor_ratio((out // 16) ** 2, ref_tokens, text_tokens, spec)
         rows.append([f"{out}²", str(n_refs), f"{ref_res}" if n_refs else "-", f"{base_s * 1e3:.1f}", f"{s * 1e3:.1f}",
-                     *ratio_cells(base_s, s, floor), fmt_mem(base_mem), fmt_mem(mem)])
+                     f"{same_s * 1e3:.1f}", *ratio_cells(ratio, floor, ratio / same_ratio), fmt_mem(base_mem),
+                     fmt_mem(mem)])
+        print(f"  measured {out}² / {n_refs} refs / {ref_res}", file=sys.stderr, flush=True)
         if out == GRIDS[grid][0][0] and n_refs == 0:
-            _, _, again = step_time(dreamo_model, cond, cond, noise, 1, device)  # loaded, never applied
+            _, _, again = model_call(dreamo_model, cond, cond, noise, device)  # loaded, never applied
             same = torch.equal(again, base_y)
             print(f"model through Load DreamO LoRA but not Apply: output bit-identical to plain FLUX: {same}")
     print_table(f"ComfyUI FLUX vs DreamO nodes ({size}, {device}, {dtype}, {text_tokens} text tokens, cfg 1)",
-                ["output", "refs", "ref res", "plain ms", "DreamO ms", "ratio", "floor", "excess", "plain GiB",
-                 "DreamO GiB"], rows)
+                HEADER, rows)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,18 +3,30 @@
     python -m bench.bench_diffusers                 # CPU, small model, quick grid
     python -m bench.bench_diffusers --size full --device cuda --dtype bf16 --grid full   # on a GPU
 
-Prints, per output size / reference count / reference resolution: time ratio DreamO/plain, the FLOPs-floor ratio
-from token counts (dreamo_core.flops) and the excess of the measured ratio over the floor.
+Prints, per output size / reference count / reference resolution: time ratio DreamO/plain (plain and DreamO timed
+interleaved, median of the per-round ratios), the FLOPs-floor ratio from token counts (dreamo_core.flops) and the
+excess of the measured ratio over the floor, and the overhead over the plain model run at DreamO's token count
+(what our implementation adds beyond "more tokens"). ``--size width`` is FLUX.1-dev's width with 2 + 2 blocks (CPU-sized).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from functools import partial
 
 import torch
 
-from bench.common import build_transformer, fmt_mem, measure, print_table, ratio_cells
+from bench.common import (
+    HEADER,
+    SIZES,
+    build_transformer,
+    fmt_mem,
+    measure_interleaved,
+    print_table,
+    ratio_cells,
+    same_token_grid,
+)
 from dreamo_core.flops import FLUX_TEXT_TOKENS, floor_ratio
 from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
 from dreamo_core.position_ids import dreamo_position_ids
@@ -23,6 +35,7 @@ from dreamo_core.tiny import tiny_tables
 
 GRIDS = {
     "quick": [(512, n, 512) for n in (0, 1, 2, 4, 9)] + [(768, 1, 768), (1024, 1, 1024)],
+    "width": [(512, 0, 512), (512, 1, 512), (512, 4, 512), (512, 9, 512), (1024, 1, 1024)],  # CPU at FLUX width
     "full": [(out, n, rr) for out in (512, 768, 1024) for n in (0, 1, 2, 4, 9) for rr in (512, 768, 1024)
              if n > 0 or rr == 512],
 }
@@ -40,34 +53,35 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
     pooled = torch.randn(1, c.pooled_projection_dim, generator=g).to(device, dtype)
     sigma = torch.full((1,), 0.5, device=device, dtype=dtype)
     guidance = torch.full((1,), 3.5, device=device)
-    rows, plain_cache = [], {}
+    rows = []
+
+    def plain_forward(grid_t: tuple[int, int]):
+        latents = torch.randn(1, grid_t[0] * grid_t[1], 64, generator=g).to(device, dtype)
+        return partial(model, hidden_states=latents, timestep=sigma, guidance=guidance, pooled_projections=pooled,
+                       encoder_hidden_states=embeds, txt_ids=torch.zeros(text_tokens, 3, device=device, dtype=dtype),
+                       img_ids=dreamo_position_ids(grid_t, [], dtype).to(device), return_dict=False)
+
     for out, n_refs, ref_res in GRIDS[grid]:
         grid_t = (out // 16, out // 16)
         latents = torch.randn(1, grid_t[0] * grid_t[1], 64, generator=g).to(device, dtype)
         refs = [ReferenceTokens(torch.randn(1, (ref_res // 16) ** 2, 64, generator=g).to(device, dtype),
                                 (ref_res // 16, ref_res // 16), k + 1) for k in range(n_refs)]
-        if out not in plain_cache:
-            ids = dreamo_position_ids(grid_t, [], dtype).to(device)
-            txt_ids = torch.zeros(text_tokens, 3, device=device, dtype=dtype)
-
-            plain = partial(model, hidden_states=latents, timestep=sigma, guidance=guidance, pooled_projections=pooled,
-                            encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=ids, return_dict=False)
-            plain_cache[out] = measure(plain, device, repeat=repeat)
+        ref_tokens = [r.tokens.shape[1] for r in refs]
         dreamo = partial(dreamo_transformer_forward, model, latents, grid_t, refs, sigma, guidance, pooled, embeds, tables)
-
-        base_s, base_mem = plain_cache[out]
-        s, mem = measure(dreamo, device, repeat=repeat)
-        floor = floor_ratio(grid_t[0] * grid_t[1], [r.tokens.shape[1] for r in refs], text_tokens, spec)
+        fns = [plain_forward(grid_t), dreamo, plain_forward(same_token_grid(grid_t[0] * grid_t[1] + sum(ref_tokens)))]
+        (base_s, s, same_s), (_, ratio, same_ratio), (base_mem, mem, _) = measure_interleaved(fns, device, repeat)
+        floor = floor_ratio(grid_t[0] * grid_t[1], ref_tokens, text_tokens, spec)
         rows.append([f"{out}²", str(n_refs), f"{ref_res}" if n_refs else "-", f"{base_s * 1e3:.1f}",
-                     f"{s * 1e3:.1f}", *ratio_cells(base_s, s, floor), fmt_mem(base_mem), fmt_mem(mem)])
+                     f"{s * 1e3:.1f}", f"{same_s * 1e3:.1f}", *ratio_cells(ratio, floor, ratio / same_ratio),
+                     fmt_mem(base_mem), fmt_mem(mem)])
+        print(f"  measured {out}² / {n_refs} refs / {ref_res}", file=sys.stderr, flush=True)
     print_table(f"diffusers DreamO forward vs plain FLUX ({size}, {device}, {dtype}, {text_tokens} text tokens)",
-                ["output", "refs", "ref res", "plain ms", "DreamO ms", "ratio", "floor", "excess",
-                 "plain GiB", "DreamO GiB"], rows)
+                HEADER, rows)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=["tiny", "small", "full"], default="small")
+    p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     p.add_argument("--grid", choices=sorted(GRIDS), default="quick")

@@ -63,7 +63,8 @@ def routing_share(cfg: TrainConfig, text: int, n: int, refs: list[int], batch: i
     over the MACs of the model forward, both x3 for forward + backward."""
     m = cfg.model
     d = m.num_attention_heads * m.attention_head_dim
-    spec = DreamOSpec(hidden_size=d, num_double_blocks=m.num_layers, num_single_blocks=m.num_single_layers)
+    spec = DreamOSpec(hidden_size=d, num_double_blocks=m.num_layers, num_single_blocks=m.num_single_layers,
+                      t5_dim=m.joint_attention_dim)
     model = forward_flops(n + sum(refs), text, spec).total * batch
     route = n_layers * batch * sum(refs) * n * (d + 2 * m.num_attention_heads)
     return route / model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -15,6 +15,10 @@ SIZES = {  # diffusers FluxTransformer2DModel kwargs
                  joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 6, 6]),
     "small": dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
                   joint_attention_dim=256, pooled_projection_dim=64, axes_dims_rope=[16, 24, 24]),
+    # FLUX.1-dev width (D 3072, 24 heads x 128, T5 4096) with 2 + 2 blocks: per-block costs as in the full model,
+    # so ratios follow the same FLOPs model, at a size a CPU can run
+    "width": dict(num_layers=2, num_single_layers=2, attention_head_dim=128, num_attention_heads=24,
+                  joint_attention_dim=4096, pooled_projection_dim=768, axes_dims_rope=[16, 56, 56]),
     "full": dict(num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
                  joint_attention_dim=4096, pooled_projection_dim=768, axes_dims_rope=[16, 56, 56]),
 }
@@ -35,26 +39,40 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fn: Callable[[], object], device: str, warmup: int = 1, repeat: int = 3) -> tuple[float, float | None]:
-    """(median seconds, peak GPU memory in GiB or None on CPU) of ``fn()``."""
+def measure_interleaved(fns: Sequence[Callable[[], object]], device: str, repeat: int = 3
+                        ) -> tuple[list[float], list[float], list[float | None]]:
+    """Time ``fns`` interleaved: one warm-up each, then ``repeat`` rounds calling each once, the order rotated by
+    one each round (with ``repeat`` a multiple of ``len(fns)`` every fn runs in every position equally often).
+
+    Returns (median seconds of each, median of the per-round ratios fn_i / fn_0, peak GPU GiB of each or None on
+    CPU). Pairing the calls of a round cancels the slow drift of a shared machine."""
     with torch.no_grad():
-        return _measure(fn, device, warmup, repeat)
-
-
-def _measure(fn: Callable[[], object], device: str, warmup: int, repeat: int) -> tuple[float, float | None]:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
+        for fn in fns:
+            fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    return statistics.median(times), peak
+        times: list[list[float]] = [[] for _ in fns]
+        peaks: list[float | None] = [None for _ in fns]
+        for r in range(repeat):
+            for i in [(j + r) % len(fns) for j in range(len(fns))]:  # rotate the order: no fn always runs first
+                fn = fns[i]
+                if device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                t0 = time.perf_counter()
+                fn()
+                sync(device)
+                times[i].append(time.perf_counter() - t0)
+                if device.startswith("cuda"):
+                    peaks[i] = max(peaks[i] or 0.0, torch.cuda.max_memory_allocated() / 2**30)
+    ratios = [statistics.median(t / b for b, t in zip(times[0], ts)) for ts in times]
+    return [statistics.median(ts) for ts in times], ratios, peaks
+
+
+def same_token_grid(total_tokens: int) -> tuple[int, int]:
+    """A (16, W) token grid of ``total_tokens`` image tokens: the plain model run at DreamO's token count, so that
+    DreamO / same-token plain isolates our implementation's overhead from how the kernels scale with tokens."""
+    if total_tokens % 16:
+        raise ValueError(f"same_token_grid: {total_tokens} tokens are not a multiple of 16")
+    return 16, total_tokens // 16
 
 
 def fmt_mem(gib: float | None) -> str:
@@ -70,7 +88,11 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
 
 
-def ratio_cells(base_s: float, s: float, floor: float) -> list[str]:
-    """[measured ratio, floor ratio, excess %] cells."""
-    ratio = s / base_s
-    return [f"{ratio:.3f}", f"{floor:.3f}", f"{excess_percent(ratio, floor):+.1f}%"]
+def ratio_cells(ratio: float, floor: float, same_token_ratio: float) -> list[str]:
+    """[measured ratio, floor ratio, excess over the floor %, overhead over the same-token plain model %] cells;
+    ``same_token_ratio`` is DreamO / plain at DreamO's token count."""
+    return [f"{ratio:.3f}", f"{floor:.3f}", f"{excess_percent(ratio, floor):+.1f}%", f"{(same_token_ratio - 1) * 100:+.1f}%"]
+
+
+HEADER = ["output", "refs", "ref res", "plain ms", "DreamO ms", "same-token plain ms", "ratio", "floor", "excess",
+          "overhead", "plain GiB", "DreamO GiB"]

@@ -29,8 +29,9 @@ def forward_flops(image_tokens: int, text_tokens: int = FLUX_TEXT_TOKENS, spec: 
     """MACs of one transformer forward over ``text_tokens + image_tokens`` tokens."""
     n, d = text_tokens + image_tokens, spec.hidden_size
     blocks = spec.num_double_blocks + spec.num_single_blocks
-    per_token = 12 * d * d if spec.mlp_ratio == 4.0 else (4 * d * d + 2 * d * spec.mlp_hidden)
-    return ForwardFlops(linear=blocks * per_token * n, attention=blocks * 2 * n * n * d)
+    per_token = 4 * d * d + 2 * d * spec.mlp_hidden  # 12·D² at mlp_ratio 4
+    embed = text_tokens * spec.t5_dim * d + image_tokens * 2 * spec.packed_channels * d
+    return ForwardFlops(linear=blocks * per_token * n + embed, attention=blocks * 2 * n * n * d)
 
 
 def tokens_for(width: int, height: int) -> int:
