@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import statistics
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from bench.bench_diffusers import GRIDS
-from bench.common import HEADER, fmt_mem, print_table, ratio_cells, same_token_grid, sync
+from bench.common import HEADER, fmt_mem, interleaved, print_table, ratio_cells, same_token_grid, timed
 from dreamo_core.flops import floor_ratio
 from dreamo_core.spec import DreamOSpec
 
@@ -70,22 +69,25 @@ def build_model(size: str, dtype: torch.dtype, device: str):
     return comfy.model_patcher.ModelPatcher(base, load_device=dev, offload_device=dev), cfg
 
 
-def model_call(model, positive, negative, noise, device: str) -> tuple[float, float | None, torch.Tensor]:
-    """Seconds of one guided model call through ComfyUI's CFGGuider, peak GPU GiB of it, and its output."""
+def model_call(model, positive, negative, noise, device: str, outputs: dict | None = None) -> tuple[float, float | None]:
+    """(seconds, peak GPU GiB) of one guided model call through ComfyUI's CFGGuider; its output goes to
+    ``outputs["y"]`` when given."""
     import comfy.samplers
 
-    out = {}
+    measured = {}
 
     def sampler_fn(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
         s = sigmas[0] * x.new_ones(x.shape[0])
-        if device.startswith("cuda"):
-            torch.cuda.reset_peak_memory_stats()
-        sync(device)
-        t0 = time.perf_counter()
-        out["y"] = model_k(x, s, **(extra_args or {}))
-        sync(device)
-        out["s"] = time.perf_counter() - t0
-        return out["y"]
+        y = None
+
+        def call():
+            nonlocal y
+            y = model_k(x, s, **(extra_args or {}))
+
+        measured["m"] = timed(call, device)()
+        if outputs is not None:
+            outputs["y"] = y
+        return y
 
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)
@@ -93,23 +95,7 @@ def model_call(model, positive, negative, noise, device: str) -> tuple[float, fl
     with torch.no_grad():
         guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(sampler_fn), torch.tensor([0.7, 0.0]),
                       disable_pbar=True, seed=0)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
-    return out["s"], peak, out["y"]
-
-
-def interleaved_calls(setups: list[tuple], repeat: int, device: str):
-    """Interleaved model calls (one warm-up each, then ``repeat`` rounds over ``setups``, each a (model, positive,
-    negative, noise), the order rotated each round): median seconds of each, median of the per-round ratios to the first, peak GiB of each,
-    and the first setup's output."""
-    first = [model_call(*args, device) for args in setups]
-    runs: list[list] = [[] for _ in setups]
-    for r in range(repeat):
-        for i in [(j + r) % len(setups) for j in range(len(setups))]:  # rotated order, as bench.common
-            runs[i].append(model_call(*setups[i], device))
-    med = [statistics.median(r[0] for r in rs) for rs in runs]
-    ratios = [statistics.median(r[0] / b[0] for b, r in zip(runs[0], rs)) for rs in runs]
-    peaks = [max(r[1] for r in rs) if device.startswith("cuda") else None for rs in runs]
-    return med, ratios, peaks, first[0][2]
+    return measured["m"]
 
 
 def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int) -> None:
@@ -142,16 +128,19 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
         ref_tokens = [(ref_res // 16) ** 2] * n_refs
         rows_t, cols_t = same_token_grid((out // 16) ** 2 + sum(ref_tokens))
         same_noise = torch.randn(1, 16, rows_t * 2, cols_t * 2, generator=g)
-        (base_s, s, same_s), (_, ratio, same_ratio), (base_mem, mem, _), base_y = interleaved_calls(
-            [(model, cond, cond, noise), (m, pos, cond, noise), (model, cond, cond, same_noise)], repeat, device)
+        setups = [(model, cond, cond, noise), (m, pos, cond, noise), (model, cond, cond, same_noise)]
+        (base_s, s, same_s), (_, ratio, same_ratio), (base_mem, mem, _) = interleaved(
+            [partial(model_call, *setup, device) for setup in setups], repeat)
         floor = floor_ratio((out // 16) ** 2, ref_tokens, text_tokens, spec)
         rows.append([f"{out}²", str(n_refs), f"{ref_res}" if n_refs else "-", f"{base_s * 1e3:.1f}", f"{s * 1e3:.1f}",
                      f"{same_s * 1e3:.1f}", *ratio_cells(ratio, floor, ratio / same_ratio), fmt_mem(base_mem),
                      fmt_mem(mem)])
         print(f"  measured {out}² / {n_refs} refs / {ref_res}", file=sys.stderr, flush=True)
         if out == GRIDS[grid][0][0] and n_refs == 0:
-            _, _, again = model_call(dreamo_model, cond, cond, noise, device)  # loaded, never applied
-            same = torch.equal(again, base_y)
+            plain_y, again = {}, {}
+            model_call(model, cond, cond, noise, device, plain_y)
+            model_call(dreamo_model, cond, cond, noise, device, again)  # loaded, never applied
+            same = torch.equal(again["y"], plain_y["y"])
             print(f"model through Load DreamO LoRA but not Apply: output bit-identical to plain FLUX: {same}")
     print_table(f"ComfyUI FLUX vs DreamO nodes ({size}, {device}, {dtype}, {text_tokens} text tokens, cfg 1)",
                 HEADER, rows)

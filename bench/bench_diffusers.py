@@ -22,10 +22,11 @@ from bench.common import (
     SIZES,
     build_transformer,
     fmt_mem,
-    measure_interleaved,
+    interleaved,
     print_table,
     ratio_cells,
     same_token_grid,
+    timed,
 )
 from dreamo_core.flops import FLUX_TEXT_TOKENS, floor_ratio
 from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
@@ -69,7 +70,7 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
         ref_tokens = [r.tokens.shape[1] for r in refs]
         dreamo = partial(dreamo_transformer_forward, model, latents, grid_t, refs, sigma, guidance, pooled, embeds, tables)
         fns = [plain_forward(grid_t), dreamo, plain_forward(same_token_grid(grid_t[0] * grid_t[1] + sum(ref_tokens)))]
-        (base_s, s, same_s), (_, ratio, same_ratio), (base_mem, mem, _) = measure_interleaved(fns, device, repeat)
+        (base_s, s, same_s), (_, ratio, same_ratio), (base_mem, mem, _) = interleaved([timed(f, device) for f in fns], repeat)
         floor = floor_ratio(grid_t[0] * grid_t[1], ref_tokens, text_tokens, spec)
         rows.append([f"{out}²", str(n_refs), f"{ref_res}" if n_refs else "-", f"{base_s * 1e3:.1f}",
                      f"{s * 1e3:.1f}", f"{same_s * 1e3:.1f}", *ratio_cells(ratio, floor, ratio / same_ratio),

@@ -39,31 +39,40 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure_interleaved(fns: Sequence[Callable[[], object]], device: str, repeat: int = 3
-                        ) -> tuple[list[float], list[float], list[float | None]]:
-    """Time ``fns`` interleaved: one warm-up each, then ``repeat`` rounds calling each once, the order rotated by
-    one each round (with ``repeat`` a multiple of ``len(fns)`` every fn runs in every position equally often).
+Measured = tuple[float, "float | None"]  # (seconds, peak GPU GiB or None) of one call
 
-    Returns (median seconds of each, median of the per-round ratios fn_i / fn_0, peak GPU GiB of each or None on
-    CPU). Pairing the calls of a round cancels the slow drift of a shared machine."""
-    with torch.no_grad():
-        for fn in fns:
-            fn()
+
+def timed(fn: Callable[[], object], device: str) -> Callable[[], Measured]:
+    """``fn`` as a call that returns its own (seconds, peak GPU GiB or None)."""
+    def call() -> Measured:
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
         sync(device)
-        times: list[list[float]] = [[] for _ in fns]
-        peaks: list[float | None] = [None for _ in fns]
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        seconds = time.perf_counter() - t0
+        return seconds, torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    return call
+
+
+def interleaved(calls: Sequence[Callable[[], Measured]], repeat: int = 3
+                ) -> tuple[list[float], list[float], list[float | None]]:
+    """Run ``calls`` interleaved: one warm-up each, then ``repeat`` rounds calling each once, the order rotated by
+    one each round (with ``repeat`` a multiple of ``len(calls)`` every call runs in every position equally often).
+
+    Returns (median seconds of each, median of the per-round ratios call_i / call_0, peak GPU GiB of each or None
+    on CPU). Pairing the calls of a round cancels the slow drift of a shared machine."""
+    with torch.no_grad():
+        for call in calls:
+            call()
+        runs: list[list[Measured]] = [[] for _ in calls]
         for r in range(repeat):
-            for i in [(j + r) % len(fns) for j in range(len(fns))]:  # rotate the order: no fn always runs first
-                fn = fns[i]
-                if device.startswith("cuda"):
-                    torch.cuda.reset_peak_memory_stats()
-                t0 = time.perf_counter()
-                fn()
-                sync(device)
-                times[i].append(time.perf_counter() - t0)
-                if device.startswith("cuda"):
-                    peaks[i] = max(peaks[i] or 0.0, torch.cuda.max_memory_allocated() / 2**30)
+            for i in [(j + r) % len(calls) for j in range(len(calls))]:  # rotated: no call always runs first
+                runs[i].append(calls[i]())
+    times = [[m[0] for m in rs] for rs in runs]
     ratios = [statistics.median(t / b for b, t in zip(times[0], ts)) for ts in times]
+    peaks = [max(p) if (p := [m[1] for m in rs if m[1] is not None]) else None for rs in runs]
     return [statistics.median(ts) for ts in times], ratios, peaks
 
 
