@@ -24,6 +24,7 @@ from bench.common import (
     fmt_mem,
     interleaved,
     print_table,
+    profile_delta,
     ratio_cells,
     same_token_grid,
     timed,
@@ -42,7 +43,8 @@ GRIDS = {
 }
 
 
-def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int) -> None:
+def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int,
+        profile: bool = False) -> None:
     model = build_transformer(size, device, dtype)
     c = model.config
     hidden = c.num_attention_heads * c.attention_head_dim
@@ -76,6 +78,10 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
                      f"{s * 1e3:.1f}", f"{same_s * 1e3:.1f}", *ratio_cells(ratio, floor, ratio / same_ratio),
                      fmt_mem(base_mem), fmt_mem(mem)])
         print(f"  measured {out}² / {n_refs} refs / {ref_res}", file=sys.stderr, flush=True)
+        if profile and n_refs == 1:
+            with torch.no_grad():
+                profile_delta({"same-token plain": fns[2], "DreamO": dreamo}, "same-token plain", "DreamO", steps=2)
+            profile = False
     print_table(f"diffusers DreamO forward vs plain FLUX ({size}, {device}, {dtype}, {text_tokens} text tokens)",
                 HEADER, rows)
 
@@ -88,8 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--grid", choices=sorted(GRIDS), default="quick")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--text-tokens", type=int, default=FLUX_TEXT_TOKENS)
+    p.add_argument("--profile", action="store_true", help="per-op time of DreamO minus same-token plain (first 1-ref row)")
     a = p.parse_args(argv)
-    run(a.size, a.device, {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype], a.grid, a.repeat, a.text_tokens)
+    run(a.size, a.device, {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype], a.grid, a.repeat, a.text_tokens, a.profile)
 
 
 if __name__ == "__main__":

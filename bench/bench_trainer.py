@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from bench.common import profile_delta
 from dreamo_core.flops import forward_flops
 from dreamo_core.spec import DreamOSpec
 from training.attention_capture import select_layers
@@ -145,32 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {k} | {med[k]:.3f} | {ratio[k]:.3f} | {(ratio[k] - 1) * 100:+.1f}% | "
               f"{share * 100:.2f}% | {mem} |")
     if a.profile:
-        profile(runs, list(runs)[0], list(runs)[-1])
-
-
-def profile(runs: dict[str, Callable[[], None]], plain: str, routed: str, steps: int = 5, top: int = 12) -> None:
-    """Self CPU (and CUDA) time per op, routed minus plain, summed over ``steps`` steps each."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
-    totals = {}
-    for name in (plain, routed):
-        with torch_profile(activities=acts) as prof:
-            for _ in range(steps):
-                runs[name]()
-        totals[name] = {e.key: (e.self_cpu_time_total, getattr(e, "self_device_time_total", 0), e.count)
-                        for e in prof.key_averages()}
-    keys = set(totals[plain]) | set(totals[routed])
-    zero = (0, 0, 0)
-    delta = {k: tuple(r - q for r, q in zip(totals[routed].get(k, zero), totals[plain].get(k, zero))) for k in keys}
-    all_plain = sum(v[0] for v in totals[plain].values())
-    all_routed = sum(v[0] for v in totals[routed].values())
-    print(f"\n## Profile: '{routed}' minus '{plain}', {steps} steps each\n")
-    print(f"self CPU time: plain {all_plain / 1e3 / steps:.1f} ms/step, routed {all_routed / 1e3 / steps:.1f} ms/step\n")
-    print("| op | extra self CPU ms/step | extra device ms/step | extra calls/step |\n|---|---|---|---|")
-    for k, (cpu, dev, cnt) in sorted(delta.items(), key=lambda kv: -max(kv[1][0], kv[1][1]))[:top]:
-        print(f"| {k} | {cpu / 1e3 / steps:.2f} | {dev / 1e3 / steps:.2f} | {cnt / steps:.0f} |")
+        profile_delta(runs, list(runs)[0], list(runs)[-1])
 
 
 if __name__ == "__main__":

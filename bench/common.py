@@ -105,3 +105,28 @@ def ratio_cells(ratio: float, floor: float, same_token_ratio: float) -> list[str
 
 HEADER = ["output", "refs", "ref res", "plain ms", "DreamO ms", "same-token plain ms", "ratio", "floor", "excess",
           "overhead", "plain GiB", "DreamO GiB"]
+
+
+def profile_delta(runs: dict[str, Callable[[], object]], plain: str, routed: str, steps: int = 5, top: int = 12) -> None:
+    """Print self CPU (and device) time per op of ``runs[routed]`` minus ``runs[plain]``, ``steps`` calls each."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    totals = {}
+    for name in (plain, routed):
+        with torch_profile(activities=acts) as prof:
+            for _ in range(steps):
+                runs[name]()
+        totals[name] = {e.key: (e.self_cpu_time_total, getattr(e, "self_device_time_total", 0), e.count)
+                        for e in prof.key_averages()}
+    keys = set(totals[plain]) | set(totals[routed])
+    zero = (0, 0, 0)
+    delta = {k: tuple(r - q for r, q in zip(totals[routed].get(k, zero), totals[plain].get(k, zero))) for k in keys}
+    all_plain = sum(v[0] for v in totals[plain].values())
+    all_routed = sum(v[0] for v in totals[routed].values())
+    print(f"\n## Profile: '{routed}' minus '{plain}', {steps} steps each\n")
+    print(f"self CPU time: '{plain}' {all_plain / 1e3 / steps:.1f} ms/call, '{routed}' {all_routed / 1e3 / steps:.1f} ms/call\n")
+    print("| op | extra self CPU ms/call | extra device ms/call | extra calls/call |\n|---|---|---|---|")
+    for k, (cpu, dev, cnt) in sorted(delta.items(), key=lambda kv: -max(kv[1][0], kv[1][1]))[:top]:
+        print(f"| {k} | {cpu / 1e3 / steps:.2f} | {dev / 1e3 / steps:.2f} | {cnt / steps:.0f} |")
