@@ -13,7 +13,6 @@ Also checks that a model which did not go through Apply gives a bit-identical ou
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import sys
@@ -24,7 +23,17 @@ from pathlib import Path
 import torch
 
 from bench.bench_diffusers import GRIDS
-from bench.common import HEADER, fmt_mem, interleaved, print_table, ratio_cells, same_token_grid, timed
+from bench.common import (
+    DTYPES,
+    HEADER,
+    fmt_mem,
+    forward_bench_arguments,
+    interleaved,
+    print_table,
+    ratio_cells,
+    same_token_grid,
+    timed,
+)
 from dreamo_core.flops import floor_ratio
 from dreamo_core.spec import DreamOSpec
 
@@ -147,15 +156,9 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=sorted(SIZES), default="small")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--grid", choices=sorted(GRIDS), default="quick")
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--text-tokens", type=int, default=512)
+    p = forward_bench_arguments(__doc__, sorted(SIZES), sorted(GRIDS))
     a = p.parse_args(argv)
-    run(a.size, a.device, {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype], a.grid, a.repeat, a.text_tokens)
+    run(a.size, a.device, DTYPES[a.dtype], a.grid, a.repeat, a.text_tokens)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,18 @@ excess of the measured ratio over the floor, and the overhead over the plain mod
 
 from __future__ import annotations
 
-import argparse
 import sys
 from functools import partial
 
 import torch
 
 from bench.common import (
+    DTYPES,
     HEADER,
     SIZES,
     build_transformer,
     fmt_mem,
+    forward_bench_arguments,
     interleaved,
     print_table,
     profile_delta,
@@ -29,7 +30,7 @@ from bench.common import (
     same_token_grid,
     timed,
 )
-from dreamo_core.flops import FLUX_TEXT_TOKENS, floor_ratio
+from dreamo_core.flops import floor_ratio
 from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
 from dreamo_core.position_ids import dreamo_position_ids
 from dreamo_core.spec import DreamOSpec
@@ -87,16 +88,10 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=sorted(SIZES), default="small")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
-    p.add_argument("--grid", choices=sorted(GRIDS), default="quick")
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--text-tokens", type=int, default=FLUX_TEXT_TOKENS)
+    p = forward_bench_arguments(__doc__, sorted(SIZES), sorted(GRIDS))
     p.add_argument("--profile", action="store_true", help="per-op time of DreamO minus same-token plain (first 1-ref row)")
     a = p.parse_args(argv)
-    run(a.size, a.device, {"fp32": torch.float32, "bf16": torch.bfloat16}[a.dtype], a.grid, a.repeat, a.text_tokens, a.profile)
+    run(a.size, a.device, DTYPES[a.dtype], a.grid, a.repeat, a.text_tokens, a.profile)
 
 
 if __name__ == "__main__":

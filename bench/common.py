@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
-from dreamo_core.flops import excess_percent
+from dreamo_core.flops import FLUX_TEXT_TOKENS, excess_percent
 
 SIZES = {  # diffusers FluxTransformer2DModel kwargs
     "tiny": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
@@ -130,3 +131,19 @@ def profile_delta(runs: dict[str, Callable[[], object]], plain: str, routed: str
     print("| op | extra self CPU ms/call | extra device ms/call | extra calls/call |\n|---|---|---|---|")
     for k, (cpu, dev, cnt) in sorted(delta.items(), key=lambda kv: -max(kv[1][0], kv[1][1]))[:top]:
         print(f"| {k} | {cpu / 1e3 / steps:.2f} | {dev / 1e3 / steps:.2f} | {cnt / steps:.0f} |")
+
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def forward_bench_arguments(doc: str, sizes: list[str], grids: list[str]) -> argparse.ArgumentParser:
+    """The options both forward benchmarks take: size, device, dtype (see ``DTYPES``), grid, repeat, text tokens."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", choices=sizes, default="small")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    p.add_argument("--grid", choices=grids, default="quick")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--text-tokens", type=int, default=FLUX_TEXT_TOKENS)
+    return p
+
