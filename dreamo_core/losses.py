@@ -60,6 +60,11 @@ def span_means(spans: list[tuple[int, int]], length: int, device: torch.device) 
     return a
 
 
+def span_mean_queries(q_refs: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Mean query of each reference, float32. q_refs: (B, R, H, d), reference k at [s_k, e_k) -> (B, n_refs, H, d)."""
+    return torch.einsum("kr,brhd->bkhd", span_means(spans, q_refs.shape[1], q_refs.device), q_refs.float())
+
+
 def reference_responses(
     q_refs: torch.Tensor, k_img: torch.Tensor, spans: list[tuple[int, int]], mode: str = "softmax"
 ) -> torch.Tensor:
@@ -69,10 +74,9 @@ def reference_responses(
     if mode not in ROUTE_MODES:
         raise ValueError(f"reference_responses: mode must be one of {ROUTE_MODES}, got {mode!r}")
     d, n, h = q_refs.shape[-1], k_img.shape[1], q_refs.shape[2]
-    avg = span_means(spans, q_refs.shape[1], q_refs.device)  # (n_refs, R)
     if mode == "logits":
-        q_mean = torch.einsum("kr,brhd->bkhd", avg, q_refs.float())
-        return torch.einsum("bkhd,bnhd->kbn", q_mean, k_img.float()) / (h * math.sqrt(d))
+        return torch.einsum("bkhd,bnhd->kbn", span_mean_queries(q_refs, spans), k_img.float()) / (h * math.sqrt(d))
+    avg = span_means(spans, q_refs.shape[1], q_refs.device)  # (n_refs, R)
     logits = torch.einsum("brhd,bnhd->bhrn", q_refs.float(), k_img.float()) / math.sqrt(d)  # (B, H, R, N)
     return torch.einsum("kr,brn->kbn", avg, logits.softmax(dim=-1).mean(dim=1)) * n
 
@@ -119,8 +123,7 @@ def placeholder_logits_per_reference(
 ) -> torch.Tensor:
     """``placeholder_logits`` of every reference at once. q_refs: (B, R, H, d) with reference k at
     [s_k, e_k) of ``spans``; k_text: (B, P, H, d) -> (n_refs, B, P)."""
-    q_mean = torch.einsum("kr,brhd->bkhd", span_means(spans, q_refs.shape[1], q_refs.device), q_refs.float())
-    return torch.einsum("bkhd,bphd->kbp", q_mean, k_text.float()) / (q_refs.shape[2] * math.sqrt(q_refs.shape[-1]))
+    return torch.einsum("bkhd,bphd->kbp", span_mean_queries(q_refs, spans), k_text.float()) / (q_refs.shape[2] * math.sqrt(q_refs.shape[-1]))
 
 
 def placeholder_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
