@@ -79,14 +79,16 @@ class DreamOEmbeddingPatch:
                 f"{WHERE}: the model saw {img.shape[1]} image tokens, but the DreamO embedding covers "
                 f"{self.emb.shape[1]} (target {self.target} + references {self.refs}); another node changed the tokens"
             )
-        ids = dreamo_position_ids(self.target, self.refs, dtype=img_ids.dtype).to(img_ids.device)
+        # rounded through the compute dtype as the official pipeline (bf16 ids above 256 are even), then kept in
+        # the ids dtype of this ComfyUI (the compute dtype up to 0.3.71, float32 from 0.3.72 on)
+        ids = dreamo_position_ids(self.target, self.refs, dtype=img.dtype).to(img_ids)
         if any(b is not None for b in self.boxes):
             ids = ids.clone()
             start = self.target[0] * self.target[1]
             for grid, box in zip(self.refs, self.boxes):
                 n = grid[0] * grid[1]
                 if box is not None:
-                    ids[start : start + n] = placed_reference_ids(grid, box, self.target).to(ids)
+                    ids[start : start + n] = placed_reference_ids(grid, box, self.target).to(img.dtype).to(ids)
                 start += n
         return {**kwargs, "img": img + self.emb.to(device=img.device, dtype=img.dtype),
                 "img_ids": ids.expand(img_ids.shape[0], -1, -1)}

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.abc
 import importlib.machinery
+import importlib.util
+import inspect
 import os
 import sys
 import types
@@ -18,14 +21,60 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 HIDDEN, HEADS, CTX, VEC = 128, 2, 48, 32
-TINY_FLUX = dict(image_model="flux", in_channels=16, out_channels=16, vec_in_dim=VEC, context_in_dim=CTX,
-                 hidden_size=HIDDEN, mlp_ratio=4.0, num_heads=HEADS, depth=1, depth_single_blocks=1,
-                 axes_dim=[16, 24, 24], theta=10000, patch_size=2, qkv_bias=True, guidance_embed=True)
+# the sizes of the tiny FLUX.1 the node tests use; every other FluxParams field comes from ComfyUI's detection
+TINY_SIZES = dict(vec_in_dim=VEC, context_in_dim=CTX, hidden_size=HIDDEN, num_heads=HEADS, depth=1,
+                  depth_single_blocks=1, axes_dim=[16, 24, 24])
 PACK_NAME = str(REPO).replace(".", "_x_")
 
 
-def stub_torchvision() -> None:
-    """ComfyUI imports torchvision on import paths we do not use (comfy_integration.md §10)."""
+STUBBED = ("torchvision", "torchaudio")  # CUDA wheels only (they pull a CUDA torch): never installed here
+
+
+class MissingLibrary:
+    """Stands in for any name imported from a stubbed library; fails loudly if anything actually uses it."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(f"{self.name} is a test stub: {self.name.split('.')[0]} is not installed")
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return MissingLibrary(f"{self.name}.{attr}")
+
+
+class StubModule(types.ModuleType):
+    """A stub package: every submodule exists and every attribute is a MissingLibrary."""
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return MissingLibrary(f"{self.__name__}.{attr}")
+
+
+class StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``torchvision``/``torchaudio`` and any submodule of them (ComfyUI 0.33 imports e.g.
+    ``torchvision.ops``, ``torchvision.transforms.functional``, ``torchaudio.functional`` at start-up)."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.split(".")[0] not in STUBBED:
+            return None
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+    def create_module(self, spec):
+        module = StubModule(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def stub_torchvision_torchaudio() -> None:
+    """ComfyUI imports torchvision (and, from 0.33, torchaudio) on import paths we do not use
+    (comfy_integration.md §10, ../shared/comfyui/README.md)."""
     # transformers/diffusers decide once, at import, whether torchvision exists: let them see the truth first,
     # so the stub (visible to ComfyUI only by intent) never makes them import torchvision features.
     for lib in ("transformers.utils.import_utils", "diffusers.utils.import_utils"):
@@ -33,15 +82,9 @@ def stub_torchvision() -> None:
             importlib.import_module(lib)
         except ImportError:
             pass
-    try:
-        importlib.import_module("torchvision")
-    except ImportError:
-        for name in ("torchvision", "torchvision.transforms", "torchvision.models"):
-            stub = types.ModuleType(name)
-            stub.__spec__ = importlib.machinery.ModuleSpec(name, None)
-            sys.modules.setdefault(name, stub)
-        sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
-        sys.modules["torchvision"].models = sys.modules["torchvision.models"]
+    missing = [name for name in STUBBED if importlib.util.find_spec(name) is None]
+    if missing and not any(isinstance(f, StubFinder) for f in sys.meta_path):
+        sys.meta_path.append(StubFinder())  # last: a real install would always win
 
 
 def setup_comfy(comfy_path: str) -> None:
@@ -51,7 +94,7 @@ def setup_comfy(comfy_path: str) -> None:
     mod = sys.modules.get("nodes")
     if mod is not None and not str(getattr(mod, "__file__", "")).startswith(comfy_path):
         del sys.modules["nodes"]  # never our nodes/ package
-    stub_torchvision()
+    stub_torchvision_torchaudio()
     import comfy.cli_args
 
     comfy.cli_args.args.cpu = True
@@ -83,13 +126,37 @@ def random_state_dict(module: torch.nn.Module, seed: int, scale: float = 0.05) -
     return {k: torch.randn(v.shape, generator=g) * scale for k, v in module.state_dict().items()}
 
 
-def tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, compute: torch.dtype | None = None):
-    """A tiny FLUX ModelPatcher from ComfyUI's own classes (comfy_integration.md §8)."""
-    import comfy.model_management
-    import comfy.model_patcher
-    import comfy.supported_models
+def flux1_key_signature(depth: int = 1, depth_single: int = 1) -> dict[str, torch.Tensor]:
+    """The keys (meta tensors, FLUX.1-dev shapes) by which ComfyUI's model detection recognises a FLUX.1 file."""
+    meta = torch.device("meta")
+    sd = {"img_in.weight": torch.empty(3072, 64, device=meta), "txt_in.weight": torch.empty(3072, 4096, device=meta),
+          "vector_in.in_layer.weight": torch.empty(3072, 768, device=meta),
+          "guidance_in.in_layer.weight": torch.empty(3072, 256, device=meta)}
+    for i in range(depth):
+        sd[f"double_blocks.{i}.img_attn.norm.key_norm.scale"] = torch.empty(128, device=meta)
+    for i in range(depth_single):
+        sd[f"single_blocks.{i}.norm.key_norm.scale"] = torch.empty(128, device=meta)
+    return sd
 
-    mc = comfy.supported_models.Flux(dict(TINY_FLUX))
+
+def tiny_flux_config():
+    """ComfyUI's model config for a FLUX.1 file, detected the way a real file is (so fields newer ComfyUI
+    versions add, like ``txt_ids_dims``, are filled by ComfyUI itself), with only the sizes made tiny."""
+    import comfy.model_detection
+
+    unet_config = comfy.model_detection.detect_unet_config(flux1_key_signature(), "")
+    assert unet_config is not None and unet_config.get("image_model") == "flux", unet_config
+    unet_config.update(TINY_SIZES)
+    mc = comfy.model_detection.model_config_from_unet_config(unet_config)
+    assert mc is not None, "ComfyUI found no model config for a FLUX.1 unet config"
+    return mc
+
+
+def tiny_flux(seed: int = 0, dtype: torch.dtype = torch.float32, compute: torch.dtype | None = None):
+    """A tiny FLUX.1 ModelPatcher from ComfyUI's own classes (comfy_integration.md §8)."""
+    import comfy.model_patcher
+
+    mc = tiny_flux_config()
     mc.set_inference_dtype(dtype, compute)
     base = mc.get_model({})
     sd = random_state_dict(base.diffusion_model, seed)
@@ -198,6 +265,17 @@ def denoise_once(model, positive, negative, noise: torch.Tensor, sigma: float, c
     sigmas = torch.tensor([sigma, 0.0])
     guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(sampler_fn), sigmas, disable_pbar=True, seed=0)
     return cap
+
+
+def prompt_executor(server):
+    """ComfyUI's PromptExecutor with the classic cache. Newer versions take ``cache_args`` (``lru``, ``ram``,
+    ``ram_inactive``, read on every run) instead of ``cache_size``: the signature decides, not the version."""
+    import execution
+
+    params = inspect.signature(execution.PromptExecutor).parameters
+    if "cache_args" in params:
+        return execution.PromptExecutor(server, cache_type=False, cache_args={"lru": 0, "ram": 0.0, "ram_inactive": 0.0})
+    return execution.PromptExecutor(server, cache_type=False)
 
 
 def comfy_path() -> str | None:

@@ -93,18 +93,21 @@ def test_ids_equal_official_and_uxo_in_float32(loras_dir):
 
 
 def test_bf16_ids_above_256_follow_the_official_rounding(loras_dir):
-    """Official ids: float32 arange cast to bf16. ComfyUI's linspace-built bf16 ids differ above 256."""
+    """Official ids: float32 arange cast to the compute dtype (bf16). ComfyUI builds its ids in bf16 with
+    linspace (<= 0.3.71) or in float32 (>= 0.3.72); either way DreamO's ids must carry the official rounding."""
     base, m = dreamo_model(loras_dir, dtype=torch.bfloat16)
     refs = refs_value([(4, 20)], [1])  # target 1x260 tokens, ref 2x10 at cols 260..269
     m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
     seen = []
     m2.set_model_post_input_patch(lambda d: seen.append(d["img_ids"][0].clone()) or d)
     h.denoise_once(m2, pos, h.conditioning(30), torch.zeros(1, 16, 2, 520), SIGMA, cfg=1.0)
-    official = hand_ids((1, 260), [(2, 10)]).to(torch.bfloat16)
-    assert seen[0].dtype == torch.bfloat16 and torch.equal(seen[0], official)
+    official = hand_ids((1, 260), [(2, 10)]).to(torch.bfloat16).float()
+    assert torch.equal(seen[0].float(), official)
+    assert not torch.equal(official, hand_ids((1, 260), [(2, 10)]))  # the rounding is real: 261 -> 260, ...
     dm = base.model.diffusion_model
     _, comfy_ids = dm.process_img(torch.zeros(1, 16, 4, 20, dtype=torch.bfloat16), h_offset=2, w_offset=520)
-    assert not torch.equal(comfy_ids[0], official[260:])  # what we had to correct
+    assert seen[0].dtype == comfy_ids.dtype  # ComfyUI's own ids dtype of this version is kept
+    assert not torch.equal(comfy_ids[0].float(), official[260:])  # what we had to correct
 
 
 def test_fp8_manual_cast_runs_and_keeps_tables(loras_dir):
