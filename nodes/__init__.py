@@ -1,8 +1,13 @@
 """ComfyUI node layer of DreamO (V3 schema). Thin: validation and wiring; the math lives in dreamo_core."""
+# ruff: noqa: E402  (the ComfyUI version check must run before the node modules are imported)
 
 from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
+
+from .comfy_support import require_supported_comfyui
+
+require_supported_comfyui()  # before any node module: an older ComfyUI refuses the pack with a clear message
 
 from .apply_conditioning import ApplyDreamOConditioning
 from .encode_reference import EncodeDreamOReference

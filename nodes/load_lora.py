@@ -8,7 +8,13 @@ from comfy_api.latest import io
 
 from ..dreamo_core.weight_formats import DreamOWeights, LoraFormat, parse_dreamo_state_dict
 from .lora_patches import add_lora
-from .model_info import EMBEDDINGS_ATTACHMENT, T5_ROWS_ATTACHMENT, attached_embeddings, spec_for_model
+from .model_info import (
+    EMBEDDINGS_ATTACHMENT,
+    T5_ROWS_ATTACHMENT,
+    attached_embeddings,
+    flux_params,
+    spec_for_model,
+)
 
 NODE = "Load DreamO LoRA"
 NONE = "None"
@@ -54,6 +60,7 @@ class LoadDreamOLoRA(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, lora_name: str, strength: float, embedding_name: str) -> io.NodeOutput:
+        flux_params(model, NODE)  # FLUX.1-dev-shaped, before any file is read
         m = model.clone()
         lora = load_file(lora_name, model, "lora_name") if lora_name != NONE else None
         emb = load_file(embedding_name, model, "embedding_name") if embedding_name != NONE else None

@@ -15,13 +15,35 @@ T5_ROWS_ATTACHMENT = "dreamo_t5_rows"
 WRAPPER_KEY = "dreamo"
 
 
+def flux1_mismatch(base: Any, dm: Any) -> str | None:
+    """Why a ComfyUI model is not FLUX.1-dev-shaped (None when it is). FLUX.2, Chroma, LongCat, Ovis, Fill and
+    schnell share (or subclass) core's Flux classes since 0.3.72, so the exact class and the params decide."""
+    if type(base) is not comfy.model_base.Flux or type(dm) is not comfy.ldm.flux.model.Flux:
+        names = {"Flux2": "FLUX.2", "Chroma": "Chroma", "ChromaRadiance": "Chroma Radiance", "LongCatImage": "LongCat-Image"}
+        kind = type(base).__name__ if base is not None else "non-diffusion"
+        return f"a {names.get(kind, kind)} model"
+    p = dm.params
+    checks = [
+        (len(p.axes_dim) == 3 and p.patch_size == 2, f"{len(p.axes_dim)} RoPE axes / patch {p.patch_size} (FLUX.1: 3 / 2)"),
+        (p.in_channels == 16 and p.out_channels == 16,
+         f"{p.in_channels} input latent channels (FLUX.1-dev: 16; Fill/inpaint models are not supported)"),
+        (p.vec_in_dim is not None, "no pooled-text input (vector_in): not a FLUX.1 text path"),
+        (p.guidance_embed, "no guidance embedding (FLUX.1-schnell-like); DreamO is trained on FLUX.1-dev"),
+        (not getattr(p, "global_modulation", False), "global modulation (a FLUX.2-style model)"),
+        (not getattr(p, "yak_mlp", False) and not getattr(p, "txt_norm", False), "a gated MLP / text norm (Ovis-style)"),
+        (not getattr(p, "txt_ids_dims", None), f"text position ids on axes {getattr(p, 'txt_ids_dims', None)}"),
+    ]
+    return next((why for ok, why in checks if not ok), None)
+
+
 def flux_params(model: Any, where: str) -> Any:
-    """The FluxParams of a ModelPatcher holding a FLUX model; ValueError naming ``where`` otherwise."""
+    """The FluxParams of a ModelPatcher holding a FLUX.1-dev-shaped model; ValueError naming ``where`` otherwise."""
     base = getattr(model, "model", None)
     dm = getattr(base, "diffusion_model", None)
-    if not isinstance(base, comfy.model_base.Flux) or not isinstance(dm, comfy.ldm.flux.model.Flux):
-        kind = type(base).__name__ if base is not None else type(model).__name__
-        raise ValueError(f"{where}: DreamO needs a FLUX.1 model (e.g. flux1-dev), got a {kind} model")
+    why = flux1_mismatch(base, dm)
+    if why is not None:
+        raise ValueError(f"{where}: DreamO needs a FLUX.1-dev model (flux1-dev in any precision: bf16, fp8, GGUF), "
+                         f"got {why}")
     return dm.params
 
 

@@ -10,7 +10,7 @@ from comfy_api.latest import io
 
 from ..dreamo_core.reference_strength import check_percent_range
 from ..dreamo_core.routing import normalize_map
-from .model_info import WRAPPER_KEY
+from .model_info import WRAPPER_KEY, flux_params
 from .routing_recorder import RoutingRecorder
 
 RECORDER = "DreamO Routing Recorder"
@@ -30,6 +30,14 @@ def parse_blocks(text: str) -> list[int] | None:
         raise ValueError(f"{RECORDER}: blocks must be 'all' or comma-separated block numbers like '0, 2, 5', got {text!r}") from e
     if any(b < 0 for b in blocks):
         raise ValueError(f"{RECORDER}: block numbers must be >= 0, got {blocks}")
+    return blocks
+
+
+def checked_blocks(blocks: list[int] | None, total: int) -> list[int] | None:
+    """``blocks`` if every number names one of the model's ``total`` blocks; ValueError otherwise."""
+    if blocks is not None and any(b >= total for b in blocks):
+        raise ValueError(f"{RECORDER}: blocks {blocks}: this model has blocks 0-{total - 1} (double blocks first, "
+                         "then single blocks)")
     return blocks
 
 
@@ -64,12 +72,20 @@ class DreamORoutingRecorder(io.ComfyNode):
         if not wrappers:
             raise ValueError(f"{RECORDER}: the model has no DreamO references applied; connect the model output of "
                              "Apply DreamO Conditioning")
+        if not wrappers[-1].indices:
+            raise ValueError(f"{RECORDER}: Apply DreamO Conditioning has no references, so there is no routing to "
+                             "record; connect references to it")
+        p = flux_params(model, RECORDER)
+        chosen = checked_blocks(parse_blocks(blocks), p.depth + p.depth_single_blocks)
         sampling = model.get_model_object("model_sampling")
-        recorder = RoutingRecorder(parse_blocks(blocks), float(sampling.percent_to_sigma(start_percent)),
+        recorder = RoutingRecorder(chosen, float(sampling.percent_to_sigma(start_percent)),
                                    float(sampling.percent_to_sigma(end_percent)))
         m = model.clone()
         m.remove_wrappers_with_key(kind, WRAPPER_KEY)
         m.add_wrapper_with_key(kind, WRAPPER_KEY, wrappers[-1].with_recorder(recorder))
+        run_kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
+        m.remove_wrappers_with_key(run_kind, WRAPPER_KEY)
+        m.add_wrapper_with_key(run_kind, WRAPPER_KEY, recorder.run_wrapper)
         return io.NodeOutput(m, recorder)
 
 

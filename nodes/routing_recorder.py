@@ -1,45 +1,78 @@
-"""Routing-map recording during sampling: an ``optimized_attention_override`` (installed per call in a copy of
-transformer_options) that computes each reference's response map from q/k and then runs the attention unchanged.
-The map is dreamo_core.routing.reference_response, the trainer's L_route quantity."""
+"""Routing-map recording during sampling, with no state shared between runs.
+
+A ``SAMPLER_SAMPLE`` wrapper starts a fresh ``RoutingRun`` for every sampling run and passes it down in that run's
+own copy of ``model_options["transformer_options"]``; the DreamO wrapper then installs, per model call, an
+``optimized_attention_override`` that adds each reference's response map (dreamo_core.routing, the trainer's
+L_route quantity) to that run and runs the attention unchanged. The recorder keeps only the last finished run,
+so clones sampled alternately (or on several GPUs at once) never mix their maps.
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from ..dreamo_core.routing import reference_response
+from .wrapper import RUN_KEY, method_argument_position
+
+RECORDER = "DreamO Routing Recorder"
+
+
+class RoutingRun:
+    """Summed (n_refs, target_tokens) maps of one sampling run (locked: multi-GPU conds run in threads)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+        self.target: tuple[int, int] | None = None
+        self.lock = threading.Lock()
+
+    def add(self, maps: torch.Tensor, target: tuple[int, int]) -> None:
+        maps = maps.float().cpu()
+        with self.lock:
+            self.total = maps if self.total is None else self.total + maps
+            self.count += 1
+            self.target = target
 
 
 class RoutingRecorder:
-    """Accumulates (n_refs, target_tokens) response maps of the positive item 0 over chosen blocks and a sigma range.
+    """Which blocks and sigmas to record, and the last finished run.
 
     blocks: attention-call indices within one forward (double blocks 0..depth-1, then single blocks), None = all."""
 
     def __init__(self, blocks: Sequence[int] | None, sigma_start: float, sigma_end: float, mode: str = "softmax"):
-        self.blocks = None if blocks is None else set(blocks)
+        self.blocks = None if blocks is None else frozenset(blocks)
         self.sigma_start, self.sigma_end, self.mode = sigma_start, sigma_end, mode
-        self.total: torch.Tensor | None = None
-        self.count = 0
-        self.target: tuple[int, int] | None = None
-        self.run_key: int | None = None
+        self.latest: RoutingRun | None = None
 
     def to(self, device_or_dtype: Any) -> RoutingRecorder:
         return self
 
-    def reset_if_new_run(self, transformer_options: dict) -> None:
-        """Forget maps of an earlier sampling run (a new ``sample_sigmas`` tensor means a new run)."""
-        key = id(transformer_options.get("sample_sigmas"))
-        if key != self.run_key:
-            self.run_key, self.total, self.count = key, None, 0
-
     def active(self, sigma: float | None) -> bool:
         return sigma is None or self.sigma_end <= sigma <= self.sigma_start
 
-    def override(self, text_tokens: int, target: tuple[int, int], ref_tokens: Sequence[int],
+    def run_wrapper(self, executor: Any, *args: Any, **kwargs: Any) -> Any:
+        """``SAMPLER_SAMPLE`` wrapper: sample with a fresh RoutingRun in this run's transformer_options, then make
+        it the latest. ``extra_args`` is found by name in the sampler's ``sample`` signature."""
+        run = RoutingRun()
+        sample = getattr(type(getattr(executor, "class_obj", None)), "sample", None)
+        if "extra_args" in kwargs:
+            kwargs = {**kwargs, "extra_args": with_run(kwargs["extra_args"], run)}
+        else:
+            pos = method_argument_position(sample, "extra_args", RECORDER)
+            if pos >= len(args):
+                raise RuntimeError(f"{RECORDER}: the sampler was called without extra_args; cannot record")
+            args = args[:pos] + (with_run(args[pos], run),) + args[pos + 1 :]
+        out = executor(*args, **kwargs)
+        self.latest = run  # one assignment: a reader sees the previous or this finished run
+        return out
+
+    def override(self, run: RoutingRun, text_tokens: int, target: tuple[int, int], ref_tokens: Sequence[int],
                  previous: Callable | None) -> Callable:
-        """A fresh per-forward attention override; its call counter gives the block index."""
+        """A fresh per-forward attention override recording into ``run``; its call counter gives the block index."""
         n_target = target[0] * target[1]
         image = slice(text_tokens, text_tokens + n_target)
         refs, start = [], text_tokens + n_target
@@ -51,12 +84,9 @@ class RoutingRecorder:
         def attention_override(func: Callable, q: torch.Tensor, k: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
             block = calls[0]
             calls[0] += 1
-            if (self.blocks is None or block in self.blocks) and q.ndim == 4 and q.shape[2] == start:
+            if refs and (self.blocks is None or block in self.blocks) and q.ndim == 4 and q.shape[2] == start:
                 with torch.no_grad():
-                    maps = reference_response(q[:1], k[:1], refs, image, self.mode)[0]  # (n_refs, n_target)
-                self.total = maps.float().cpu() if self.total is None else self.total + maps.float().cpu()
-                self.count += 1
-                self.target = target
+                    run.add(reference_response(q[:1], k[:1], refs, image, self.mode)[0], target)  # (n_refs, n_target)
             if previous is not None:
                 return previous(func, q, k, *args, **kwargs)
             return func(q, k, *args, **kwargs)
@@ -64,8 +94,16 @@ class RoutingRecorder:
         return attention_override
 
     def maps(self) -> torch.Tensor:
-        """(n_refs, rows, cols) mean response maps; ValueError if nothing was recorded."""
-        if self.total is None or self.target is None:
+        """(n_refs, rows, cols) mean response maps of the last finished run; ValueError if nothing was recorded."""
+        run = self.latest
+        if run is None or run.total is None or run.target is None:
             raise ValueError("DreamO Routing Preview: no routing maps were recorded; run a sampler with the model "
                              "from DreamO Routing Recorder (and references applied) before this node")
-        return (self.total / self.count).reshape(-1, *self.target)
+        return (run.total / run.count).reshape(-1, *run.target)
+
+
+def with_run(extra_args: dict, run: RoutingRun) -> dict:
+    """A copy of the sampler's ``extra_args`` whose model_options' transformer_options carry ``run``."""
+    options = extra_args.get("model_options", {})
+    transformer_options = {**options.get("transformer_options", {}), RUN_KEY: run}
+    return {**extra_args, "model_options": {**options, "transformer_options": transformer_options}}

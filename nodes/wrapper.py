@@ -5,14 +5,17 @@ positive-prompt items installs a one-shot ``post_input`` patch into a COPY of tr
 adds ``task[1]`` to the target tokens and ``task[0] + idx[k]`` to the tokens of reference k, and rewrites
 img_ids the official way (float32, cast to the ids dtype); a reference with a placement box gets ids mapped
 into its box instead. When a reference strength differs from 1 at this sigma, the call also gets an additive
-``attention_mask`` bias (merged with any existing one). Every other argument passes through untouched.
+``attention_mask`` bias (merged with any existing one). Every other argument passes through untouched. Another
+``post_input`` patch or RoPE options on the same model are refused with a clear error (see
+``check_no_foreign_patches``). The wrapper holds only what Apply set (immutable per run; model_options are shared
+between clones since ComfyUI 0.14 and may run on several GPUs at once).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,20 +25,37 @@ from ..dreamo_core.placement import Box, placed_reference_ids
 from ..dreamo_core.position_ids import TokenGrid, dreamo_position_ids, token_grid
 from ..dreamo_core.reference_strength import is_neutral
 from .reference_controls import ReferenceControl, current_sigma, merged_mask, strength_bias
-from .routing_recorder import RoutingRecorder
+
+if TYPE_CHECKING:
+    from .routing_recorder import RoutingRecorder, RoutingRun
 
 WHERE = "Apply DreamO Conditioning"
-# Flux._forward(x, timestep, context, y, guidance, ref_latents, control, transformer_options, **kwargs)
-FALLBACK_POSITIONS = {"x": 0, "context": 2, "ref_latents": 5, "transformer_options": 7}
+RUN_KEY = "dreamo_routing_run"  # transformer_options key of a recording run (nodes/routing_recorder.py)
+
+
+def method_argument_position(method: Callable, name: str, where: str) -> int:
+    """Position of ``name`` among the positional parameters of ``method`` (self excluded). RuntimeError naming
+    ``where`` when the signature cannot be read or has no such parameter: a renamed ComfyUI parameter must never
+    make us read another argument by a guessed position."""
+    try:
+        params = list(inspect.signature(method).parameters)[1:]
+    except (TypeError, ValueError) as e:
+        raise RuntimeError(f"{where}: cannot read the signature of {getattr(method, '__qualname__', method)}: {e}; "
+                           "this ComfyUI version is not supported by the DreamO pack") from e
+    if name not in params:
+        raise RuntimeError(f"{where}: {getattr(method, '__qualname__', method)} has no parameter {name!r} (it takes "
+                           f"{params}); this ComfyUI version changed its Flux model and is not supported yet")
+    return params.index(name)
 
 
 def argument_position(executor: Any, name: str) -> int:
-    """Position of ``name`` among the positional parameters of the wrapped ``_forward`` (self excluded)."""
-    try:
-        params = list(inspect.signature(type(executor.class_obj)._forward).parameters)[1:]
-        return params.index(name)
-    except (AttributeError, TypeError, ValueError):
-        return FALLBACK_POSITIONS[name]
+    """Position of ``name`` among the positional parameters of the wrapped Flux ``_forward``
+    (``x, timestep, context, y, guidance, ref_latents, control, transformer_options`` in 0.3.64..0.33)."""
+    forward = getattr(type(getattr(executor, "class_obj", None)), "_forward", None)
+    if forward is None:
+        raise RuntimeError(f"{WHERE}: the wrapped model {type(getattr(executor, 'class_obj', None)).__name__} has no "
+                           "Flux _forward; DreamO runs only on ComfyUI's own FLUX model")
+    return method_argument_position(forward, name, WHERE)
 
 
 def get_argument(executor: Any, args: tuple, kwargs: dict, name: str) -> Any:
@@ -53,6 +73,31 @@ def with_argument(executor: Any, args: tuple, kwargs: dict, name: str, value: An
     else:
         kwargs = {**kwargs, name: value}
     return args, kwargs
+
+
+def patch_name(patch: Any) -> str:
+    """``module.qualname`` of a patch function or object, for messages."""
+    target = patch if hasattr(patch, "__qualname__") else type(patch)
+    return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
+
+
+def check_no_foreign_patches(transformer_options: dict) -> None:
+    """ValueError unless DreamO's tokens and ids reach the blocks as DreamO sets them: no other ``post_input``
+    patch (core's Flux KV Cache drops reference tokens, USO Style Reference lengthens the text, each would make
+    our embedding or strength bias land on the wrong tokens) and no ``rope_options`` (ScaleROPE: DreamO replaces
+    the image ids with its own, so a RoPE scale or shift would be silently lost)."""
+    others = transformer_options.get("patches", {}).get("post_input", [])
+    if others:
+        raise ValueError(
+            f"{WHERE}: another node added a post_input patch to this model ({', '.join(patch_name(p) for p in others)}); "
+            "DreamO changes the image tokens there and cannot be combined with it (e.g. Flux KV Cache drops the "
+            "reference tokens, Apply USO Style Reference adds text tokens). Remove that node, or apply it to a model "
+            "without DreamO")
+    if transformer_options.get("rope_options"):
+        raise ValueError(
+            f"{WHERE}: the model has RoPE options {transformer_options['rope_options']} (ScaleROPE or a model that "
+            "sets them); DreamO sets its own position ids for the image and reference tokens, so they would be "
+            "ignored. Remove ScaleROPE from this model")
 
 
 def with_post_input(transformer_options: dict, patch: Callable) -> dict:
@@ -119,14 +164,16 @@ class DreamOWrapper:
         cond_items = cond_item_mask(options.get("cond_or_uncond"), x.shape[0])
         if not bool(cond_items.any()):
             return executor(*args, **kwargs)  # negative pass: no references, no embedding
+        check_no_foreign_patches(options)
         ref_grids = self.check_references(ref_latents, kwargs.get("ref_latents_method"))
         target = token_grid(tuple(x.shape[-2:]))
         emb = batched_condition_embeddings(self.tables, target[0] * target[1], [r * c for r, c in ref_grids],
                                            self.indices, cond_items)
         patch = DreamOEmbeddingPatch(emb, target, ref_grids, self.boxes)
         call_options = with_post_input(options, patch)
-        if self.recorder is not None and self.recorder.active(current_sigma(options)):
-            call_options = self.with_recorder_override(call_options, executor, args, kwargs, target, ref_grids)
+        run = options.get(RUN_KEY)
+        if self.recorder is not None and run is not None and self.recorder.active(current_sigma(options)):
+            call_options = self.with_recorder_override(call_options, run, executor, args, kwargs, target, ref_grids)
         args, kwargs = with_argument(executor, args, kwargs, "transformer_options", call_options)
         weights = [c.strength_at(current_sigma(options)) for c in self.controls]
         if not is_neutral(weights):  # strength 1 everywhere: no mask, the call stays bit-identical
@@ -140,12 +187,11 @@ class DreamOWrapper:
         """The same wrapper, also recording routing maps into ``recorder``."""
         return DreamOWrapper(self.tables, self.indices, self.grids, self.controls, self.boxes, recorder)
 
-    def with_recorder_override(self, options: dict, executor: Any, args: tuple, kwargs: dict, target: TokenGrid,
-                               ref_grids: Sequence[TokenGrid]) -> dict:
-        """A copy of ``options`` whose attention override records routing maps (chaining any existing one)."""
-        self.recorder.reset_if_new_run(options)
+    def with_recorder_override(self, options: dict, run: RoutingRun, executor: Any, args: tuple, kwargs: dict,
+                               target: TokenGrid, ref_grids: Sequence[TokenGrid]) -> dict:
+        """A copy of ``options`` whose attention override records routing maps into ``run`` (chaining any existing one)."""
         text_tokens = get_argument(executor, args, kwargs, "context").shape[1]
-        override = self.recorder.override(text_tokens, target, [r * c for r, c in ref_grids],
+        override = self.recorder.override(run, text_tokens, target, [r * c for r, c in ref_grids],
                                           options.get("optimized_attention_override"))
         return {**options, "optimized_attention_override": override}
 

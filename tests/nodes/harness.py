@@ -7,6 +7,7 @@ Everything here uses ComfyUI's own classes; nothing in ComfyUI is replaced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.abc
 import importlib.machinery
@@ -139,6 +140,42 @@ def flux1_key_signature(depth: int = 1, depth_single: int = 1) -> dict[str, torc
     return sd
 
 
+FLUX_FAMILY = {  # name -> (keys to add to the FLUX.1 signature, keys to drop, size overrides)
+    "flux1-schnell": ({}, ("guidance_in.in_layer.weight",), {}),
+    "flux1-fill": ({"img_in.weight": (3072, 384)}, (), {}),
+    "chroma": ({"distilled_guidance_layer.norms.0.scale": (128,)}, ("vector_in.in_layer.weight", "guidance_in.in_layer.weight"),
+               {"in_dim": 64, "out_dim": HIDDEN, "hidden_dim": 64, "n_layers": 1}),
+    "flux2": ({"double_stream_modulation_img.lin.weight": (3072, 3072)}, ("vector_in.in_layer.weight",),
+              {"num_heads": 1, "axes_dim": [32, 32, 32, 32]}),
+}
+
+
+def tiny_family_model(name: str):
+    """A tiny ModelPatcher of another model of the FLUX family (FLUX_FAMILY), detected by ComfyUI from its key
+    signature as a real file would be, or None where this ComfyUI does not know that family (FLUX.2 < 0.3.72)."""
+    import comfy.model_detection
+    import comfy.model_patcher
+
+    add, drop, sizes = FLUX_FAMILY[name]
+    sd = {k: v for k, v in flux1_key_signature().items() if k not in drop}
+    sd.update({k: torch.empty(*shape, device="meta") for k, shape in add.items()})
+    unet_config = comfy.model_detection.detect_unet_config(sd, "")
+    if unet_config is None or (name == "flux2" and unet_config.get("image_model") != "flux2"):
+        return None
+    has_vec = "vec_in_dim" in unet_config  # Chroma on 0.3.64 has no such field
+    unet_config.update(TINY_SIZES)
+    unet_config.update(sizes)
+    if not has_vec:
+        del unet_config["vec_in_dim"]
+    elif "vector_in.in_layer.weight" not in sd:
+        unet_config["vec_in_dim"] = None
+    mc = comfy.model_detection.model_config_from_unet_config(unet_config)
+    if mc is None:
+        return None
+    cpu = torch.device("cpu")
+    return comfy.model_patcher.ModelPatcher(mc.get_model({}), load_device=cpu, offload_device=cpu)
+
+
 def tiny_flux_config():
     """ComfyUI's model config for a FLUX.1 file, detected the way a real file is (so fields newer ComfyUI
     versions add, like ``txt_ids_dims``, are filled by ComfyUI itself), with only the sizes made tiny."""
@@ -265,6 +302,20 @@ def denoise_once(model, positive, negative, noise: torch.Tensor, sigma: float, c
     sigmas = torch.tensor([sigma, 0.0])
     guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(sampler_fn), sigmas, disable_pbar=True, seed=0)
     return cap
+
+
+@contextlib.contextmanager
+def seen_position_ids(model_patcher):
+    """Every (B, L_txt + L_img, ids) tensor the FLUX model turns into RoPE while the block runs: a forward
+    pre-hook on this model's ``pe_embedder``, removed afterwards (DreamO refuses other post_input patches, so
+    a test cannot observe the ids with one)."""
+    seen: list[torch.Tensor] = []
+    module = model_patcher.model.diffusion_model.pe_embedder
+    handle = module.register_forward_pre_hook(lambda _mod, args: seen.append(args[0].detach().clone()))
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def prompt_executor(server):

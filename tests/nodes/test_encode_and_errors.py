@@ -125,15 +125,69 @@ def test_wrapper_arguments_pass_through_untouched(loras_dir):
             seen.update(args=args, kwargs=kwargs)
             return "out"
 
-    options = {"cond_or_uncond": [0], "patches": {"post_input": ["other"]}, "extra": 1}
+    options = {"cond_or_uncond": [0], "patches": {"attn1_patch": ["other"]}, "extra": 1}
     x = torch.zeros(1, 16, 4, 4)
     out = wrapper(FakeExecutor(), x, "t", "ctx", "y", "g", None, "control", options, future_arg=7)
     assert out == "out" and seen["kwargs"] == {"future_arg": 7} and seen["args"][:7] == (x, "t", "ctx", "y", "g", None, "control")
     new_options = seen["args"][7]
-    assert new_options["extra"] == 1 and new_options["patches"]["post_input"][1:] == ["other"]
-    assert options["patches"]["post_input"] == ["other"]  # the caller's dict and list are untouched
+    assert new_options["extra"] == 1 and new_options["patches"]["attn1_patch"] == ["other"]
+    assert [type(p) for p in new_options["patches"]["post_input"]] == [W.DreamOEmbeddingPatch]
+    assert options["patches"] == {"attn1_patch": ["other"]}  # the caller's dict and lists are untouched
     wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=options, ref_latents=None)
     assert isinstance(seen["kwargs"]["transformer_options"]["patches"]["post_input"][0], W.DreamOEmbeddingPatch)
     negative = {**options, "cond_or_uncond": [1]}
     wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=negative)  # negative pass: everything as given
-    assert seen["kwargs"]["transformer_options"] is negative and negative["patches"]["post_input"] == ["other"]
+    assert seen["kwargs"]["transformer_options"] is negative and "post_input" not in negative["patches"]
+
+
+def test_wrapper_refuses_what_it_cannot_compose_with(loras_dir):
+    """Another post_input patch (Flux KV Cache, USO style), RoPE options (ScaleROPE) and a renamed Flux parameter
+    each give a clear error instead of a silently wrong forward or a guessed argument."""
+    W = h.pack("nodes.wrapper")
+    tables = h.pack("dreamo_core.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
+    wrapper = W.DreamOWrapper(tables, [], [])
+
+    class FakeExecutor:
+        class_obj = h.tiny_flux().model.diffusion_model
+
+        def __call__(self, *args, **kwargs):
+            return "out"
+
+    def uso_like_patch(inputs):
+        return inputs
+
+    x = torch.zeros(1, 16, 4, 4)
+    foreign = {"cond_or_uncond": [0], "patches": {"post_input": [uso_like_patch]}}
+    with pytest.raises(ValueError, match="another node added a post_input patch.*uso_like_patch.*Flux KV Cache"):
+        wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=foreign, ref_latents=None)
+    rope = {"cond_or_uncond": [0], "rope_options": {"scale_x": 2.0}}
+    with pytest.raises(ValueError, match="RoPE options.*Remove ScaleROPE"):
+        wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=rope, ref_latents=None)
+
+    class RenamedFlux:  # a future Flux whose _forward renamed transformer_options
+        def _forward(self, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None, options=None):
+            pass
+
+    class RenamedExecutor(FakeExecutor):
+        class_obj = RenamedFlux()
+
+    with pytest.raises(RuntimeError, match="has no parameter 'transformer_options'"):
+        wrapper(RenamedExecutor(), x, "t", "ctx", "y", "g", None, "control", {"cond_or_uncond": [0]})
+
+
+def test_core_flux_kv_cache_on_a_dreamo_model_is_refused(loras_dir):
+    """Where this ComfyUI has core's FluxKVCache node (0.17+), stacking it with DreamO fails with its name."""
+    import nodes
+
+    kv = nodes.NODE_CLASS_MAPPINGS.get("FluxKVCache")
+    m, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo(loras_dir), positive=h.conditioning(0),
+                        references=refs_of([(4, 4)], [1]))
+    if kv is None:  # 0.3.64 has no such node: the same refusal through a plain post_input patch
+        stacked = m.clone()
+        stacked.set_model_post_input_patch(lambda inputs: inputs)
+        name = "lambda"
+    else:
+        (stacked,) = kv.execute(model=m).result
+        name = "nodes_flux"
+    with pytest.raises(ValueError, match=f"another node added a post_input patch.*{name}"):
+        run(stacked, pos)

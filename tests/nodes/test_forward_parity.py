@@ -66,9 +66,9 @@ def test_negative_pass_has_no_embedding(loras_dir, n_refs):
     neg = h.conditioning(30)
     neg[0][1]["guidance"] = GUIDANCE
     noise = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
-    seen = []
-    m2.set_model_post_input_patch(lambda d: seen.append(d["img"].shape[0]) or d)
-    cap = h.denoise_once(m2, pos, neg, noise, SIGMA, cfg=2.0)
+    with h.seen_position_ids(m2) as ids:
+        cap = h.denoise_once(m2, pos, neg, noise, SIGMA, cfg=2.0)
+    seen = [t.shape[0] for t in ids]
     dm = base.model.diffusion_model
     cond = expected_denoised(dm, cap, pos, refs)
     none = h.pack("nodes.references").DreamORefs()
@@ -98,9 +98,9 @@ def test_bf16_ids_above_256_follow_the_official_rounding(loras_dir):
     base, m = dreamo_model(loras_dir, dtype=torch.bfloat16)
     refs = refs_value([(4, 20)], [1])  # target 1x260 tokens, ref 2x10 at cols 260..269
     m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
-    seen = []
-    m2.set_model_post_input_patch(lambda d: seen.append(d["img_ids"][0].clone()) or d)
-    h.denoise_once(m2, pos, h.conditioning(30), torch.zeros(1, 16, 2, 520), SIGMA, cfg=1.0)
+    with h.seen_position_ids(m2) as ids:
+        h.denoise_once(m2, pos, h.conditioning(30), torch.zeros(1, 16, 2, 520), SIGMA, cfg=1.0)
+    seen = [t[0, 5:] for t in ids]  # after the 5 text tokens of h.conditioning
     official = hand_ids((1, 260), [(2, 10)]).to(torch.bfloat16).float()
     assert torch.equal(seen[0].float(), official)
     assert not torch.equal(official, hand_ids((1, 260), [(2, 10)]))  # the rounding is real: 261 -> 260, ...

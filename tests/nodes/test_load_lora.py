@@ -134,5 +134,25 @@ def test_non_flux_model_is_rejected(loras_dir):
     import comfy.model_patcher
 
     other = comfy.model_patcher.ModelPatcher(torch.nn.Linear(2, 2), torch.device("cpu"), torch.device("cpu"))
-    with pytest.raises(ValueError, match="Load DreamO LoRA: DreamO needs a FLUX.1 model"):
+    with pytest.raises(ValueError, match="Load DreamO LoRA: DreamO needs a FLUX.1-dev model"):
         load(other, "None", 1.0, "embedding.safetensors")
+
+
+FAMILY_WHY = {"flux1-schnell": "no guidance embedding", "flux1-fill": "input latent channels",
+              "chroma": "a Chroma model", "flux2": "a FLUX.2 model"}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_WHY))
+def test_other_flux_family_models_are_rejected_by_both_nodes(loras_dir, name):
+    """FLUX.2, Chroma, Fill and schnell share core's Flux classes: both nodes name what the model is instead of
+    failing later on a width or a LoRA key."""
+    import comfy.model_base
+
+    other = h.tiny_family_model(name)
+    if other is None:  # only where this ComfyUI predates the family (FLUX.2 arrived in 0.3.72)
+        assert name == "flux2" and not hasattr(comfy.model_base, "Flux2")
+        return
+    with pytest.raises(ValueError, match=f"Load DreamO LoRA: DreamO needs a FLUX.1-dev model.*{FAMILY_WHY[name]}"):
+        load(other, "None", 1.0, "embedding.safetensors")
+    with pytest.raises(ValueError, match=f"Apply DreamO Conditioning: DreamO needs a FLUX.1-dev model.*{FAMILY_WHY[name]}"):
+        h.run_node("DreamO_ApplyConditioning", model=other, positive=h.conditioning(0))

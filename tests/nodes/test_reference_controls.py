@@ -126,10 +126,10 @@ def test_box_maps_reference_ids_and_default_is_unchanged(loras_dir):
     _, m = dreamo_model(loras_dir)
     refs = refs_value(REF_SHAPES[:2], [1, 2])  # ref 1: 4x3 tokens, ref 2: 2x2 tokens; target 4x4
     boxed = options(refs, 2, use_box=True, box_x=0.5, box_y=0.0, box_w=0.5, box_h=0.5)
-    seen = []
     m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=boxed)
-    m2.set_model_post_input_patch(lambda d: seen.append(d["img_ids"][0].clone()) or d)
-    h.denoise_once(m2, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+    with h.seen_position_ids(m2) as ids:
+        h.denoise_once(m2, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+    seen = [t[0, 5:] for t in ids]  # after the 5 text tokens of h.conditioning
     # the 2x2 ref in the top-right quarter (2x2 tokens) of the 4x4 target: rows 0, 1 and cols 2, 3 exactly
     want = hand_ids((4, 4), [(4, 3), (2, 2)])
     want[28:] = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 3.0], [0.0, 1.0, 2.0], [0.0, 1.0, 3.0]])

@@ -35,7 +35,7 @@ def test_recording_is_bit_identical_and_maps_match_hand_computation(loras_dir):
     rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=spied, blocks="all")
     out = h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0).denoised
     assert torch.equal(out, plain)
-    assert len(seen) == 2 and recorder.count == 2  # one double + one single block
+    assert len(seen) == 2 and recorder.latest.count == 2  # one double + one single block
     img = slice(TEXT, TEXT + TARGET)
     refs = [slice(TEXT + TARGET, TEXT + TARGET + 12), slice(TEXT + TARGET + 12, TEXT + TARGET + 16)]
     want = torch.zeros(2, TARGET)
@@ -58,9 +58,34 @@ def test_block_choice_and_errors(loras_dir):
     with pytest.raises(ValueError, match="no routing maps were recorded"):
         h.run_node("DreamO_RoutingPreview", routing=recorder, image=torch.rand(1, 8, 8, 3))
     h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
-    assert recorder.count == 1  # only the single block
+    assert recorder.latest.count == 1  # only the single block
     with pytest.raises(ValueError, match="blocks must be 'all' or comma-separated"):
         h.run_node("DreamO_RoutingRecorder", model=m, blocks="first")
     base, _ = dreamo_model(loras_dir)
     with pytest.raises(ValueError, match="no DreamO references applied"):
         h.run_node("DreamO_RoutingRecorder", model=base, blocks="all")
+    with pytest.raises(ValueError, match=r"blocks \[99\]: this model has blocks 0-1"):
+        h.run_node("DreamO_RoutingRecorder", model=m, blocks="99")
+    _, bare = dreamo_model(loras_dir)
+    no_refs, pos0 = h.run_node("DreamO_ApplyConditioning", model=bare, positive=positive())
+    with pytest.raises(ValueError, match="has no references, so there is no routing to record"):
+        h.run_node("DreamO_RoutingRecorder", model=no_refs, blocks="all")
+
+
+def test_clones_sampled_alternately_never_mix_their_maps(loras_dir):
+    """ComfyUI >= 0.14 shares wrapper objects between clones: each run must record only itself. The old recorder
+    keyed runs by id(sample_sigmas), which Python reuses, and summed one run's maps into the next."""
+    m, pos = applied(loras_dir)
+    rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=m, blocks="all")
+    a, b = rec_model.clone(), rec_model.clone()
+    noises = {"a": NOISE, "b": torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(99))}
+    alone = {}
+    for name, noise in noises.items():  # each clone's maps from a fresh recorder and a single run
+        fresh_model, fresh = h.run_node("DreamO_RoutingRecorder", model=m, blocks="all")
+        h.denoise_once(fresh_model, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)
+        alone[name] = fresh.maps()
+    assert not torch.allclose(alone["a"], alone["b"])  # the two runs really differ
+    for name, clone in (("a", a), ("b", b), ("a", a), ("b", b)):
+        h.denoise_once(clone, pos, h.conditioning(30), noises[name], SIGMA, cfg=1.0)
+        assert recorder.latest.count == 2  # one double + one single block of THIS run only
+        assert torch.allclose(recorder.maps(), alone[name], atol=1e-6), name
