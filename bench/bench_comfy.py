@@ -34,7 +34,7 @@ from bench.common import (
     same_token_grid,
     timed,
 )
-from dreamo_core.flops import floor_ratio
+from bench.flops import floor_ratio
 from dreamo_core.spec import DreamOSpec
 
 SIZES = {  # comfy FluxParams overrides

@@ -4,7 +4,7 @@
     python -m bench.bench_diffusers --size full --device cuda --dtype bf16 --grid full   # on a GPU
 
 Prints, per output size / reference count / reference resolution: time ratio DreamO/plain (plain and DreamO timed
-interleaved, median of the per-round ratios), the FLOPs-floor ratio from token counts (dreamo_core.flops) and the
+interleaved, median of the per-round ratios), the FLOPs-floor ratio from token counts (bench.flops) and the
 excess of the measured ratio over the floor, and the overhead over the plain model run at DreamO's token count
 (what our implementation adds beyond "more tokens"). ``--size width`` is FLUX.1-dev's width with 2 + 2 blocks (CPU-sized).
 """
@@ -30,11 +30,11 @@ from bench.common import (
     same_token_grid,
     timed,
 )
-from dreamo_core.flops import floor_ratio
-from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
-from dreamo_core.position_ids import dreamo_position_ids
+from bench.flops import floor_ratio
+from dreamo_core.conditioning.position_ids import dreamo_position_ids
+from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.generator.tiny import tiny_tables
 from dreamo_core.spec import DreamOSpec
-from dreamo_core.tiny import tiny_tables
 
 GRIDS = {
     "quick": [(512, n, 512) for n in (0, 1, 2, 4, 9)] + [(768, 1, 768), (1024, 1, 1024)],

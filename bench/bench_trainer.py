@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from bench.common import profile_delta
-from dreamo_core.flops import forward_flops
+from bench.flops import forward_flops
 from dreamo_core.spec import DreamOSpec
 from training.attention_capture import select_layers
 from training.codec import PixelCodec

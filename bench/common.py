@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from dreamo_core.flops import FLUX_TEXT_TOKENS, excess_percent
+from bench.flops import FLUX_TEXT_TOKENS, excess_percent
 
 SIZES = {  # diffusers FluxTransformer2DModel kwargs
     "tiny": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,

@@ -1,11 +1,11 @@
 """DreamO core: pure-torch building blocks (no ComfyUI import anywhere in this package)."""
 
-from .embeddings import ConditionEmbeddings, build_condition_embeddings, check_reference_indices
-from .packing import pack_latents, unpack_latents
-from .position_ids import dreamo_position_ids, grid_position_ids, reference_offsets
-from .references import PreparedReference, prepare_reference
+from .conditioning.embeddings import ConditionEmbeddings, build_condition_embeddings, check_reference_indices
+from .conditioning.packing import pack_latents, unpack_latents
+from .conditioning.position_ids import dreamo_position_ids, grid_position_ids, reference_offsets
+from .conditioning.reference_images import PreparedReference, prepare_reference
 from .spec import FLUX_DEV, DreamOSpec
-from .weight_formats import DreamOWeights, LoraFormat, load_dreamo_weights, parse_dreamo_state_dict
+from .weights.formats import DreamOWeights, LoraFormat, load_dreamo_weights, parse_dreamo_state_dict
 
 __all__ = [
     "FLUX_DEV",

@@ -7,7 +7,7 @@ import logging
 import comfy.patcher_extension
 from comfy_api.latest import io
 
-from ..dreamo_core.embeddings import check_reference_indices
+from ..dreamo_core.conditioning.embeddings import check_reference_indices
 from .encode_reference import DreamORefsType
 from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
 from .reference_controls import ReferenceControl

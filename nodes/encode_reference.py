@@ -6,7 +6,7 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..dreamo_core.references import TASKS, prepare_reference
+from ..dreamo_core.conditioning.reference_images import TASKS, prepare_reference
 from ..dreamo_core.spec import FLUX_DEV
 from .references import DreamORefs, EncodedReference
 

@@ -6,7 +6,7 @@ import comfy.utils
 import folder_paths
 from comfy_api.latest import io
 
-from ..dreamo_core.weight_formats import DreamOWeights, LoraFormat, parse_dreamo_state_dict
+from ..dreamo_core.weights.formats import DreamOWeights, LoraFormat, parse_dreamo_state_dict
 from .lora_patches import add_lora
 from .model_info import (
     EMBEDDINGS_ATTACHMENT,

@@ -9,7 +9,7 @@ import comfy.lora
 import comfy.lora_convert
 import torch
 
-from ..dreamo_core.weight_formats import STANDARD_LORA_SUFFIX, DreamOWeights, LoraFormat
+from ..dreamo_core.weights.formats import STANDARD_LORA_SUFFIX, DreamOWeights, LoraFormat
 
 log = logging.getLogger("DreamO")
 

@@ -7,7 +7,7 @@ from typing import Any
 import comfy.ldm.flux.model
 import comfy.model_base
 
-from ..dreamo_core.embeddings import ConditionEmbeddings
+from ..dreamo_core.conditioning.embeddings import ConditionEmbeddings
 from ..dreamo_core.spec import DreamOSpec
 
 EMBEDDINGS_ATTACHMENT = "dreamo_embeddings"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..dreamo_core.placeholders import MAX_PLACEHOLDER, PLACEHOLDER, placeholder_token
+from ..dreamo_core.conditioning.placeholders import MAX_PLACEHOLDER, PLACEHOLDER, placeholder_token
 
 T5_KEY = "t5xxl"
 

@@ -1,5 +1,5 @@
 """Per-reference controls at run time: strength as an additive key bias in attention, active only inside a
-sigma range. The bias math (log w, MASKED for w = 0) is dreamo_core.reference_strength."""
+sigma range. The bias math (log w, MASKED for w = 0) is dreamo_core.conditioning.reference_strength."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..dreamo_core.reference_strength import MASKED, reference_key_bias
+from ..dreamo_core.conditioning.reference_strength import MASKED, reference_key_bias
 
 WHERE = "Apply DreamO Conditioning"
 

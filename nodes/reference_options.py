@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..dreamo_core.placement import Box
-from ..dreamo_core.reference_strength import check_percent_range, strength_to_bias
+from ..dreamo_core.conditioning.placement import Box
+from ..dreamo_core.conditioning.reference_strength import check_percent_range, strength_to_bias
 from ..dreamo_core.spec import FLUX_DEV
 from .encode_reference import DreamORefsType
 from .references import DreamORefs

@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..dreamo_core.embeddings import check_reference_indices
-from ..dreamo_core.placement import Box
+from ..dreamo_core.conditioning.embeddings import check_reference_indices
+from ..dreamo_core.conditioning.placement import Box
 
 
 @dataclass(frozen=True)

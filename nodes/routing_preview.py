@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
-from ..dreamo_core.reference_strength import check_percent_range
-from ..dreamo_core.routing import normalize_map
+from ..dreamo_core.conditioning.reference_strength import check_percent_range
+from ..dreamo_core.routing.response_maps import normalize_map
 from .model_info import WRAPPER_KEY, flux_params
 from .routing_recorder import RoutingRecorder
 

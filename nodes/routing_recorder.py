@@ -2,7 +2,7 @@
 
 A ``SAMPLER_SAMPLE`` wrapper starts a fresh ``RoutingRun`` for every sampling run and passes it down in that run's
 own copy of ``model_options["transformer_options"]``; the DreamO wrapper then installs, per model call, an
-``optimized_attention_override`` that adds each reference's response map (dreamo_core.routing, the trainer's
+``optimized_attention_override`` that adds each reference's response map (dreamo_core.routing.response_maps, the trainer's
 L_route quantity) to that run and runs the attention unchanged. The recorder keeps only the last finished run,
 so clones sampled alternately (or on several GPUs at once) never mix their maps.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..dreamo_core.routing import reference_response
+from ..dreamo_core.routing.response_maps import reference_response
 from .wrapper import RUN_KEY, method_argument_position
 
 RECORDER = "DreamO Routing Recorder"

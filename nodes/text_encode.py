@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..dreamo_core.placeholders import validate_placeholders
+from ..dreamo_core.conditioning.placeholders import validate_placeholders
 from .encode_reference import DreamORefsType
 from .model_info import T5_ROWS_ATTACHMENT
 from .placeholder_tokens import T5_KEY, placeholder_pieces, replace_placeholder_pieces, spaced_placeholders

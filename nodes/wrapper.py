@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..dreamo_core.batch_embeddings import batched_condition_embeddings, cond_item_mask
-from ..dreamo_core.embeddings import ConditionEmbeddings
-from ..dreamo_core.placement import Box, placed_reference_ids
-from ..dreamo_core.position_ids import TokenGrid, dreamo_position_ids, token_grid
-from ..dreamo_core.reference_strength import is_neutral
+from ..dreamo_core.conditioning.batch_embeddings import batched_condition_embeddings, cond_item_mask
+from ..dreamo_core.conditioning.embeddings import ConditionEmbeddings
+from ..dreamo_core.conditioning.placement import Box, placed_reference_ids
+from ..dreamo_core.conditioning.position_ids import TokenGrid, dreamo_position_ids, token_grid
+from ..dreamo_core.conditioning.reference_strength import is_neutral
 from .reference_controls import ReferenceControl, current_sigma, merged_mask, strength_bias
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ from diffusers.models.transformers.transformer_flux import (
 )
 from torch import nn
 
-from dreamo_core.losses import placeholder_logits_per_reference, reference_responses
+from dreamo_core.routing.losses import placeholder_logits_per_reference, reference_responses
 
 
 @dataclass

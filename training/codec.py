@@ -6,7 +6,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dreamo_core.packing import denormalize_latents, normalize_latents, pack_latents, unpack_latents
+from dreamo_core.conditioning.packing import (
+    denormalize_latents,
+    normalize_latents,
+    pack_latents,
+    unpack_latents,
+)
 from dreamo_core.spec import FLUX_DEV
 
 

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dreamo_core.placeholders import find_placeholders
-from dreamo_core.references import area_resize_size, center_square, resize_area
+from dreamo_core.conditioning.placeholders import find_placeholders
+from dreamo_core.conditioning.reference_images import area_resize_size, center_square, resize_area
 
 logger = logging.getLogger("DreamO")
 TASKS = ("ip", "id", "style")

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from dreamo_core.flux_forward import ReferenceTokens
+from dreamo_core.generator.flux_forward import ReferenceTokens
 
 from .codec import PixelCodec, decode_tokens
 from .config import load_config

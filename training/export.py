@@ -1,5 +1,5 @@
 """Export a trained model to the official DreamO file format (what **Load DreamO LoRA** and
-``dreamo_core.weight_formats.load_dreamo_weights`` read).
+``dreamo_core.weights.formats.load_dreamo_weights`` read).
 
 peft trains separate A matrices for q, k and v; the XLabs format has one ``down`` per fused qkv. Exactly:
 ``down = cat(A_q, A_k, A_v)`` (3r, in) and ``up = block_diag(s·B_q, s·B_k, s·B_v)`` (3·out, 3r), with the
@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dreamo_core.spec import DreamOSpec
-from dreamo_core.weight_formats import IDX_KEY, T5_KEY, TASK_KEY
+from dreamo_core.weights.formats import IDX_KEY, T5_KEY, TASK_KEY
 
 DOUBLE_TAGS = {"qkv_lora1": ("attn.to_q", "attn.to_k", "attn.to_v"), "proj_lora1": ("attn.to_out.0",),
                "qkv_lora2": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"), "proj_lora2": ("attn.to_add_out",)}

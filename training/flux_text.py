@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dreamo_core.placeholders import add_t5_placeholder_tokens
+from dreamo_core.conditioning.placeholders import add_t5_placeholder_tokens
 
 SUBFOLDERS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
 

@@ -1,7 +1,7 @@
 """The trainable DreamO model: frozen FLUX transformer + peft LoRA on the official targets + the three
 trainable tables (task (2, D), idx (10, D), T5 placeholder rows (10, t5_dim)).
 
-``DreamOTrainModel.forward`` is DreamO's forward (``dreamo_core.flux_forward``: diagonal position ids,
+``DreamOTrainModel.forward`` is DreamO's forward (``dreamo_core.generator.flux_forward``: diagonal position ids,
 condition embedding added after ``x_embedder`` by a per-call hook), extended by an optional reference-token
 drop (stage 3) and the routing capture. Being one ``nn.Module`` it can be wrapped by DDP / FSDP as a whole.
 """
@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from dreamo_core.embeddings import ConditionEmbeddings, build_condition_embeddings
-from dreamo_core.flux_forward import ReferenceTokens, added_to_output
-from dreamo_core.position_ids import TokenGrid, dreamo_position_ids
+from dreamo_core.conditioning.embeddings import ConditionEmbeddings, build_condition_embeddings
+from dreamo_core.conditioning.position_ids import TokenGrid, dreamo_position_ids
+from dreamo_core.generator.flux_forward import ReferenceTokens, added_to_output
 
 from .attention_capture import RoutingCapture, install_capture_processors
 from .config import ModelConfig

@@ -1,6 +1,6 @@
 """Sampling and response-map evaluation during / after training (both without gradients).
 
-Samples use the plain diffusers DreamO forward ``dreamo_core.flux_forward.dreamo_transformer_forward`` with
+Samples use the plain diffusers DreamO forward ``dreamo_core.generator.flux_forward.dreamo_transformer_forward`` with
 the trained tables, i.e. exactly what inference will run.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
-from dreamo_core.position_ids import TokenGrid
+from dreamo_core.conditioning.position_ids import TokenGrid
+from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 
 from .attention_capture import select_layers
 from .model import DreamOTrainModel

@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from dreamo_core.flux_forward import ReferenceTokens
-from dreamo_core.losses import flow_matching_loss, noisy_latents, placeholder_loss, routing_loss
+from dreamo_core.generator.flux_forward import ReferenceTokens
+from dreamo_core.routing.losses import flow_matching_loss, noisy_latents, placeholder_loss, routing_loss
 
 from .attention_capture import select_layers
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint

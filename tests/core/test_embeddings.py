@@ -3,7 +3,11 @@
 import pytest
 import torch
 
-from dreamo_core.embeddings import ConditionEmbeddings, build_condition_embeddings, check_reference_indices
+from dreamo_core.conditioning.embeddings import (
+    ConditionEmbeddings,
+    build_condition_embeddings,
+    check_reference_indices,
+)
 from dreamo_core.spec import DreamOSpec
 
 TINY = DreamOSpec(hidden_size=8, num_double_blocks=1, num_single_blocks=1, t5_dim=4)

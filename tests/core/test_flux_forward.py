@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from dreamo_core.embeddings import ConditionEmbeddings
-from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.conditioning.embeddings import ConditionEmbeddings
+from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 
 TARGET = (2, 3)
 TEXT_LEN = 5

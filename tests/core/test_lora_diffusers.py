@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from dreamo_core.lora_diffusers import merge_lora, xlabs_to_diffusers
 from dreamo_core.spec import DreamOSpec
-from dreamo_core.weight_formats import DreamOWeights, LoraFormat, parse_dreamo_state_dict
+from dreamo_core.weights.formats import DreamOWeights, LoraFormat, parse_dreamo_state_dict
+from dreamo_core.weights.lora_diffusers import merge_lora, xlabs_to_diffusers
 
 TINY = DreamOSpec(hidden_size=32, num_double_blocks=2, num_single_blocks=2, t5_dim=16)
 H, R = 32, 4

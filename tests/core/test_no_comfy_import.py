@@ -13,8 +13,8 @@ REPO_ROOT = PACKAGE_DIR.parent
 
 
 def core_modules() -> list[str]:
-    names = [f"dreamo_core.{m.name}" for m in pkgutil.iter_modules([str(PACKAGE_DIR)])]
-    assert "dreamo_core.flux_forward" in names and "dreamo_core.weight_formats" in names  # the walk found the package
+    names = [m.name for m in pkgutil.walk_packages([str(PACKAGE_DIR)], prefix="dreamo_core.")]
+    assert "dreamo_core.generator.flux_forward" in names and "dreamo_core.weights.formats" in names  # the walk found the package
     return names
 
 

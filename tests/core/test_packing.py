@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from dreamo_core.packing import denormalize_latents, normalize_latents, pack_latents, unpack_latents
+from dreamo_core.conditioning.packing import (
+    denormalize_latents,
+    normalize_latents,
+    pack_latents,
+    unpack_latents,
+)
 
 
 def pack_by_loop(z: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,12 @@
 
 import pytest
 
-from dreamo_core.placeholders import Placeholder, find_placeholders, placeholder_token, validate_placeholders
+from dreamo_core.conditioning.placeholders import (
+    Placeholder,
+    find_placeholders,
+    placeholder_token,
+    validate_placeholders,
+)
 
 
 def test_positions_and_indices():

@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from dreamo_core.position_ids import dreamo_position_ids, grid_position_ids, reference_offsets, token_grid
+from dreamo_core.conditioning.position_ids import (
+    dreamo_position_ids,
+    grid_position_ids,
+    reference_offsets,
+    token_grid,
+)
 
 
 def test_small_case_hand_written_table():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dreamo_core.references import area_resize_size, prepare_reference, to_model_range
+from dreamo_core.conditioning.reference_images import area_resize_size, prepare_reference, to_model_range
 
 
 def official_size(h: int, w: int, ref_res: int) -> tuple[int, int]:

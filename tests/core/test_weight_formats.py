@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import save_file
 
 from dreamo_core.spec import DreamOSpec
-from dreamo_core.weight_formats import LoraFormat, load_dreamo_weights, parse_dreamo_state_dict
+from dreamo_core.weights.formats import LoraFormat, load_dreamo_weights, parse_dreamo_state_dict
 
 TINY = DreamOSpec(hidden_size=32, num_double_blocks=2, num_single_blocks=2, t5_dim=16)
 RANK = 4

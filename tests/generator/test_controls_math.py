@@ -5,9 +5,14 @@ import math
 import pytest
 import torch
 
-from dreamo_core.placement import Box, placed_reference_ids
-from dreamo_core.reference_strength import MASKED, check_percent_range, reference_key_bias, strength_to_bias
-from dreamo_core.routing import reference_response
+from dreamo_core.conditioning.placement import Box, placed_reference_ids
+from dreamo_core.conditioning.reference_strength import (
+    MASKED,
+    check_percent_range,
+    reference_key_bias,
+    strength_to_bias,
+)
+from dreamo_core.routing.response_maps import reference_response
 
 
 def test_bias_layout_and_values():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from dreamo_core.loading import load_tiny_generator
-from dreamo_core.pipeline import GenerationSettings, ReferenceInput
+from dreamo_core.generator.loading import load_tiny_generator
+from dreamo_core.generator.pipeline import GenerationSettings, ReferenceInput
 
 SMALL = dict(width=64, height=64, steps=3, ref_res=256)
 

@@ -7,8 +7,8 @@ from PIL import Image
 from safetensors.torch import save_file
 from tiny_flux_folder import build_tiny_flux_folder
 
-from dreamo_core.cli import main
-from dreamo_core.loading import LoraRequest, load_flux_generator
+from dreamo_core.generator.cli import main
+from dreamo_core.generator.loading import LoraRequest, load_flux_generator
 
 H, R = 32, 4  # tiny hidden size, LoRA rank
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from dreamo_core.sampling import dreamo_sigmas, flux_mu, make_scheduler
+from dreamo_core.generator.schedule import dreamo_sigmas, flux_mu, make_scheduler
 
 
 def shifted(sigma: float, mu: float) -> float:

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from dreamo_core.sampling import make_scheduler
-from dreamo_core.tiny import tiny_transformer, tiny_vae
+from dreamo_core.generator.schedule import make_scheduler
+from dreamo_core.generator.tiny import tiny_transformer, tiny_vae
 
 WORDS = "a photo of cat dog the on table from".split()
 

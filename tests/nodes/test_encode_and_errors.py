@@ -113,7 +113,7 @@ def test_runtime_token_mismatch_and_missing_refs(loras_dir):
 def test_wrapper_arguments_pass_through_untouched(loras_dir):
     """Keyword and unknown arguments reach Flux._forward unchanged; only transformer_options is a copy."""
     W = h.pack("nodes.wrapper")
-    tables = h.pack("dreamo_core.embeddings").ConditionEmbeddings(
+    tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(
         torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [], [])
     seen = {}
@@ -144,7 +144,7 @@ def test_wrapper_refuses_what_it_cannot_compose_with(loras_dir):
     """Another post_input patch (Flux KV Cache, USO style), RoPE options (ScaleROPE) and a renamed Flux parameter
     each give a clear error instead of a silently wrong forward or a guessed argument."""
     W = h.pack("nodes.wrapper")
-    tables = h.pack("dreamo_core.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
+    tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [], [])
 
     class FakeExecutor:

@@ -79,7 +79,7 @@ def test_negative_pass_has_no_embedding(loras_dir, n_refs):
 
 def test_ids_equal_official_and_uxo_in_float32(loras_dir):
     """ComfyUI's own "uxo" ids (captured before our patch rewrites them) == DreamO's diagonal ids."""
-    pos_ids = h.pack("dreamo_core.position_ids")
+    pos_ids = h.pack("dreamo_core.conditioning.position_ids")
     base = h.tiny_flux()
     cond = positive()
     cond[0][1].update(reference_latents=[torch.zeros(1, 16, *s) for s in REF_SHAPES], reference_latents_method="uxo")

@@ -134,7 +134,7 @@ def test_box_maps_reference_ids_and_default_is_unchanged(loras_dir):
     want = hand_ids((4, 4), [(4, 3), (2, 2)])
     want[28:] = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 3.0], [0.0, 1.0, 2.0], [0.0, 1.0, 3.0]])
     assert torch.equal(seen[0], want)
-    placed = h.pack("dreamo_core.placement")
+    placed = h.pack("dreamo_core.conditioning.placement")
     assert torch.equal(seen[0][28:], placed.placed_reference_ids((2, 2), placed.Box(0.5, 0.0, 0.5, 0.5), (4, 4)))
     # an unboxed options call keeps DreamO's forward bit for bit
     assert torch.equal(denoised(m, options(refs, 2, strength=1.0)).denoised, denoised(m, refs).denoised)

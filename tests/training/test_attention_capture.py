@@ -8,7 +8,7 @@ import torch
 from diffusers.models.embeddings import apply_rotary_emb
 from test_model import CAPTIONS, make_inputs
 
-from dreamo_core.losses import placeholder_logits, reference_response
+from dreamo_core.routing.losses import placeholder_logits, reference_response
 from training.attention_capture import select_layers
 from training.config import ModelConfig
 from training.model import build_model

@@ -1,4 +1,4 @@
-"""dreamo_core.losses against hand-computed values and an independent loop implementation."""
+"""dreamo_core.routing.losses against hand-computed values and an independent loop implementation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dreamo_core.losses import (
+from dreamo_core.routing.losses import (
     flow_matching_loss,
     noisy_latents,
     placeholder_logits,

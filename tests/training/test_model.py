@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
-from dreamo_core.losses import flow_matching_loss, placeholder_loss, routing_loss
+from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.routing.losses import flow_matching_loss, placeholder_loss, routing_loss
 from training.attention_capture import select_layers
 from training.config import ModelConfig
 from training.model import build_model, lora_target_names

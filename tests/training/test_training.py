@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dreamo_core.flux_forward import ReferenceTokens, dreamo_transformer_forward
-from dreamo_core.lora_diffusers import merge_lora
-from dreamo_core.weight_formats import LoraFormat, load_dreamo_weights
+from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.weights.formats import LoraFormat, load_dreamo_weights
+from dreamo_core.weights.lora_diffusers import merge_lora
 from training.attention_capture import select_layers
 from training.codec import PixelCodec
 from training.config import ModelConfig

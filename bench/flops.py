@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .spec import FLUX_DEV, DreamOSpec
+from dreamo_core.spec import FLUX_DEV, DreamOSpec
 
 FLUX_TEXT_TOKENS = 512
 
 
 @dataclass(frozen=True)
-class ForwardFlops:
+class ForwardMacs:
     linear: float  # MACs of the projections / MLPs
     attention: float  # MACs of QK^T and AV
 
@@ -25,13 +25,13 @@ class ForwardFlops:
         return self.linear + self.attention
 
 
-def forward_flops(image_tokens: int, text_tokens: int = FLUX_TEXT_TOKENS, spec: DreamOSpec = FLUX_DEV) -> ForwardFlops:
+def forward_flops(image_tokens: int, text_tokens: int = FLUX_TEXT_TOKENS, spec: DreamOSpec = FLUX_DEV) -> ForwardMacs:
     """MACs of one transformer forward over ``text_tokens + image_tokens`` tokens."""
     n, d = text_tokens + image_tokens, spec.hidden_size
     blocks = spec.num_double_blocks + spec.num_single_blocks
     per_token = 4 * d * d + 2 * d * spec.mlp_hidden  # 12·D² at mlp_ratio 4
     embed = text_tokens * spec.t5_dim * d + image_tokens * 2 * spec.packed_channels * d
-    return ForwardFlops(linear=blocks * per_token * n + embed, attention=blocks * 2 * n * n * d)
+    return ForwardMacs(linear=blocks * per_token * n + embed, attention=blocks * 2 * n * n * d)
 
 
 def tokens_for(width: int, height: int) -> int:

@@ -11,8 +11,8 @@ import hashlib
 import torch
 from torch import nn
 
-from .embeddings import ConditionEmbeddings
-from .spec import DreamOSpec
+from ..conditioning.embeddings import ConditionEmbeddings
+from ..spec import DreamOSpec
 
 TINY_HIDDEN = 32
 TINY_TEXT_DIM = 32

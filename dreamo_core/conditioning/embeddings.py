@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .spec import FLUX_DEV, DreamOSpec
+from ..spec import FLUX_DEV, DreamOSpec
 
 TARGET_ROW = 1
 CONDITION_ROW = 0

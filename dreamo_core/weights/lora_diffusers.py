@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from .weight_formats import DreamOWeights, LoraFormat
+from .formats import DreamOWeights, LoraFormat
 
 DOUBLE_TARGETS = {
     "qkv_lora1": ("attn.to_q", "attn.to_k", "attn.to_v"),

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
-from .embeddings import ConditionEmbeddings
-from .lora_diffusers import merge_lora
+from ..conditioning.embeddings import ConditionEmbeddings
+from ..conditioning.placeholders import add_t5_placeholder_tokens
+from ..spec import FLUX_DEV, DreamOSpec
+from ..weights.formats import load_dreamo_weights
+from ..weights.lora_diffusers import merge_lora
 from .pipeline import DreamOGenerator
-from .placeholders import add_t5_placeholder_tokens
-from .sampling import make_scheduler
-from .spec import FLUX_DEV, DreamOSpec
+from .schedule import make_scheduler
 from .tiny import TinyPromptEncoder, tiny_spec, tiny_tables, tiny_transformer, tiny_vae
-from .weight_formats import load_dreamo_weights
 
 log = logging.getLogger("DreamO")
 

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .embeddings import ConditionEmbeddings, build_condition_embeddings
-from .position_ids import TokenGrid, dreamo_position_ids
+from ..conditioning.embeddings import ConditionEmbeddings, build_condition_embeddings
+from ..conditioning.position_ids import TokenGrid, dreamo_position_ids
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Routing response maps for display: the trainer's L_route quantity, sliced out of a joint attention call.
 
 For each reference: its tokens' queries against the noisy-image keys, averaged over reference tokens and heads
-(``dreamo_core.losses.reference_response``; mode "softmax" is the trainer's default, "logits" the paper's raw Eq. 2).
+(``dreamo_core.routing.losses.reference_response``; mode "softmax" is the trainer's default, "logits" the paper's raw Eq. 2).
 """
 
 from __future__ import annotations

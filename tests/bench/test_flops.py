@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dreamo_core.flops import excess_percent, floor_ratio, forward_flops, tokens_for
+from bench.flops import excess_percent, floor_ratio, forward_flops, tokens_for
 from dreamo_core.spec import FLUX_DEV
 
 

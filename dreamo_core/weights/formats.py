@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from .embeddings import ConditionEmbeddings
-from .spec import FLUX_DEV, DreamOSpec
+from ..conditioning.embeddings import ConditionEmbeddings
+from ..spec import FLUX_DEV, DreamOSpec
 
 TASK_KEY = "dreamo_task_embedding.weight"
 IDX_KEY = "dreamo_idx_embedding.weight"

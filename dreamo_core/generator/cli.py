@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ..conditioning.reference_images import TASKS
 from .loading import LoraRequest, load_flux_generator, load_tiny_generator, preset_loras
 from .pipeline import GenerationSettings, ReferenceInput
-from .references import TASKS
 
 TINY_BANNER = (
     "No --flux given: running the embedded TINY RANDOM-WEIGHT FLUX. The output is structured noise that only\n"

@@ -14,12 +14,12 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from .embeddings import ConditionEmbeddings, check_reference_indices
+from ..conditioning.embeddings import ConditionEmbeddings, check_reference_indices
+from ..conditioning.packing import denormalize_latents, normalize_latents, pack_latents, unpack_latents
+from ..conditioning.placeholders import validate_placeholders
+from ..conditioning.reference_images import prepare_reference, to_model_range
 from .flux_forward import ReferenceTokens, dreamo_transformer_forward
-from .packing import denormalize_latents, normalize_latents, pack_latents, unpack_latents
-from .placeholders import validate_placeholders
-from .references import prepare_reference, to_model_range
-from .sampling import dreamo_sigmas, flux_mu
+from .schedule import dreamo_sigmas, flux_mu
 
 Progress = Callable[[int, int], None]
 

@@ -1,0 +1,1 @@
+"""Official DreamO weight files: format detection and checks, the LoRA target layout, merging into diffusers."""
