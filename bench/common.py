@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 from bench.flops import FLUX_TEXT_TOKENS, excess_percent
+from dreamo_core.generator.tiny import flux_transformer
 
-SIZES = {  # diffusers FluxTransformer2DModel kwargs
+SIZES = {  # diffusers FluxTransformer2DModel sizes (dreamo_core.generator.tiny.flux_transformer)
     "tiny": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
                  joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 6, 6]),
     "small": dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
@@ -27,12 +28,7 @@ SIZES = {  # diffusers FluxTransformer2DModel kwargs
 
 def build_transformer(size: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
     """Random-weight FLUX transformer of the named size (``full`` = FLUX.1-dev architecture, ~12B params)."""
-    from diffusers import FluxTransformer2DModel
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = FluxTransformer2DModel(patch_size=1, in_channels=64, guidance_embeds=True, **SIZES[size])
-    return model.to(dtype).eval().requires_grad_(False)
+    return flux_transformer(0, device, dtype, **SIZES[size]).requires_grad_(False)
 
 
 def sync(device: str) -> None:

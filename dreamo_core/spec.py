@@ -47,6 +47,14 @@ class DreamOSpec:
         if self.mlp_ratio <= 0 or (self.hidden_size * self.mlp_ratio) % 1:
             raise ValueError(f"DreamOSpec.mlp_ratio must give an integer MLP width, got {self.mlp_ratio}")
 
+    @classmethod
+    def of_diffusers_config(cls, config: object, t5_dim: int | None = None) -> DreamOSpec:
+        """The spec of a diffusers ``FluxTransformer2DModel`` from its ``config`` (FLUX.1-dev gives FLUX_DEV).
+        t5_dim: the text encoder's width, default the transformer's ``joint_attention_dim``."""
+        c = config
+        return cls(hidden_size=c.num_attention_heads * c.attention_head_dim, num_double_blocks=c.num_layers,
+                   num_single_blocks=c.num_single_layers, t5_dim=t5_dim or c.joint_attention_dim)
+
     @property
     def mlp_hidden(self) -> int:
         """Width of the single-block MLP (12288 for FLUX.1-dev)."""

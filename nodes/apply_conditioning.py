@@ -8,9 +8,9 @@ import comfy.patcher_extension
 from comfy_api.latest import io
 
 from ..dreamo_core.conditioning.embeddings import check_reference_indices
+from ..dreamo_core.conditioning.reference_strength import ReferenceControl
 from .encode_reference import DreamORefsType
 from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
-from .reference_controls import ReferenceControl
 from .references import DreamORefs
 from .wrapper import DreamOWrapper
 

@@ -10,7 +10,7 @@ import torch
 
 from ..dreamo_core.conditioning.placeholders import MAX_PLACEHOLDER, PLACEHOLDER, placeholder_token
 
-T5_KEY = "t5xxl"
+T5XXL_TOKENS = "t5xxl"  # key of the T5-XXL token list in a FLUX clip.tokenize() result
 
 
 def spaced_placeholders(text: str) -> str:

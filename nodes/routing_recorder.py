@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
-from ..dreamo_core.routing.response_maps import reference_response
-from .wrapper import RUN_KEY, method_argument_position
+from ..dreamo_core.conditioning.token_layout import reference_spans
+from ..dreamo_core.routing.response_maps import joint_attention_responses
+from .flux_arguments import method_argument_position
+from .transformer_options import RUN_KEY
 
 RECORDER = "DreamO Routing Recorder"
 
@@ -75,10 +77,8 @@ class RoutingRecorder:
         """A fresh per-forward attention override recording into ``run``; its call counter gives the block index."""
         n_target = target[0] * target[1]
         image = slice(text_tokens, text_tokens + n_target)
-        refs, start = [], text_tokens + n_target
-        for n in ref_tokens:
-            refs.append(slice(start, start + n))
-            start += n
+        spans = reference_spans(text_tokens + n_target, ref_tokens)
+        refs, start = [slice(s, e) for s, e in spans], text_tokens + n_target + sum(ref_tokens)
         calls = [0]
 
         def attention_override(func: Callable, q: torch.Tensor, k: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -86,7 +86,7 @@ class RoutingRecorder:
             calls[0] += 1
             if refs and (self.blocks is None or block in self.blocks) and q.ndim == 4 and q.shape[2] == start:
                 with torch.no_grad():
-                    run.add(reference_response(q[:1], k[:1], refs, image, self.mode)[0], target)  # (n_refs, n_target)
+                    run.add(joint_attention_responses(q[:1], k[:1], refs, image, self.mode)[0], target)  # (n_refs, n_target)
             if previous is not None:
                 return previous(func, q, k, *args, **kwargs)
             return func(q, k, *args, **kwargs)

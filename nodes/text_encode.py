@@ -7,7 +7,12 @@ from comfy_api.latest import io
 from ..dreamo_core.conditioning.placeholders import validate_placeholders
 from .encode_reference import DreamORefsType
 from .model_info import T5_ROWS_ATTACHMENT
-from .placeholder_tokens import T5_KEY, placeholder_pieces, replace_placeholder_pieces, spaced_placeholders
+from .placeholder_tokens import (
+    T5XXL_TOKENS,
+    placeholder_pieces,
+    replace_placeholder_pieces,
+    spaced_placeholders,
+)
 from .references import DreamORefs
 
 NODE = "DreamO Text Encode"
@@ -22,20 +27,20 @@ def placeholder_tokens(clip, text: str, indices: list[int], rows) -> dict:
     tokens = clip.tokenize(text)
     if not found:
         return tokens
-    if T5_KEY not in tokens:
+    if T5XXL_TOKENS not in tokens:
         raise ValueError(f"{NODE}: the CLIP input has no T5-XXL encoder ({sorted(tokens)}); load clip_l + t5xxl "
                          "with DualCLIPLoader type 'flux'")
     if rows is None:
         raise ValueError(f"{NODE}: the prompt uses [ref#i] but the model carries no DreamO T5 rows; load the "
                          "original dreamo.safetensors (it holds dreamo_t5_embedding) in Load DreamO LoRA")
-    t5 = getattr(clip.tokenizer, T5_KEY, None)
+    t5 = getattr(clip.tokenizer, T5XXL_TOKENS, None)
     special = {t for t in (getattr(t5, "end_token", 1), getattr(t5, "pad_token", 0)) if t is not None}
-    pieces = placeholder_pieces(lambda s: clip.tokenize(s)[T5_KEY][0], special)
-    batches, replaced = replace_placeholder_pieces(clip.tokenize(spaced_placeholders(text))[T5_KEY], pieces, rows, NODE)
+    pieces = placeholder_pieces(lambda s: clip.tokenize(s)[T5XXL_TOKENS][0], special)
+    batches, replaced = replace_placeholder_pieces(clip.tokenize(spaced_placeholders(text))[T5XXL_TOKENS], pieces, rows, NODE)
     if replaced != [p.index for p in found]:
         raise ValueError(f"{NODE}: found T5 pieces for {replaced}, expected placeholders {[p.index for p in found]}; "
                          "do not put [ref#i] inside weighted (text:1.2) groups")
-    return {**tokens, T5_KEY: batches}
+    return {**tokens, T5XXL_TOKENS: batches}
 
 
 class DreamOTextEncode(io.ComfyNode):

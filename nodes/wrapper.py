@@ -13,98 +13,38 @@ between clones since ComfyUI 0.14 and may run on several GPUs at once).
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..dreamo_core.conditioning.batch_embeddings import batched_condition_embeddings, cond_item_mask
-from ..dreamo_core.conditioning.embeddings import ConditionEmbeddings
-from ..dreamo_core.conditioning.placement import Box, placed_reference_ids
-from ..dreamo_core.conditioning.position_ids import TokenGrid, dreamo_position_ids, token_grid
-from ..dreamo_core.conditioning.reference_strength import is_neutral
-from .reference_controls import ReferenceControl, current_sigma, merged_mask, strength_bias
+from ..dreamo_core.conditioning.embeddings import (
+    ConditionEmbeddings,
+    add_condition_embedding,
+    batched_condition_embeddings,
+)
+from ..dreamo_core.conditioning.placement import Box
+from ..dreamo_core.conditioning.position_ids import reference_position_ids, token_grid
+from ..dreamo_core.conditioning.reference_strength import (
+    ReferenceControl,
+    is_neutral,
+    merged_mask,
+    strength_bias,
+)
+from ..dreamo_core.conditioning.token_layout import TokenGrid
+from .flux_arguments import get_argument, with_argument
+from .transformer_options import (
+    RUN_KEY,
+    check_no_foreign_patches,
+    cond_item_mask,
+    current_sigma,
+    with_post_input,
+)
 
 if TYPE_CHECKING:
     from .routing_recorder import RoutingRecorder, RoutingRun
 
 WHERE = "Apply DreamO Conditioning"
-RUN_KEY = "dreamo_routing_run"  # transformer_options key of a recording run (nodes/routing_recorder.py)
-
-
-def method_argument_position(method: Callable, name: str, where: str) -> int:
-    """Position of ``name`` among the positional parameters of ``method`` (self excluded). RuntimeError naming
-    ``where`` when the signature cannot be read or has no such parameter: a renamed ComfyUI parameter must never
-    make us read another argument by a guessed position."""
-    try:
-        params = list(inspect.signature(method).parameters)[1:]
-    except (TypeError, ValueError) as e:
-        raise RuntimeError(f"{where}: cannot read the signature of {getattr(method, '__qualname__', method)}: {e}; "
-                           "this ComfyUI version is not supported by the DreamO pack") from e
-    if name not in params:
-        raise RuntimeError(f"{where}: {getattr(method, '__qualname__', method)} has no parameter {name!r} (it takes "
-                           f"{params}); this ComfyUI version changed its Flux model and is not supported yet")
-    return params.index(name)
-
-
-def argument_position(executor: Any, name: str) -> int:
-    """Position of ``name`` among the positional parameters of the wrapped Flux ``_forward``
-    (``x, timestep, context, y, guidance, ref_latents, control, transformer_options`` in 0.3.64..0.33)."""
-    forward = getattr(type(getattr(executor, "class_obj", None)), "_forward", None)
-    if forward is None:
-        raise RuntimeError(f"{WHERE}: the wrapped model {type(getattr(executor, 'class_obj', None)).__name__} has no "
-                           "Flux _forward; DreamO runs only on ComfyUI's own FLUX model")
-    return method_argument_position(forward, name, WHERE)
-
-
-def get_argument(executor: Any, args: tuple, kwargs: dict, name: str) -> Any:
-    if name in kwargs:
-        return kwargs[name]
-    pos = argument_position(executor, name)
-    return args[pos] if pos < len(args) else None
-
-
-def with_argument(executor: Any, args: tuple, kwargs: dict, name: str, value: Any) -> tuple[tuple, dict]:
-    """(args, kwargs) with ``name`` replaced by ``value`` (new containers; the inputs are not changed)."""
-    pos = argument_position(executor, name)
-    if name not in kwargs and pos < len(args):
-        args = args[:pos] + (value,) + args[pos + 1 :]
-    else:
-        kwargs = {**kwargs, name: value}
-    return args, kwargs
-
-
-def patch_name(patch: Any) -> str:
-    """``module.qualname`` of a patch function or object, for messages."""
-    target = patch if hasattr(patch, "__qualname__") else type(patch)
-    return f"{getattr(target, '__module__', '?')}.{target.__qualname__}"
-
-
-def check_no_foreign_patches(transformer_options: dict) -> None:
-    """ValueError unless DreamO's tokens and ids reach the blocks as DreamO sets them: no other ``post_input``
-    patch (core's Flux KV Cache drops reference tokens, USO Style Reference lengthens the text, each would make
-    our embedding or strength bias land on the wrong tokens) and no ``rope_options`` (ScaleROPE: DreamO replaces
-    the image ids with its own, so a RoPE scale or shift would be silently lost)."""
-    others = transformer_options.get("patches", {}).get("post_input", [])
-    if others:
-        raise ValueError(
-            f"{WHERE}: another node added a post_input patch to this model ({', '.join(patch_name(p) for p in others)}); "
-            "DreamO changes the image tokens there and cannot be combined with it (e.g. Flux KV Cache drops the "
-            "reference tokens, Apply USO Style Reference adds text tokens). Remove that node, or apply it to a model "
-            "without DreamO")
-    if transformer_options.get("rope_options"):
-        raise ValueError(
-            f"{WHERE}: the model has RoPE options {transformer_options['rope_options']} (ScaleROPE or a model that "
-            "sets them); DreamO sets its own position ids for the image and reference tokens, so they would be "
-            "ignored. Remove ScaleROPE from this model")
-
-
-def with_post_input(transformer_options: dict, patch: Callable) -> dict:
-    """A copy of transformer_options whose ``patches["post_input"]`` list starts with ``patch``."""
-    patches = dict(transformer_options.get("patches", {}))
-    patches["post_input"] = [patch, *patches.get("post_input", [])]
-    return {**transformer_options, "patches": patches}
 
 
 class DreamOEmbeddingPatch:
@@ -119,23 +59,14 @@ class DreamOEmbeddingPatch:
 
     def __call__(self, kwargs: dict) -> dict:
         img, img_ids = kwargs["img"], kwargs["img_ids"]  # (B, L, D), (B, L, 3)
-        if img.shape[1] != self.emb.shape[1] or img_ids.shape[1] != self.emb.shape[1]:
-            raise ValueError(
-                f"{WHERE}: the model saw {img.shape[1]} image tokens, but the DreamO embedding covers "
-                f"{self.emb.shape[1]} (target {self.target} + references {self.refs}); another node changed the tokens"
-            )
+        if img_ids.shape[1] != self.emb.shape[1]:
+            raise ValueError(f"{WHERE}: the model has {img_ids.shape[1]} image position ids, but DreamO's tokens are "
+                             f"{self.emb.shape[1]} (target {self.target} + references {self.refs}); another node "
+                             "changed the tokens")
         # rounded through the compute dtype as the official pipeline (bf16 ids above 256 are even), then kept in
         # the ids dtype of this ComfyUI (the compute dtype up to 0.3.71, float32 from 0.3.72 on)
-        ids = dreamo_position_ids(self.target, self.refs, dtype=img.dtype).to(img_ids)
-        if any(b is not None for b in self.boxes):
-            ids = ids.clone()
-            start = self.target[0] * self.target[1]
-            for grid, box in zip(self.refs, self.boxes):
-                n = grid[0] * grid[1]
-                if box is not None:
-                    ids[start : start + n] = placed_reference_ids(grid, box, self.target).to(img.dtype).to(ids)
-                start += n
-        return {**kwargs, "img": img + self.emb.to(device=img.device, dtype=img.dtype),
+        ids = reference_position_ids(self.target, self.refs, self.boxes, dtype=img.dtype).to(img_ids)
+        return {**kwargs, "img": add_condition_embedding(img, self.emb, WHERE),
                 "img_ids": ids.expand(img_ids.shape[0], -1, -1)}
 
 
@@ -180,7 +111,7 @@ class DreamOWrapper:
             context = get_argument(executor, args, kwargs, "context")  # (B, T, C)
             bias = strength_bias(weights, context.shape[1], target[0] * target[1], [r * c for r, c in ref_grids],
                                  x.shape[0], x.dtype, x.device)
-            kwargs = {**kwargs, "attention_mask": merged_mask(kwargs.get("attention_mask"), bias)}
+            kwargs = {**kwargs, "attention_mask": merged_mask(kwargs.get("attention_mask"), bias, WHERE)}
         return executor(*args, **kwargs)
 
     def with_recorder(self, recorder: RoutingRecorder) -> DreamOWrapper:

@@ -16,11 +16,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from dreamo_core.spec import DreamOSpec
-from dreamo_core.weights.formats import IDX_KEY, T5_KEY, TASK_KEY
-
-DOUBLE_TAGS = {"qkv_lora1": ("attn.to_q", "attn.to_k", "attn.to_v"), "proj_lora1": ("attn.to_out.0",),
-               "qkv_lora2": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"), "proj_lora2": ("attn.to_add_out",)}
-SINGLE_TAGS = {"qkv_lora": ("attn.to_q", "attn.to_k", "attn.to_v"), "proj_lora": ("proj_out",)}
+from dreamo_core.weights.formats import IDX_KEY, T5_EMBEDDING_KEY, TASK_KEY
+from dreamo_core.weights.lora_targets import block_layout
 
 
 def lora_factors(module: nn.Module, adapter: str = "default") -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,11 +37,11 @@ def xlabs_state_dict(transformer: nn.Module) -> dict[str, torch.Tensor]:
     """``{double|single}_blocks.{i}.processor.{tag}.{down|up}.weight`` for every LoRA'd block."""
     mods = dict(transformer.named_modules())
     out = {}
-    for kind, prefix, tags, count in (("double", "transformer_blocks", DOUBLE_TAGS, len(transformer.transformer_blocks)),
-                                      ("single", "single_transformer_blocks", SINGLE_TAGS, len(transformer.single_transformer_blocks))):
+    for kind, count in (("double", len(transformer.transformer_blocks)), ("single", len(transformer.single_transformer_blocks))):
+        blocks, tags = block_layout(kind)
         for i in range(count):
             for tag, targets in tags.items():
-                down, up = fused_pair([mods[f"{prefix}.{i}.{t}"] for t in targets])
+                down, up = fused_pair([mods[f"{blocks}.{i}.{t}"] for t in targets])
                 out[f"{kind}_blocks.{i}.processor.{tag}.down.weight"] = down
                 out[f"{kind}_blocks.{i}.processor.{tag}.up.weight"] = up
     return out
@@ -56,7 +53,7 @@ def dreamo_state_dict(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> 
     sd = xlabs_state_dict(model.transformer)
     sd[TASK_KEY] = model.task_embedding.detach().float()
     sd[IDX_KEY] = model.idx_embedding.detach().float()
-    sd[T5_KEY] = model.t5_embedding.detach().float()
+    sd[T5_EMBEDDING_KEY] = model.t5_embedding.detach().float()
     return {k: v.to(dtype).contiguous().cpu() for k, v in sd.items()}
 
 
@@ -70,6 +67,4 @@ def export_dreamo(model: nn.Module, path: str | Path, dtype: torch.dtype = torch
 
 def spec_of(transformer: nn.Module) -> DreamOSpec:
     """The ``DreamOSpec`` matching a (possibly tiny) diffusers FLUX transformer, for loading its export."""
-    c = transformer.config
-    return DreamOSpec(hidden_size=c.num_attention_heads * c.attention_head_dim, num_double_blocks=c.num_layers,
-                      num_single_blocks=c.num_single_layers, t5_dim=c.joint_attention_dim)
+    return DreamOSpec.of_diffusers_config(transformer.config)

@@ -14,41 +14,24 @@ import torch
 from torch import nn
 
 from dreamo_core.conditioning.embeddings import ConditionEmbeddings, build_condition_embeddings
-from dreamo_core.conditioning.position_ids import TokenGrid, dreamo_position_ids
+from dreamo_core.conditioning.position_ids import dreamo_position_ids
+from dreamo_core.conditioning.token_layout import TokenGrid, reference_spans
 from dreamo_core.generator.flux_forward import ReferenceTokens, added_to_output
+from dreamo_core.generator.tiny import flux_transformer
+from dreamo_core.weights.lora_targets import diffusers_target_names
 
 from .attention_capture import RoutingCapture, install_capture_processors
 from .config import ModelConfig
 from .flux_text import FluxTextEncoder
 from .text import TinyTextEncoder
 
-DOUBLE_LORA_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out.0",
-                       "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out")
-SINGLE_LORA_TARGETS = ("attn.to_q", "attn.to_k", "attn.to_v", "proj_out")
-
-
-def lora_target_names(transformer: nn.Module) -> list[str]:
-    """Full module names of the official DreamO LoRA targets (not the final ``proj_out``)."""
-    names = []
-    for i in range(len(transformer.transformer_blocks)):
-        names += [f"transformer_blocks.{i}.{t}" for t in DOUBLE_LORA_TARGETS]
-    for j in range(len(transformer.single_transformer_blocks)):
-        names += [f"single_transformer_blocks.{j}.{t}" for t in SINGLE_LORA_TARGETS]
-    return names
-
 
 def tiny_transformer(cfg: ModelConfig) -> nn.Module:
-    """A random tiny ``FluxTransformer2DModel`` (seeded by ``cfg.seed``, global RNG untouched)."""
-    from diffusers import FluxTransformer2DModel
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        return FluxTransformer2DModel(
-            patch_size=1, in_channels=64, num_layers=cfg.num_layers, num_single_layers=cfg.num_single_layers,
-            attention_head_dim=cfg.attention_head_dim, num_attention_heads=cfg.num_attention_heads,
-            joint_attention_dim=cfg.joint_attention_dim, pooled_projection_dim=cfg.pooled_projection_dim,
-            guidance_embeds=True, axes_dims_rope=list(cfg.axes_dims_rope),
-        )
+    """A random tiny ``FluxTransformer2DModel`` of the config's sizes (seeded by ``cfg.seed``, global RNG untouched)."""
+    return flux_transformer(cfg.seed, num_layers=cfg.num_layers, num_single_layers=cfg.num_single_layers,
+                            attention_head_dim=cfg.attention_head_dim, num_attention_heads=cfg.num_attention_heads,
+                            joint_attention_dim=cfg.joint_attention_dim, pooled_projection_dim=cfg.pooled_projection_dim,
+                            axes_dims_rope=list(cfg.axes_dims_rope)).train()
 
 
 def load_transformer(cfg: ModelConfig) -> nn.Module:
@@ -62,7 +45,8 @@ def load_transformer(cfg: ModelConfig) -> nn.Module:
         transformer = tiny_transformer(cfg)
     transformer.requires_grad_(False)
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank, init_lora_weights="gaussian",
-                      target_modules=lora_target_names(transformer))
+                      target_modules=diffusers_target_names(len(transformer.transformer_blocks),
+                                                                       len(transformer.single_transformer_blocks)))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
         transformer.add_adapter(lora)
@@ -117,10 +101,7 @@ class DreamOTrainModel(nn.Module):
         emb = build_condition_embeddings(self.tables, n, lengths, [r.index for r in refs])  # (L, D)
         ids = dreamo_position_ids(target_grid, [r.grid for r in refs]).to(latents.device)  # (L, 3)
         hidden = torch.cat([latents, *[r.tokens.to(latents) for r in refs]], dim=1)  # (B, L, 64)
-        spans, start = [], n
-        for length in lengths:
-            spans.append((start, start + length))
-            start += length
+        spans = reference_spans(n, lengths)
         if ref_keep is not None:
             keep = torch.cat([torch.arange(n, device=latents.device), n + ref_keep.to(latents.device)])
             hidden, ids, emb = hidden[:, keep], ids[keep], emb[keep]

@@ -79,3 +79,31 @@ def build_condition_embeddings(
     rows = condition_embedding_rows(tables, indices)
     counts = torch.tensor([target_tokens, *ref_tokens], device=rows.device)
     return torch.repeat_interleave(rows, counts, dim=0)
+
+
+def batched_condition_embeddings(
+    tables: ConditionEmbeddings,
+    target_tokens: int,
+    ref_tokens: Sequence[int],
+    indices: Sequence[int],
+    items: torch.Tensor,
+) -> torch.Tensor:
+    """(B, L, D) with L = target_tokens + sum(ref_tokens): the DreamO embedding for the items where ``items``
+    (B,) bool is True, exact zeros elsewhere (a batch may mix passes with and without DreamO, e.g. a sampler's
+    positive and negative prompts). Computed in the tables' dtype, as the official code."""
+    emb = build_condition_embeddings(tables, target_tokens, ref_tokens, indices)  # (L, D)
+    mask = items.to(device=emb.device, dtype=emb.dtype)[:, None, None]  # (B, 1, 1)
+    return emb[None] * mask
+
+
+def add_condition_embedding(tokens: torch.Tensor, emb: torch.Tensor, where: str = "DreamO") -> torch.Tensor:
+    """``tokens`` (B, L, D) after the image input projection + ``emb`` ((L, D) or (B, L, D)), cast to the tokens'
+    device and dtype. ValueError naming ``where`` when the token count or the width differ (another node changed
+    the tokens, or embeddings from another model)."""
+    if tokens.shape[-2] != emb.shape[-2]:
+        raise ValueError(f"{where}: the model saw {tokens.shape[-2]} image tokens, but the DreamO condition embedding "
+                         f"covers {emb.shape[-2]}; another node changed the image or reference tokens")
+    if tokens.shape[-1] != emb.shape[-1]:
+        raise ValueError(f"{where}: condition embedding width {emb.shape[-1]} does not match the model width "
+                         f"{tokens.shape[-1]} (embeddings from another model?)")
+    return tokens + emb.to(device=tokens.device, dtype=tokens.dtype)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .position_ids import TokenGrid
+from .token_layout import TokenGrid
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-TokenGrid = tuple[int, int]  # (rows, cols) of a packed token grid
+from .placement import Box, placed_reference_ids
+from .token_layout import TokenGrid, reference_spans
 
 
 def grid_position_ids(rows: int, cols: int, start_row: float = 0, start_col: float = 0) -> torch.Tensor:
@@ -47,3 +48,17 @@ def token_grid(latent_hw: tuple[int, int], patch_size: int = 2) -> TokenGrid:
     """Token grid of a latent (H, W): ceil(H/p) x ceil(W/p) (ComfyUI pads odd sizes)."""
     h, w = latent_hw
     return (-(-h // patch_size), -(-w // patch_size))
+
+
+def reference_position_ids(target: TokenGrid, refs: Sequence[TokenGrid], boxes: Sequence[Box | None] = (),
+                           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(L_target + sum L_ref, 3) ids of ``[target | ref1 ...]``: DreamO's diagonal ids, except that a reference
+    with a placement box gets ids mapped into that box (DreamFuse's positional affine, ``placed_reference_ids``).
+    Every id is rounded through ``dtype`` as the official pipeline's (bf16: ids above 256 become even)."""
+    ids = dreamo_position_ids(target, refs)
+    if any(b is not None for b in boxes):
+        spans = reference_spans(target[0] * target[1], [r * c for r, c in refs])
+        for grid, box, (s, e) in zip(refs, boxes, spans):
+            if box is not None:
+                ids[s:e] = placed_reference_ids(grid, box, target)
+    return ids.to(dtype)

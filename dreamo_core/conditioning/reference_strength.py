@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -40,3 +41,41 @@ def reference_key_bias(text_tokens: int, target_tokens: int, ref_tokens: Sequenc
 def is_neutral(weights: Sequence[float]) -> bool:
     """True when every strength is exactly 1 (no bias needed: the plain DreamO forward, bit for bit)."""
     return all(w == 1.0 for w in weights)
+
+
+@dataclass(frozen=True)
+class ReferenceControl:
+    """Strength of one reference while ``sigma_end <= sigma <= sigma_start`` (outside: strength 0)."""
+
+    strength: float = 1.0
+    sigma_start: float = float("inf")
+    sigma_end: float = 0.0
+
+    def strength_at(self, sigma: float | None) -> float:
+        if sigma is None or self.sigma_end <= sigma <= self.sigma_start:
+            return self.strength
+        return 0.0
+
+
+def strength_bias(weights: Sequence[float], text_tokens: int, target_tokens: int, ref_tokens: Sequence[int],
+                  batch: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """(B, 1, 1, L) additive attention bias over the ``[text | target | refs]`` keys: log(w_k) on reference k."""
+    bias = reference_key_bias(text_tokens, target_tokens, ref_tokens, weights)  # (L,)
+    return bias.to(device=device, dtype=dtype).view(1, 1, 1, -1).expand(batch, 1, 1, -1)
+
+
+def merged_mask(existing: torch.Tensor | None, bias: torch.Tensor, where: str = "DreamO") -> torch.Tensor:
+    """``existing`` attention mask (bool keep-mask or float bias, [L,L] / [B,L,L] / [B,H,L,L] / [B,1,1,L]) plus
+    the (B, 1, 1, L) strength ``bias``; ValueError naming ``where`` if its key length is not L."""
+    if existing is None:
+        return bias
+    if existing.shape[-1] != bias.shape[-1] or existing.ndim not in (2, 3, 4):
+        raise ValueError(
+            f"{where}: another node set an attention mask of shape {tuple(existing.shape)}, which does not cover the "
+            f"{bias.shape[-1]} text + image + reference tokens; reference strength cannot be combined with it "
+            "(set all reference strengths to 1 or remove the other mask)")
+    if existing.dtype == torch.bool:
+        existing = torch.zeros(existing.shape, dtype=bias.dtype, device=bias.device).masked_fill(~existing, MASKED)
+    while existing.ndim < 4:
+        existing = existing.unsqueeze(1 if existing.ndim == 3 else 0)  # [L,L] -> [1,L,L] -> [B,1,L,L]
+    return existing.to(device=bias.device, dtype=bias.dtype) + bias

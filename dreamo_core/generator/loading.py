@@ -91,9 +91,7 @@ class DiffusersPromptEncoder:
 
 def spec_from_transformer(transformer: torch.nn.Module, t5_dim: int) -> DreamOSpec:
     """The DreamOSpec of a loaded diffusers FLUX transformer (FLUX.1-dev gives FLUX_DEV)."""
-    c = transformer.config
-    spec = DreamOSpec(hidden_size=c.num_attention_heads * c.attention_head_dim, num_double_blocks=c.num_layers,
-                      num_single_blocks=c.num_single_layers, t5_dim=t5_dim)
+    spec = DreamOSpec.of_diffusers_config(transformer.config, t5_dim)
     if spec.hidden_size == FLUX_DEV.hidden_size and spec != FLUX_DEV:
         log.warning("transformer has FLUX width but not FLUX.1-dev's block counts: %s", spec)
     return spec

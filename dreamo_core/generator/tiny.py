@@ -25,16 +25,27 @@ def tiny_spec(num_double_blocks: int = 1, num_single_blocks: int = 1) -> DreamOS
                       num_single_blocks=num_single_blocks, t5_dim=TINY_TEXT_DIM)
 
 
-def tiny_transformer(seed: int = 0, num_layers: int = 1, num_single_layers: int = 1) -> nn.Module:
-    """A diffusers FluxTransformer2DModel with FLUX's structure and tiny widths (hidden 32, 2 heads x 16)."""
+TINY_TRANSFORMER = dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+                        joint_attention_dim=TINY_TEXT_DIM, pooled_projection_dim=TINY_POOLED_DIM, axes_dims_rope=[4, 6, 6])
+
+
+def flux_transformer(seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
+                     **sizes: object) -> nn.Module:
+    """A random-weight diffusers ``FluxTransformer2DModel`` with FLUX's structure (patch 1, 64 input channels,
+    guidance embedding). ``sizes`` override ``TINY_TRANSFORMER`` (e.g. the FLUX.1-dev widths of the benchmarks).
+    Seeded by ``seed`` without touching the global RNG; built directly on ``device``; in eval mode."""
     from diffusers import FluxTransformer2DModel
 
-    torch.manual_seed(seed)
-    return FluxTransformer2DModel(
-        patch_size=1, in_channels=64, num_layers=num_layers, num_single_layers=num_single_layers,
-        attention_head_dim=16, num_attention_heads=2, joint_attention_dim=TINY_TEXT_DIM,
-        pooled_projection_dim=TINY_POOLED_DIM, guidance_embeds=True, axes_dims_rope=[4, 6, 6],
-    ).eval()
+    config = {**TINY_TRANSFORMER, **sizes}
+    with torch.random.fork_rng(devices=[]), torch.device(device or "cpu"):
+        torch.manual_seed(seed)
+        model = FluxTransformer2DModel(patch_size=1, in_channels=64, guidance_embeds=True, **config)
+    return (model if dtype is None else model.to(dtype)).eval()
+
+
+def tiny_transformer(seed: int = 0, num_layers: int = 1, num_single_layers: int = 1) -> nn.Module:
+    """The generator's tiny FLUX (hidden 32, 2 heads x 16, text width 32)."""
+    return flux_transformer(seed, num_layers=num_layers, num_single_layers=num_single_layers)
 
 
 def tiny_vae(seed: int = 0) -> nn.Module:

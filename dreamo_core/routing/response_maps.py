@@ -10,16 +10,16 @@ from collections.abc import Sequence
 
 import torch
 
-from .losses import reference_response as _response
+from .losses import reference_response
 
 
-def reference_response(q: torch.Tensor, k: torch.Tensor, ref_slices: Sequence[slice], image_slice: slice,
+def joint_attention_responses(q: torch.Tensor, k: torch.Tensor, ref_slices: Sequence[slice], image_slice: slice,
                        mode: str = "softmax") -> torch.Tensor:
     """q, k: (B, heads, L, d) (after RoPE, ComfyUI's layout) -> (B, n_refs, L_img) response maps."""
     if q.ndim != 4 or q.shape != k.shape:
-        raise ValueError(f"reference_response expects q and k of equal shape (B, heads, L, d), got {tuple(q.shape)}, {tuple(k.shape)}")
+        raise ValueError(f"joint_attention_responses expects q and k of equal shape (B, heads, L, d), got {tuple(q.shape)}, {tuple(k.shape)}")
     k_img = k[:, :, image_slice].transpose(1, 2)  # (B, L_img, H, d)
-    return torch.stack([_response(q[:, :, sl].transpose(1, 2), k_img, mode) for sl in ref_slices], dim=1)
+    return torch.stack([reference_response(q[:, :, sl].transpose(1, 2), k_img, mode) for sl in ref_slices], dim=1)
 
 
 def normalize_map(m: torch.Tensor) -> torch.Tensor:

@@ -22,18 +22,17 @@ import torch
 
 from ..conditioning.embeddings import ConditionEmbeddings
 from ..spec import FLUX_DEV, DreamOSpec
+from .lora_targets import DOUBLE_TAGS, SINGLE_TAGS, xlabs_pair_shapes
 
 TASK_KEY = "dreamo_task_embedding.weight"
 IDX_KEY = "dreamo_idx_embedding.weight"
-T5_KEY = "dreamo_t5_embedding.weight"
-EMBEDDING_KEYS = (TASK_KEY, IDX_KEY, T5_KEY)
+T5_EMBEDDING_KEY = "dreamo_t5_embedding.weight"
+EMBEDDING_KEYS = (TASK_KEY, IDX_KEY, T5_EMBEDDING_KEY)
 
 XLABS_KEY = re.compile(
     r"(?:^|[._])(?P<kind>double|single)_blocks[._](?P<block>\d+)[._](?:.*[._])?"
     r"(?P<tag>qkv_lora[12]?|proj_lora[12]?)\.(?P<side>down|up)\.weight$"
 )
-DOUBLE_TAGS = ("qkv_lora1", "proj_lora1", "qkv_lora2", "proj_lora2")
-SINGLE_TAGS = ("qkv_lora", "proj_lora")
 STANDARD_LORA_SUFFIX = re.compile(
     r"\.(lora_up|lora_down|lora_A|lora_B|lora_mid|alpha|dora_scale)(\.default)?(\.weight)?$"
 )
@@ -119,21 +118,13 @@ def split_embeddings(
         raise ValueError(f"{source}: truncated DreamO embeddings: {missing} is missing")
     tables = ConditionEmbeddings(sd[TASK_KEY], sd[IDX_KEY]).validate(spec, source) if has_task else None
     t5 = None
-    if T5_KEY in sd:
-        t5 = sd[T5_KEY]
+    if T5_EMBEDDING_KEY in sd:
+        t5 = sd[T5_EMBEDDING_KEY]
         n = spec.t5_placeholder_rows
         if t5.ndim != 2 or t5.shape[0] < n or t5.shape[1] != spec.t5_dim:
-            raise ValueError(f"{source}: {T5_KEY} has shape {tuple(t5.shape)}, expected (N >= {n}, {spec.t5_dim})")
+            raise ValueError(f"{source}: {T5_EMBEDDING_KEY} has shape {tuple(t5.shape)}, expected (N >= {n}, {spec.t5_dim})")
         t5 = t5[-n:]
     return tables, t5, rest
-
-
-def xlabs_expected_shapes(tag: str, rank: int, spec: DreamOSpec) -> tuple[tuple[int, int], tuple[int, int]]:
-    """(down, up) shapes of an XLabs LoRA pair for ``tag`` at ``rank`` (FLUX.1-dev: qkv up 9216, single proj down 15360)."""
-    h = spec.hidden_size
-    down_in = spec.single_proj_in if tag == "proj_lora" else h
-    up_out = 3 * h if tag.startswith("qkv") else h
-    return (rank, down_in), (up_out, rank)
 
 
 def normalize_xlabs(sd: Mapping[str, torch.Tensor], spec: DreamOSpec = FLUX_DEV, source: str = "LoRA") -> dict[str, torch.Tensor]:
@@ -163,7 +154,7 @@ def normalize_xlabs(sd: Mapping[str, torch.Tensor], spec: DreamOSpec = FLUX_DEV,
         if down.ndim != 2 or up.ndim != 2:
             raise ValueError(f"{source}: {k[: -len('.down.weight')]} has down {tuple(down.shape)} / up {tuple(up.shape)}, "
                              "expected two 2-D matrices")
-        want_down, want_up = xlabs_expected_shapes(tag, int(down.shape[0]), spec)
+        want_down, want_up = xlabs_pair_shapes(tag, int(down.shape[0]), spec)
         if tuple(down.shape) != want_down or tuple(up.shape) != want_up:
             raise ValueError(
                 f"{source}: {k[: -len('.down.weight')]} has down {tuple(down.shape)} / up {tuple(up.shape)}, "

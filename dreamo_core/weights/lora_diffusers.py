@@ -11,14 +11,7 @@ import torch
 from torch import nn
 
 from .formats import DreamOWeights, LoraFormat
-
-DOUBLE_TARGETS = {
-    "qkv_lora1": ("attn.to_q", "attn.to_k", "attn.to_v"),
-    "proj_lora1": ("attn.to_out.0",),
-    "qkv_lora2": ("attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"),
-    "proj_lora2": ("attn.to_add_out",),
-}
-SINGLE_TARGETS = {"qkv_lora": ("attn.to_q", "attn.to_k", "attn.to_v"), "proj_lora": ("proj_out",)}
+from .lora_targets import block_layout
 
 
 def xlabs_to_diffusers(xlabs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -31,8 +24,8 @@ def xlabs_to_diffusers(xlabs: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
             continue
         kind, block, _, tag = key.split(".")[:4]
         up = xlabs[key.replace(".down.weight", ".up.weight")]
-        prefix = "transformer.transformer_blocks" if kind == "double_blocks" else "transformer.single_transformer_blocks"
-        targets = (DOUBLE_TARGETS if kind == "double_blocks" else SINGLE_TARGETS)[tag]
+        blocks, tags = block_layout(kind)
+        prefix, targets = f"transformer.{blocks}", tags[tag]
         ups = torch.chunk(up, len(targets), dim=0)
         for target, up_part in zip(targets, ups):
             out[f"{prefix}.{block}.{target}.lora_A.weight"] = down

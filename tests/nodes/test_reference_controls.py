@@ -112,14 +112,14 @@ def test_bad_options_name_the_node(kw, message):
 
 
 def test_existing_mask_is_merged_or_rejected():
-    C = h.pack("nodes.reference_controls")
+    C = h.pack("dreamo_core.conditioning.reference_strength")
     bias = torch.tensor([0.0, 0.0, -1.0]).view(1, 1, 1, 3)
     keep = torch.tensor([[True, False, True]] * 3)  # [L, L] bool keep-mask
     merged = C.merged_mask(keep, bias)
     assert merged.shape == (1, 1, 3, 3)
     assert torch.equal(merged[0, 0, 0], torch.tensor([0.0, C.MASKED, -1.0]))
     with pytest.raises(ValueError, match="Apply DreamO Conditioning.*attention mask of shape"):
-        C.merged_mask(torch.zeros(1, 2, 2), bias)
+        C.merged_mask(torch.zeros(1, 2, 2), bias, "Apply DreamO Conditioning")
 
 
 def test_box_maps_reference_ids_and_default_is_unchanged(loras_dir):
