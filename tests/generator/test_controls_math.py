@@ -5,15 +5,15 @@ import math
 import pytest
 import torch
 
+from dreamo_core.conditioning.embeddings import ConditionEmbeddings
 from dreamo_core.conditioning.placement import Box, placed_reference_ids
+from dreamo_core.conditioning.position_ids import reference_position_ids
 from dreamo_core.conditioning.reference_strength import (
     MASKED,
     check_percent_range,
     reference_key_bias,
     strength_to_bias,
 )
-from dreamo_core.conditioning.embeddings import ConditionEmbeddings
-from dreamo_core.conditioning.position_ids import reference_position_ids
 from dreamo_core.conditioning.token_layout import reference_spans
 from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 from dreamo_core.generator.tiny import flux_transformer
