@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from ..conditioning.placement import Box
 from ..conditioning.reference_images import TASKS
 from .loading import LoraRequest, load_flux_generator, load_tiny_generator, preset_loras
-from .pipeline import GenerationSettings, ReferenceInput
+from .pipeline import GenerationSettings, ReferenceInput, check_request
 
 TINY_BANNER = (
     "No --flux given: running the embedded TINY RANDOM-WEIGHT FLUX. The output is structured noise that only\n"
@@ -27,8 +30,9 @@ TINY_BANNER = (
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def load_image(path: str, what: str) -> torch.Tensor:
-    """PNG/JPEG/WebP -> (H, W, C) float in [0, 1] (RGBA kept so its alpha can act as the mask)."""
+def load_image(path: str, what: str, mode: str | None = None) -> torch.Tensor:
+    """PNG/JPEG/WebP -> (H, W, C) float in [0, 1] (RGBA kept so its alpha can act as the mask); mode "L" -> (H, W)."""
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     p = Path(path)
@@ -39,21 +43,42 @@ def load_image(path: str, what: str) -> torch.Tensor:
         img.load()
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{what}: {p} is not a readable image: {e}") from e
-    mode = "RGBA" if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else "RGB"
-    if what.endswith("mask"):
-        mode = "L"
-    import numpy as np
-
+    if mode is None:
+        mode = "RGBA" if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info else "RGB"
     return torch.from_numpy(np.asarray(img.convert(mode), dtype=np.float32) / 255.0)
 
 
+REF_OPTIONS = "task=ip|id|style, index=1..9, mask=PATH, strength=W, start=0..1, end=0..1, box=X,Y,W,H"
+
+
+def number(path: str, key: str, value: str) -> float:
+    try:
+        v = float(value)
+    except ValueError as e:
+        raise ValueError(f"--ref {path}: {key} must be a number, got {value!r}") from e
+    if not math.isfinite(v):
+        raise ValueError(f"--ref {path}: {key} must be a finite number, got {value!r}")
+    return v
+
+
+def parse_box(path: str, value: str) -> Box:
+    """``X,Y,W,H`` fractions of the output (e.g. ``0.5,0,0.5,1`` = the right half)."""
+    parts = value.split(",")
+    if len(parts) != 4:
+        raise ValueError(f"--ref {path}: box must be X,Y,W,H (four fractions of the output size), got {value!r}")
+    try:
+        return Box(*(number(path, "box", v) for v in parts))
+    except ValueError as e:
+        raise ValueError(f"--ref {path}: {e}" if not str(e).startswith("--ref") else str(e)) from e
+
+
 def parse_ref(items: list[str]) -> ReferenceInput:
-    """``PATH [task=ip|id|style] [index=N] [mask=PATH]``."""
+    """``PATH [task=..] [index=N] [mask=PATH] [strength=W] [start=P] [end=P] [box=X,Y,W,H]``."""
     path, opts = items[0], {}
     for item in items[1:]:
         key, sep, value = item.partition("=")
-        if not sep or key not in ("task", "index", "mask"):
-            raise ValueError(f"--ref {path}: unknown option {item!r}; use task=ip|id|style, index=1..9, mask=PATH")
+        if not sep or key not in ("task", "index", "mask", "strength", "start", "end", "box"):
+            raise ValueError(f"--ref {path}: unknown option {item!r}; use {REF_OPTIONS}")
         opts[key] = value
     task = opts.get("task", "ip")
     if task not in TASKS:
@@ -63,10 +88,14 @@ def parse_ref(items: list[str]) -> ReferenceInput:
         if not opts["index"].isdigit():
             raise ValueError(f"--ref {path}: index must be an integer 1..9, got {opts['index']!r}")
         index = int(opts["index"])
-    mask = load_image(opts["mask"], f"--ref {path} mask")[..., 0] if "mask" in opts else None
-    if mask is not None and mask.ndim == 3:
-        mask = mask[..., 0]
-    return ReferenceInput(load_image(path, f"--ref {path}"), task, index, mask)
+    mask = load_image(opts["mask"], f"--ref {path} mask", mode="L") if "mask" in opts else None
+    ref = ReferenceInput(load_image(path, f"--ref {path}"), task, index, mask,
+                         strength=number(path, "strength", opts.get("strength", "1")),
+                         start_percent=number(path, "start", opts.get("start", "0")),
+                         end_percent=number(path, "end", opts.get("end", "1")),
+                         box=parse_box(path, opts["box"]) if "box" in opts else None)
+    ref.check(f"--ref {path}")
+    return ref
 
 
 def demo_reference(size: int = 256) -> ReferenceInput:
@@ -81,8 +110,9 @@ def demo_reference(size: int = 256) -> ReferenceInput:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dreamo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompt", default="a photo of the object on a wooden table", help="text prompt; may use [ref#1]..[ref#9]")
-    p.add_argument("--ref", nargs="+", action="append", default=[], metavar="PATH [task=..] [index=..] [mask=..]",
-                   help="a reference image (repeat for several); style prompts must start with 'generate a same style image.'")
+    p.add_argument("--ref", nargs="+", action="append", default=[], metavar="PATH [OPTION=VALUE ...]",
+                   help=f"a reference image (repeat for several), options {REF_OPTIONS}; style prompts must start "
+                        "with 'generate a same style image.'")
     p.add_argument("--flux", type=Path, help="FLUX.1-dev folder in diffusers layout (model_index.json, transformer/, vae/, ...)")
     p.add_argument("--dreamo", type=Path, help="the original dreamo.safetensors (LoRA + embeddings)")
     p.add_argument("--lora", action="append", default=[], metavar="PATH[@STRENGTH]", help="extra LoRA to fuse (repeatable)")
@@ -120,25 +150,60 @@ def loras_from_args(a: argparse.Namespace) -> list[LoraRequest]:
     return reqs
 
 
+def checked_output(path: Path) -> Path:
+    """``--out`` checked before any generation: not a folder, its folder exists or can be made, writable."""
+    if path.is_dir():
+        raise ValueError(f"--out {path}: is a folder; give a file name such as {path / 'dreamo.png'}")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {path}: cannot create the folder {folder}: {e}") from e
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--out {path}: the folder {folder} is not writable")
+    return path
+
+
+def checked_device(name: str) -> str:
+    """``--device`` as torch knows it; ValueError when it names an accelerator this machine does not have."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"--device {name!r}: not a torch device ({e})") from e
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (torch {torch.__version__}); "
+                         "use --device cpu")
+    return name
+
+
+def settings_from_args(a: argparse.Namespace, tiny: bool) -> GenerationSettings:
+    size = 256 if tiny else 1024
+    return GenerationSettings(width=size if a.width is None else a.width, height=size if a.height is None else a.height,
+                              steps=a.steps, guidance=a.guidance, first_step_guidance=a.first_step_guidance,
+                              seed=a.seed, ref_res=a.ref_res, true_cfg=a.true_cfg, negative_prompt=a.negative_prompt,
+                              neg_guidance=a.neg_guidance)
+
+
 def run(a: argparse.Namespace) -> Path:
     loras = loras_from_args(a)
     refs = [parse_ref(items) for items in a.ref]
     tiny = a.flux is None
+    settings = settings_from_args(a, tiny)
+    out = checked_output(a.out)
+    device = checked_device(a.device)
+    if tiny and not refs:
+        refs = [demo_reference()]
+    check_request(a.prompt, refs, settings)  # every check that needs no model, before one is built
     if tiny:
         print(TINY_BANNER, file=sys.stderr)
         gen = load_tiny_generator(loras, a.embeddings, a.seed)
-        refs = refs or [demo_reference()]
     else:
-        gen = load_flux_generator(a.flux, loras, a.embeddings, a.device, DTYPES[a.dtype])
-    size = 256 if tiny else 1024
-    settings = GenerationSettings(width=a.width or size, height=a.height or size, steps=a.steps, guidance=a.guidance,
-                                  first_step_guidance=a.first_step_guidance, seed=a.seed, ref_res=a.ref_res,
-                                  true_cfg=a.true_cfg, negative_prompt=a.negative_prompt, neg_guidance=a.neg_guidance)
+        gen = load_flux_generator(a.flux, loras, a.embeddings, device, DTYPES[a.dtype])
     with tqdm(total=settings.steps, desc="DreamO", unit="step") as bar:
         image = gen.generate(a.prompt, refs, settings, progress=lambda i, n: bar.update(1))
-    save_png(image, a.out)
-    print(f"wrote {a.out} ({settings.width}x{settings.height}, {len(refs)} reference(s), seed {settings.seed})")
-    return a.out
+    save_png(image, out)
+    print(f"wrote {out} ({settings.width}x{settings.height}, {len(refs)} reference(s), seed {settings.seed})")
+    return out
 
 
 def save_png(image: torch.Tensor, path: Path) -> None:

@@ -17,9 +17,12 @@ from torch import nn
 from ..conditioning.embeddings import ConditionEmbeddings, check_reference_indices
 from ..conditioning.packing import denormalize_latents, normalize_latents, pack_latents, unpack_latents
 from ..conditioning.placeholders import validate_placeholders
+from ..conditioning.placement import Box
 from ..conditioning.reference_images import prepare_reference, to_model_range
+from ..conditioning.reference_strength import ReferenceControl, check_percent_range, strength_to_bias
+from ..spec import FLUX_DEV
 from .flux_forward import ReferenceTokens, dreamo_transformer_forward
-from .schedule import dreamo_sigmas, flux_mu
+from .schedule import dreamo_sigmas, flux_mu, percent_to_sigma
 
 Progress = Callable[[int, int], None]
 
@@ -32,12 +35,41 @@ class PromptEncoder(Protocol):
 
 @dataclass
 class ReferenceInput:
-    """A user reference. image: (H, W, C) in [0, 1]; mask: optional (H, W) foreground; index: 1..9 (default: position)."""
+    """A user reference. image: (H, W, C) in [0, 1]; mask: optional (H, W) foreground; index: 1..9 (default: the
+    next index no other reference names). Controls as the nodes' DreamO Reference Options: strength w (log w on its
+    attention keys), active from start_percent to end_percent of the schedule, optional placement box."""
 
     image: torch.Tensor
     task: str = "ip"
     index: int | None = None
     mask: torch.Tensor | None = None
+    strength: float = 1.0
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    box: Box | None = None
+
+    def check(self, where: str) -> None:
+        """ValueError naming ``where`` for a strength or step range DreamO cannot use (before any model work)."""
+        try:
+            strength_to_bias(self.strength)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+        check_percent_range(self.start_percent, self.end_percent, where)
+
+    def control(self, mu: float) -> ReferenceControl:
+        """Strength and its sigma range on the generator's schedule (time shift ``mu``)."""
+        return ReferenceControl(self.strength, percent_to_sigma(self.start_percent, mu),
+                                percent_to_sigma(self.end_percent, mu))
+
+
+def reference_indices(refs: Sequence[ReferenceInput], max_index: int = FLUX_DEV.max_refs) -> list[int]:
+    """Each reference's DreamO index: its own, else the lowest index no reference names (``a index=2, b`` gives
+    2, 1); ValueError for an index out of range or used twice."""
+    taken = {r.index for r in refs if r.index is not None}
+    free = (k for k in range(1, max_index + 1) if k not in taken)
+    indices = [r.index if r.index is not None else next(free, max_index + 1) for r in refs]
+    check_reference_indices(indices, max_index, "references")
+    return indices
 
 
 @dataclass
@@ -64,6 +96,16 @@ class GenerationSettings:
             raise ValueError(f"true_cfg must be >= 1 (1 disables it), got {self.true_cfg}")
 
 
+def check_request(prompt: str, refs: Sequence[ReferenceInput], settings: GenerationSettings) -> list[int]:
+    """Every check that needs no model (settings, indices, controls, placeholders); returns the indices."""
+    settings.validate()
+    for i, r in enumerate(refs):
+        r.check(f"reference {i + 1}")
+    indices = reference_indices(refs)
+    validate_placeholders(prompt, indices)
+    return indices
+
+
 class DreamOGenerator:
     """Holds loaded components; ``generate`` runs one image (batch size 1, as the official pipeline)."""
 
@@ -80,7 +122,7 @@ class DreamOGenerator:
         x = to_model_range(prepared.pixels).to(self.device, self.vae.dtype)
         z = self.vae.encode(x).latent_dist.mode()
         z = normalize_latents(z, self.vae.config.shift_factor, self.vae.config.scaling_factor)
-        return ReferenceTokens(pack_latents(z).to(self.dtype), prepared.token_grid, index)
+        return ReferenceTokens(pack_latents(z).to(self.dtype), prepared.token_grid, index, ref.box)
 
     def initial_noise(self, settings: GenerationSettings) -> torch.Tensor:
         """(1, 16, H/8, W/8) noise from a CPU generator, drawn in the model dtype (official behaviour)."""
@@ -93,10 +135,7 @@ class DreamOGenerator:
                  progress: Progress | None = None) -> torch.Tensor:
         """-> image (H, W, 3) float in [0, 1] on CPU."""
         s = settings or GenerationSettings()
-        s.validate()
-        indices = [r.index if r.index is not None else i + 1 for i, r in enumerate(refs)]
-        check_reference_indices(indices, 9, "references")
-        validate_placeholders(prompt, indices)
+        indices = check_request(prompt, refs, s)
         if refs and self.tables is None:
             raise ValueError("references need the DreamO embeddings: pass the original dreamo.safetensors or embedding.safetensors")
         ref_tokens = [self.encode_reference(r, k, s.ref_res, s.seed) for r, k in zip(refs, indices)]
@@ -105,14 +144,17 @@ class DreamOGenerator:
             neg_embeds, neg_pooled = (t.to(self.device, self.dtype) for t in self.prompt_encoder.encode(s.negative_prompt))
         grid = (s.height // 16, s.width // 16)
         latents = pack_latents(self.initial_noise(s))
-        self.scheduler.set_timesteps(sigmas=dreamo_sigmas(s.steps), mu=flux_mu(grid[0] * grid[1]), device=self.device)
+        mu = flux_mu(grid[0] * grid[1])
+        self.scheduler.set_timesteps(sigmas=dreamo_sigmas(s.steps), mu=mu, device=self.device)
         timesteps = self.scheduler.timesteps
+        controls = [r.control(mu) for r in refs]
         for i, t in enumerate(timesteps):
             sigma = (t / 1000).expand(1).to(self.dtype)
             g = s.guidance if i > 0 or s.first_step_guidance is None else s.first_step_guidance
             guidance = torch.full((1,), g, device=self.device, dtype=torch.float32)
+            strengths = [c.strength_at(float(t) / 1000) for c in controls]
             v = dreamo_transformer_forward(self.transformer, latents, grid, ref_tokens, sigma, guidance, pooled,
-                                           embeds, self.tables)
+                                           embeds, self.tables, strengths=strengths)
             if s.true_cfg > 1:
                 neg_g = torch.full((1,), s.neg_guidance, device=self.device, dtype=torch.float32)
                 v_neg = dreamo_transformer_forward(self.transformer, latents, grid, [], sigma, neg_g, neg_pooled,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 FLUX_SCHEDULER_CONFIG = dict(
@@ -15,6 +17,17 @@ def flux_mu(target_tokens: int, base_len: int = 256, max_len: int = 4096, base_s
     """Dynamic time-shift mu, linear in the number of NOISY tokens only (references do not count)."""
     m = (max_shift - base_shift) / (max_len - base_len)
     return target_tokens * m + (base_shift - m * base_len)
+
+
+def percent_to_sigma(percent: float, mu: float) -> float:
+    """The sigma at ``percent`` (0 = first step, 1 = the end) of the schedule shifted by ``mu``: the scheduler's
+    exponential time shift of t = 1 - percent (as ComfyUI's percent_to_sigma for FLUX, with the generator's mu)."""
+    if percent <= 0.0:
+        return 1.0
+    if percent >= 1.0:
+        return 0.0
+    t = 1.0 - percent
+    return math.exp(mu) / (math.exp(mu) + (1.0 / t - 1.0))
 
 
 def dreamo_sigmas(steps: int) -> np.ndarray:

@@ -108,7 +108,7 @@ def setup_comfy(comfy_path: str) -> None:
 
 def pack(module: str) -> types.ModuleType:
     """A module of our pack as ComfyUI imported it, e.g. pack('nodes.wrapper')."""
-    return sys.modules[f"{PACK_NAME}.{module}"]
+    return importlib.import_module(f"{PACK_NAME}.{module}")  # imported by ComfyUI already, or now under it
 
 
 def node(node_id: str) -> type:

@@ -134,7 +134,65 @@ def test_box_maps_reference_ids_and_default_is_unchanged(loras_dir):
     want = hand_ids((4, 4), [(4, 3), (2, 2)])
     want[28:] = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 3.0], [0.0, 1.0, 2.0], [0.0, 1.0, 3.0]])
     assert torch.equal(seen[0], want)
-    placed = h.pack("dreamo_core.conditioning.placement")
-    assert torch.equal(seen[0][28:], placed.placed_reference_ids((2, 2), placed.Box(0.5, 0.0, 0.5, 0.5), (4, 4)))
     # an unboxed options call keeps DreamO's forward bit for bit
     assert torch.equal(denoised(m, options(refs, 2, strength=1.0)).denoised, denoised(m, refs).denoised)
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.99], ids=["inside-range", "before-start"])
+def test_cli_reference_and_nodes_give_the_same_tokens_ids_and_bias(tmp_path, sigma):
+    """One reference with index 2, strength 0.5, steps 20-80 % and a box, set once through the ``dreamo`` CLI's
+    --ref options and once through Encode -> Reference Options -> Apply: the embedding rows, the position ids and
+    the attention bias reaching the model are the same."""
+    import numpy as np
+    from PIL import Image
+
+    cli = h.pack("dreamo_core.generator.cli")
+    fwd = h.pack("dreamo_core.generator.flux_forward")
+    emb_mod = h.pack("dreamo_core.conditioning.embeddings")
+    Image.fromarray(np.full((32, 48, 3), 128, dtype=np.uint8)).save(tmp_path / "ref.png")
+    ref = cli.parse_ref([str(tmp_path / "ref.png"), "index=2", "strength=0.5", "start=0.2", "end=0.8",
+                         "box=0.5,0,0.5,0.5"])
+    t = h.tiny_tables()
+    tables = emb_mod.ConditionEmbeddings(t["dreamo_task_embedding.weight"], t["dreamo_idx_embedding.weight"])
+    latent = torch.randn(1, 16, 4, 6, generator=torch.Generator().manual_seed(3))  # 2x3 reference tokens
+    context = torch.randn(1, TEXT_TOKENS, h.CTX)
+    x = torch.zeros(1, 16, 8, 8)  # 4x4 target tokens
+
+    # the nodes
+    R = h.pack("nodes.references")
+    refs = R.DreamORefs((R.EncodedReference(latent, "ip", 2),))
+    refs = options(refs, 2, strength=ref.strength, start_percent=ref.start_percent, end_percent=ref.end_percent,
+                   use_box=True, box_x=ref.box.x, box_y=ref.box.y, box_w=ref.box.w, box_h=ref.box.h)
+    model = h.tiny_flux()
+    model.set_attachments("dreamo_embeddings", tables)
+    m2, _ = h.run_node("DreamO_ApplyConditioning", model=model, positive=positive(), references=refs)
+    wrapper = m2.get_wrappers("diffusion_model", "dreamo")[0]
+    seen = {}
+
+    class Executor:
+        class_obj = model.model.diffusion_model
+
+        def __call__(self, *args, **kwargs):
+            seen.update(options=args[7], kwargs=kwargs)
+
+    options_in = {"cond_or_uncond": [0], "sigmas": torch.tensor([sigma])}
+    wrapper(Executor(), x, "t", context, "y", "g", [latent], None, options_in, ref_latents_method="uxo")
+    patch = seen["options"]["patches"]["post_input"][0]
+    node_ids = patch({"img": torch.zeros(1, 22, h.HIDDEN), "img_ids": torch.zeros(1, 22, 3)})["img_ids"][0]
+    node_bias = seen["kwargs"].get("attention_mask")
+
+    # the CLI's reference through the generator's own input builder, at the same sigma of its schedule
+    tokens = torch.zeros(1, 6, 64)
+    control = ref.control(h.pack("dreamo_core.generator.schedule").flux_mu(16))
+    inputs = fwd.dreamo_inputs(torch.zeros(1, 16, 64), (4, 4), [fwd.ReferenceTokens(tokens, (2, 3), ref.index, ref.box)],
+                               tables, TEXT_TOKENS, torch.float32, strengths=[control.strength_at(sigma)])
+    assert torch.equal(patch.emb[0], inputs.embedding)
+    assert torch.equal(node_ids, inputs.img_ids)
+    assert node_bias is not None and inputs.bias is not None and torch.equal(node_bias, inputs.bias)
+    masked = h.pack("dreamo_core.conditioning.reference_strength").MASKED
+    want_ref_bias = math.log(0.5) if sigma == 0.5 else masked
+    assert node_bias[0, 0, 0, -6:].tolist() == pytest.approx([want_ref_bias] * 6)
+    # the 2x3 reference in the top-right quarter (rows 0-1, cols 2-3) of the 4x4 target, edges -0.5..1.5 and
+    # 1.5..3.5 in id space: rows at spacing 1 -> 0, 1; three columns at spacing 2/3 -> 1.5 + 1/3, 2.5, 3.5 - 1/3
+    want = torch.tensor([[0.0, 11 / 6], [0.0, 2.5], [0.0, 19 / 6], [1.0, 11 / 6], [1.0, 2.5], [1.0, 19 / 6]])
+    assert torch.allclose(node_ids[16:, 1:], want, atol=1e-6)
