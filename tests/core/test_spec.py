@@ -1,4 +1,4 @@
-"""DreamOSpec: the released FLUX.1-dev numbers, validation with clear messages, immutability."""
+"""DreamOSpec: FLUX.1-dev's numbers checked against the real architecture, validation, immutability."""
 
 import dataclasses
 
@@ -7,22 +7,29 @@ import pytest
 from dreamo_core.spec import FLUX_DEV, DreamOSpec
 
 
-def test_flux_dev_derived_sizes():
-    # FLUX.1-dev: width 3072, MLP 4x, 16 latent channels, 2x2 patches, VAE /8
-    assert FLUX_DEV.hidden_size == 3072
-    assert FLUX_DEV.mlp_hidden == 12288
-    assert FLUX_DEV.single_proj_in == 15360  # DreamO's single proj_lora input width (spec §5.2)
-    assert FLUX_DEV.packed_channels == 64
-    assert FLUX_DEV.token_pixels == 16
-    assert (FLUX_DEV.num_double_blocks, FLUX_DEV.num_single_blocks) == (19, 38)
-    assert (FLUX_DEV.num_task_rows, FLUX_DEV.num_idx_rows, FLUX_DEV.max_refs) == (2, 10, 9)
-    assert (FLUX_DEV.t5_dim, FLUX_DEV.t5_placeholder_rows) == (4096, 10)
-    assert (FLUX_DEV.latent_shift, FLUX_DEV.latent_scale) == (0.1159, 0.3611)
+def test_flux_dev_spec_matches_the_real_architecture():
+    """FLUX_DEV against diffusers' FLUX.1-dev transformer (its default config, built on the meta device): the block
+    counts, the width and every derived size DreamO's LoRA shapes depend on."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+
+    with torch.device("meta"):
+        model = FluxTransformer2DModel(guidance_embeds=True)
+    assert DreamOSpec.of_diffusers_config(model.config) == FLUX_DEV
+    single = model.single_transformer_blocks[0]
+    assert FLUX_DEV.mlp_hidden == single.proj_mlp.out_features
+    assert FLUX_DEV.single_proj_in == single.proj_out.in_features  # the single proj_lora's input width
+    assert FLUX_DEV.packed_channels == model.x_embedder.in_features
+    assert FLUX_DEV.t5_dim == model.context_embedder.in_features
 
 
-def test_tiny_spec_derived_sizes():
-    tiny = DreamOSpec(hidden_size=32, num_double_blocks=2, num_single_blocks=2, t5_dim=16)
-    assert (tiny.mlp_hidden, tiny.single_proj_in) == (128, 160)
+def test_tiny_spec_matches_a_tiny_transformer():
+    from dreamo_core.generator.tiny import flux_transformer
+
+    model = flux_transformer(0, device="meta", num_layers=2, num_single_layers=3)
+    tiny = DreamOSpec.of_diffusers_config(model.config)
+    assert (tiny.num_double_blocks, tiny.num_single_blocks, tiny.hidden_size) == (2, 3, 32)
+    assert tiny.single_proj_in == model.single_transformer_blocks[0].proj_out.in_features
 
 
 def test_frozen():
