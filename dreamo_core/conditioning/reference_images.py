@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 
 Task = Literal["ip", "id", "style"]
-TASKS: tuple[str, ...] = ("ip", "id", "style")
+TASKS: tuple[str, ...] = get_args(Task)  # ip: subject/object (try-on: ip on a garment); id: a face; style
 ID_CROP_SIZE = 512  # the official id path always yields a 512x512 aligned face crop, whatever ref_res is
 MIN_SIDE = 16
 MAX_SIDE = 16384
