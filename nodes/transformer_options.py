@@ -13,16 +13,16 @@ COND = 0  # ComfyUI's cond_or_uncond marker for the positive prompt (1 = negativ
 RUN_KEY = "dreamo_routing_run"  # transformer_options key of a recording run (nodes/routing_recorder.py)
 
 
-def cond_item_mask(cond_or_uncond: Sequence[int] | None, batch: int) -> torch.Tensor:
-    """(batch,) bool, True for positive-prompt items. Each entry of ``cond_or_uncond`` covers one chunk of
-    ``batch // len(cond_or_uncond)`` consecutive items; ``None`` or empty means every item is positive."""
+def cond_items(cond_or_uncond: Sequence[int] | None, batch: int) -> tuple[bool, ...]:
+    """(batch,) Python bools, True for positive-prompt items. Each entry of ``cond_or_uncond`` covers one chunk of
+    ``batch // len(cond_or_uncond)`` consecutive items; ``None`` or empty means every item is positive. Decided
+    from Python facts only (no tensor, no sync: no graph break under torch.compile)."""
     if not cond_or_uncond:
-        return torch.ones(batch, dtype=torch.bool)
+        return (True,) * batch
     chunks = len(cond_or_uncond)
     if batch % chunks:
         raise ValueError(f"DreamO: batch of {batch} items cannot be split into {chunks} cond/uncond chunks")
-    flags = torch.tensor([c == COND for c in cond_or_uncond], dtype=torch.bool)
-    return flags.repeat_interleave(batch // chunks)
+    return tuple(c == COND for c in cond_or_uncond for _ in range(batch // chunks))
 
 
 def current_sigma(transformer_options: dict) -> float | None:

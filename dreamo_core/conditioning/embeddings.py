@@ -76,9 +76,9 @@ def build_condition_embeddings(
         raise ValueError(
             f"build_condition_embeddings: token counts must be non-negative, got target {target_tokens}, refs {list(ref_tokens)}"
         )
-    rows = condition_embedding_rows(tables, indices)
-    counts = torch.tensor([target_tokens, *ref_tokens], device=rows.device)
-    return torch.repeat_interleave(rows, counts, dim=0)
+    rows = condition_embedding_rows(tables, indices)  # (1 + n_refs, D)
+    counts = [target_tokens, *ref_tokens]  # Python ints: static shapes, no data-dependent op (torch.compile)
+    return torch.cat([rows[j].expand(n, -1) for j, n in enumerate(counts)], dim=0)
 
 
 def batched_condition_embeddings(
@@ -86,14 +86,16 @@ def batched_condition_embeddings(
     target_tokens: int,
     ref_tokens: Sequence[int],
     indices: Sequence[int],
-    items: torch.Tensor,
+    items: Sequence[bool],
 ) -> torch.Tensor:
     """(B, L, D) with L = target_tokens + sum(ref_tokens): the DreamO embedding for the items where ``items``
-    (B,) bool is True, exact zeros elsewhere (a batch may mix passes with and without DreamO, e.g. a sampler's
-    positive and negative prompts). Computed in the tables' dtype, as the official code."""
+    (B Python bools) is True, exact zeros elsewhere (a batch may mix passes with and without DreamO, e.g. a
+    sampler's positive and negative prompts). Computed in the tables' dtype and on their device, as the official
+    code; only static-shape ops."""
     emb = build_condition_embeddings(tables, target_tokens, ref_tokens, indices)  # (L, D)
-    mask = items.to(device=emb.device, dtype=emb.dtype)[:, None, None]  # (B, 1, 1)
-    return emb[None] * mask
+    if all(items):
+        return emb[None].expand(len(items), -1, -1)
+    return torch.stack([emb if keep else torch.zeros_like(emb) for keep in items])
 
 
 def add_condition_embedding(tokens: torch.Tensor, emb: torch.Tensor, where: str = "DreamO") -> torch.Tensor:

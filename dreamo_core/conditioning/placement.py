@@ -34,7 +34,8 @@ class Box:
         return Box(x / width, y / height, w / width, h / height)
 
 
-def placed_reference_ids(ref: TokenGrid, box: Box, target: TokenGrid) -> torch.Tensor:
+def placed_reference_ids(ref: TokenGrid, box: Box, target: TokenGrid,
+                         device: torch.device | str | None = None) -> torch.Tensor:
     """(rows*cols, 3) float32 ids of a reference mapped into ``box`` of the ``target`` token grid.
 
     Token centres map to centres: id_row(r) = top + (r + 0.5)·s_y − 0.5 with s_y = box_rows / rows, top = y·T_rows
@@ -43,7 +44,6 @@ def placed_reference_ids(ref: TokenGrid, box: Box, target: TokenGrid) -> torch.T
     rows, cols = ref
     s_y, s_x = box.h * target[0] / rows, box.w * target[1] / cols
     t_y, t_x = box.y * target[0] + 0.5 * s_y - 0.5, box.x * target[1] + 0.5 * s_x - 0.5
-    ids = torch.zeros(rows, cols, 3)
-    ids[..., 1] = torch.arange(rows, dtype=torch.float32)[:, None] * s_y + t_y
-    ids[..., 2] = torch.arange(cols, dtype=torch.float32)[None, :] * s_x + t_x
-    return ids.reshape(rows * cols, 3)
+    r = torch.arange(rows, dtype=torch.float32, device=device)[:, None].expand(rows, cols) * s_y + t_y
+    c = torch.arange(cols, dtype=torch.float32, device=device)[None, :].expand(rows, cols) * s_x + t_x
+    return torch.stack([torch.zeros_like(r), r, c], dim=-1).reshape(rows * cols, 3)

@@ -7,17 +7,17 @@ from collections.abc import Sequence
 import torch
 
 from .placement import Box, placed_reference_ids
-from .token_layout import TokenGrid, reference_spans
+from .token_layout import TokenGrid
 
 
-def grid_position_ids(rows: int, cols: int, start_row: float = 0, start_col: float = 0) -> torch.Tensor:
-    """(rows*cols, 3) float32 ids (0, start_row + r, start_col + c), row-major."""
+def grid_position_ids(rows: int, cols: int, start_row: float = 0, start_col: float = 0,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """(rows*cols, 3) float32 ids (0, start_row + r, start_col + c), row-major, built on ``device``."""
     if rows <= 0 or cols <= 0:
         raise ValueError(f"grid_position_ids: token grid must be non-empty, got {rows}x{cols}")
-    ids = torch.zeros(rows, cols, 3)
-    ids[..., 1] = torch.arange(rows, dtype=torch.float32)[:, None] + start_row
-    ids[..., 2] = torch.arange(cols, dtype=torch.float32)[None, :] + start_col
-    return ids.reshape(rows * cols, 3)
+    r = torch.arange(rows, dtype=torch.float32, device=device)[:, None].expand(rows, cols) + start_row
+    c = torch.arange(cols, dtype=torch.float32, device=device)[None, :].expand(rows, cols) + start_col
+    return torch.stack([torch.zeros_like(r), r, c], dim=-1).reshape(rows * cols, 3)
 
 
 def reference_offsets(target: TokenGrid, refs: Sequence[TokenGrid]) -> list[TokenGrid]:
@@ -32,15 +32,16 @@ def reference_offsets(target: TokenGrid, refs: Sequence[TokenGrid]) -> list[Toke
     return offsets
 
 
-def dreamo_position_ids(target: TokenGrid, refs: Sequence[TokenGrid], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dreamo_position_ids(target: TokenGrid, refs: Sequence[TokenGrid], dtype: torch.dtype = torch.float32,
+                        device: torch.device | str | None = None) -> torch.Tensor:
     """(L_target + sum L_ref, 3) ids for ``[target | ref1 | ref2 ...]``.
 
     Built in float32 and cast to ``dtype`` at the end, as the official pipeline does (so bf16 rounds ids
     above 256 to even values exactly like the official code).
     """
-    parts = [grid_position_ids(*target)]
+    parts = [grid_position_ids(*target, device=device)]
     for (rows, cols), (r0, c0) in zip(refs, reference_offsets(target, refs)):
-        parts.append(grid_position_ids(rows, cols, r0, c0))
+        parts.append(grid_position_ids(rows, cols, r0, c0, device))
     return torch.cat(parts, dim=0).to(dtype)
 
 
@@ -51,14 +52,14 @@ def token_grid(latent_hw: tuple[int, int], patch_size: int = 2) -> TokenGrid:
 
 
 def reference_position_ids(target: TokenGrid, refs: Sequence[TokenGrid], boxes: Sequence[Box | None] = (),
-                           dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """(L_target + sum L_ref, 3) ids of ``[target | ref1 ...]``: DreamO's diagonal ids, except that a reference
-    with a placement box gets ids mapped into that box (DreamFuse's positional affine, ``placed_reference_ids``).
-    Every id is rounded through ``dtype`` as the official pipeline's (bf16: ids above 256 become even)."""
-    ids = dreamo_position_ids(target, refs)
-    if any(b is not None for b in boxes):
-        spans = reference_spans(target[0] * target[1], [r * c for r, c in refs])
-        for grid, box, (s, e) in zip(refs, boxes, spans):
-            if box is not None:
-                ids[s:e] = placed_reference_ids(grid, box, target)
-    return ids.to(dtype)
+                           dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+    """(L_target + sum L_ref, 3) ids of ``[target | ref1 ...]`` on ``device``: DreamO's diagonal ids, except that a
+    reference with a placement box gets ids mapped into that box (DreamFuse's positional affine,
+    ``placed_reference_ids``). Every id is rounded through ``dtype`` as the official pipeline's (bf16: ids above
+    256 become even). Built with static shapes only (no data-dependent ops: safe under torch.compile)."""
+    boxes = list(boxes) or [None] * len(refs)
+    parts = [grid_position_ids(*target, device=device)]
+    for grid, box, (r0, c0) in zip(refs, boxes, reference_offsets(target, refs)):
+        parts.append(grid_position_ids(*grid, r0, c0, device) if box is None
+                     else placed_reference_ids(grid, box, target, device))
+    return torch.cat(parts, dim=0).to(dtype)

@@ -56,12 +56,36 @@ class ReferenceControl:
             return self.strength
         return 0.0
 
+    @property
+    def is_neutral(self) -> bool:
+        """Strength 1 over the whole schedule: plain DreamO, no bias ever."""
+        return self.strength == 1.0 and self.sigma_start >= 1.0 and self.sigma_end <= 0.0
+
 
 def strength_bias(weights: Sequence[float], text_tokens: int, target_tokens: int, ref_tokens: Sequence[int],
                   batch: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     """(B, 1, 1, L) additive attention bias over the ``[text | target | refs]`` keys: log(w_k) on reference k."""
     bias = reference_key_bias(text_tokens, target_tokens, ref_tokens, weights)  # (L,)
     return bias.to(device=device, dtype=dtype).view(1, 1, 1, -1).expand(batch, 1, 1, -1)
+
+
+def scheduled_key_bias(controls: Sequence[ReferenceControl], sigma: torch.Tensor | None, text_tokens: int,
+                       target_tokens: int, ref_tokens: Sequence[int], batch: int, dtype: torch.dtype,
+                       device: torch.device | str) -> torch.Tensor:
+    """(B, 1, 1, L) bias like ``strength_bias`` with each reference's strength taken at ``sigma`` (a tensor whose
+    first element is this call's sigma; None = always active), computed on the device with ``torch.where``:
+    no host sync and no data-dependent shapes (safe under torch.compile)."""
+    if len(controls) != len(ref_tokens):
+        raise ValueError(f"scheduled_key_bias: {len(ref_tokens)} references but {len(controls)} controls")
+    parts = [torch.zeros(text_tokens + target_tokens, dtype=torch.float32, device=device)]
+    s = None if sigma is None else sigma.reshape(-1)[0].to(device=device, dtype=torch.float32)
+    for c, n in zip(controls, ref_tokens):
+        on = torch.full((n,), strength_to_bias(c.strength), dtype=torch.float32, device=device)
+        if s is not None and not (c.sigma_start >= 1.0 and c.sigma_end <= 0.0):
+            active = (s <= c.sigma_start) & (s >= c.sigma_end)
+            on = torch.where(active, on, torch.full_like(on, MASKED))
+        parts.append(on)
+    return torch.cat(parts).to(dtype).view(1, 1, 1, -1).expand(batch, 1, 1, -1)
 
 
 def merged_mask(existing: torch.Tensor | None, bias: torch.Tensor, where: str = "DreamO") -> torch.Tensor:
