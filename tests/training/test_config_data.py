@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig, check_paths, load_config
 from training.data import BatchSampler, DatasetError, nearest_bucket, read_metadata
 
 
@@ -121,3 +121,43 @@ def test_no_usable_rows_is_a_dataset_error(dataset_dirs: dict[str, Path], tmp_pa
     with pytest.raises(DatasetError, match="no usable rows in metadata.jsonl: the file has no rows"):
         read_metadata(folder, [[64, 64]], 32, "stop")
     assert len(read_metadata(dataset_dirs["self"], [[64, 64]], 32, "stop")) == 4  # the good set still reads
+
+
+def test_config_errors_are_one_line_and_name_the_file_or_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  lora_rank: 4\n bad_indent: [1, 2\n")
+    with pytest.raises(ValueError) as info:
+        load_config(bad)
+    assert str(bad) in str(info.value) and "not valid YAML: line 3" in str(info.value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"override '--model.lora_rank=\[1,': the value is not valid YAML"):
+        load_config(None, ["--model.lora_rank=[1,"])
+    with pytest.raises(ValueError, match=r"override '--stages.7.steps=3': no such key path \(IndexError"):
+        load_config(None, ["--stages=[{name: a}]", "--stages.7.steps=3"])
+    with pytest.raises(ValueError, match=r"override '--seed.x=3': no such key path"):
+        load_config(None, ["--seed=1", "--seed.x=3"])
+    with pytest.raises(ValueError, match="config keep_checkpoints: must be >= 0, got -1"):
+        load_config(None, ["--keep_checkpoints=-1"])
+    with pytest.raises(ValueError, match="config checkpoint_every: must be >= 1, got 0"):
+        load_config(None, ["--checkpoint_every=0"])
+    assert load_config(None, ["--keep_checkpoints=null"]).keep_checkpoints is None
+
+
+def test_check_paths_names_the_key_and_folder(dataset_dirs: dict[str, Path], tmp_path: Path) -> None:
+    data = f"--data.datasets={{subject: '{dataset_dirs['subject']}'}}"
+    check_paths(load_config(None, [data]))  # tiny model, existing dataset: nothing to complain about
+    nowhere = tmp_path / "FLUX.1-dev"
+    cases = {
+        "model.pretrained": [f"--model.pretrained={nowhere / 'transformer'}", f"--model.text_encoder={tmp_path}"],
+        "model.text_encoder": [f"--model.text_encoder={nowhere}"],
+        "model.vae_path": ["--model.codec=vae", f"--model.vae_path={nowhere / 'vae'}"],
+        "data.datasets.x": [f"--data.datasets={{x: '{nowhere}'}}"],
+    }
+    for key, extra in cases.items():
+        with pytest.raises(FileNotFoundError) as info:
+            check_paths(load_config(None, [data, *extra]))
+        assert f"config {key}: {nowhere}" in str(info.value) and "is not a folder" in str(info.value), key
+    with pytest.raises(FileNotFoundError, match=r"config model.text_encoder: .* lacks \['text_encoder', 'tokenizer'"):
+        check_paths(load_config(None, [data, f"--model.text_encoder={tmp_path}"]))
+    with pytest.raises(ValueError, match="config data.datasets: no dataset given"):
+        check_paths(load_config(None, []))
