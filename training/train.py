@@ -5,6 +5,9 @@ rows; process 0 writes checkpoints, samples and the exported DreamO file.
 
 Per step (paper Sec. 3.3): z_t = (1 - t) z0 + t eps; the model predicts v; L_diff = |v - (eps - z0)|²;
 L_route / L_holder come from the attention records of the chosen layers; L = Σ λ·L.
+
+Exit codes: 0 done; 2 usage, config, model folder or dataset error (one line on stderr, no traceback; the
+datasets' rows are checked, images decoded, before the model loads).
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ from dreamo_core.losses import flow_matching_loss, noisy_latents, placeholder_lo
 from .attention_capture import select_layers
 from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from .codec import PixelCodec, VAECodec, decode_tokens, encode_tokens
-from .config import StageConfig, TrainConfig, load_config
-from .data import BatchPlan, BatchSampler, load_sample, read_metadata
+from .config import StageConfig, TrainConfig, check_paths, load_config
+from .data import BatchPlan, BatchSampler, DatasetError, load_sample, read_metadata
 from .export import export_dreamo
 from .model import DreamOTrainModel, build_model
 from .sampling import euler_sample
 
 logger = logging.getLogger("DreamO")
+USAGE = "usage: python -m training.train CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
 
 
 @dataclass
@@ -145,17 +149,18 @@ class TrainResult:
 
 def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     """Run (or resume) training. ``stop_at`` ends the run after that global step without a final checkpoint
-    (tests use it to simulate a killed run)."""
+    (tests use it to simulate a killed run). Datasets are checked before the model loads (DatasetError)."""
     from accelerate import Accelerator
 
+    check_paths(cfg)
     acc = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available())
     out_dir = Path(cfg.output_dir)
+    groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
+              for name, path in cfg.data.datasets.items()}
     model = build_model(cfg.model).to(acc.device)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.stages[0].lr,
                             weight_decay=cfg.weight_decay)
-    groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
-              for name, path in cfg.data.datasets.items()}
     sampler = BatchSampler(groups, cfg.data.batch_size, cfg.data.plain_caption_prob, cfg.seed)
     codec = VAECodec(cfg.model.vae_path, acc.device) if cfg.model.codec == "vae" else PixelCodec()
     start = 0
@@ -201,17 +206,31 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     return TrainResult(history, model, acc.process_index)
 
 
+def fail(error: BaseException | str, code: int) -> int:
+    """Print ``training.train: error: ...`` as one line on stderr; return the exit code."""
+    print("training.train: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m training.train [CONFIG.yaml] [--key=value ...]``."""
+    """CLI: ``python -m training.train CONFIG.yaml [--key=value ...]``; exit codes in the module docstring."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    path = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    if "-h" in argv or "--help" in argv:
+        print(f"{USAGE}\n\n{__doc__}")
+        return 0
+    if not argv or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        return fail("no config file given (the first argument is a YAML file, e.g. training/configs/tiny.yaml)", 2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(path, argv)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # bad config: a message, not a traceback
-        print(f"training.train: error: {e}", file=sys.stderr)
-        return 2
-    train(config)
+        config = load_config(argv[0], argv[1:])
+        check_paths(config)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # bad config or model folder: a message, not a traceback
+        return fail(e, 2)
+    try:
+        train(config)
+    except DatasetError as e:
+        return fail(e, 2)
     return 0
 
 

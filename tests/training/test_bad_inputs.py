@@ -1,0 +1,221 @@
+"""One row per bad input: the exception class or exit code and the words that make the message clear are
+checked, then a good tiny run through the CLI must still end with exit 0 and the reference parameters (the bad
+case left nothing behind that changes the next run)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from training.config import load_config
+from training.data import read_metadata
+from training.train import main, train
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Ctx:
+    """What a case may use: a fresh folder, the session's good datasets and the tiny-run overrides."""
+
+    tmp: Path
+    datasets: dict[str, Path]
+    overrides: Callable[[Path], list[str]]
+
+    @property
+    def good_yaml(self) -> Path:
+        path = self.tmp / "good.yaml"
+        path.write_text("seed: 0\nprogress: false\n")
+        return path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str  # an exception class name, "exit N" or "read N rows"
+    text: str  # the message, or stdout + stderr
+
+
+def broken(ctx: Ctx, edit: Callable[[Path, list[dict]], None]) -> Path:
+    """A copy of the good subject set (12 rows, 64x64 targets) with ``edit(folder, rows)`` applied."""
+    folder = ctx.tmp / "broken"
+    shutil.copytree(ctx.datasets["subject"], folder)
+    edit(folder, [json.loads(line) for line in (folder / "metadata.jsonl").read_text().splitlines()])
+    return folder
+
+
+def truncate_target(folder: Path, rows: list[dict]) -> None:
+    path = folder / rows[0]["target"]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # header intact: PIL.open alone passes
+
+
+def text_reference(folder: Path, rows: list[dict]) -> None:
+    (folder / rows[1]["references"][0]["image"]).write_text("a text file named .png\n")
+
+
+def text_mask(folder: Path, rows: list[dict]) -> None:
+    (folder / rows[2]["references"][0]["mask"]).write_text("a text file named .png\n")
+
+
+def small_mask(folder: Path, rows: list[dict]) -> None:
+    Image.new("L", (32, 48), 255).save(folder / rows[0]["references"][0]["mask"])
+
+
+def all_targets_missing(folder: Path, rows: list[dict]) -> None:
+    lines = [json.dumps(dict(r, target="targets/missing.png")) for r in rows]
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def read(mode: str, edit: Callable[[Path, list[dict]], None]) -> Callable[[Ctx], Outcome]:
+    """Check the broken copy's rows; the outcome is the exception, or the rows read and the warnings logged."""
+
+    def run(ctx: Ctx) -> Outcome:
+        folder = broken(ctx, edit)
+        records: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+        logging.getLogger("DreamO").addHandler(handler)
+        try:
+            rows = read_metadata(folder, [[64, 64]], 32, mode)
+        except Exception as e:  # the class is what the row checks
+            return Outcome(type(e).__name__, str(e))
+        finally:
+            logging.getLogger("DreamO").removeHandler(handler)
+        return Outcome(f"read {len(rows)} rows", "\n".join(records))
+
+    return run
+
+
+def cli(argv: Callable[[Ctx], list[str]]) -> Callable[[Ctx], Outcome]:
+    """``training.train.main(argv)`` in this process; the outcome is its exit code and output."""
+
+    def run(ctx: Ctx) -> Outcome:
+        args = argv(ctx)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(args)
+        return Outcome(f"exit {code}", out.getvalue() + err.getvalue())
+
+    return run
+
+
+def cli_on(edit: Callable[[Path, list[dict]], None], mode: str) -> Callable[[Ctx], Outcome]:
+    """The CLI on a broken copy of the subject set (the only dataset, with ``on_bad_row: mode``)."""
+
+    def argv(ctx: Ctx) -> list[str]:
+        folder = broken(ctx, edit)
+        return [str(ctx.good_yaml), *ctx.overrides(ctx.tmp / "run"), f"--data.datasets={{subject: '{folder}'}}",
+                "--stages=[{name: s1, steps: 2, mixture: {subject: 1.0}}]", f"--data.on_bad_row={mode}"]
+
+    return cli(argv)
+
+
+def module_cli(args: list[str]) -> Callable[[Ctx], Outcome]:
+    """``python -m training.train ARGS`` as a real process (the entry point, not only ``main``)."""
+
+    def run(ctx: Ctx) -> Outcome:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        proc = subprocess.run([sys.executable, "-m", "training.train", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        return Outcome(f"exit {proc.returncode}", proc.stdout + proc.stderr)
+
+    return run
+
+
+def write(name: str, text: str) -> Callable[[Ctx], str]:
+    def path(ctx: Ctx) -> str:
+        (ctx.tmp / name).write_text(text)
+        return str(ctx.tmp / name)
+
+    return path
+
+
+BAD_YAML = write("bad.yaml", "model:\n  lora_rank: [4\nseed: 0\n")
+
+
+def with_good(extra: Callable[[Ctx], list[str]]) -> Callable[[Ctx], list[str]]:
+    return lambda ctx: [str(ctx.good_yaml), *ctx.overrides(ctx.tmp / "run"), *extra(ctx)]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    run: Callable[[Ctx], Outcome]
+    kind: str
+    words: tuple[str, ...]
+
+
+CASES = [
+    Case("truncated png", read("stop", truncate_target), "DatasetError",
+         ("metadata.jsonl:1: bad row", "target 'targets/00000.png'", "does not decode", "truncated")),
+    Case("text as png (reference)", read("stop", text_reference), "DatasetError",
+         ("metadata.jsonl:2: bad row", "references[0] image 'refs/00001_1.png'", "does not decode")),
+    Case("text as png (mask)", read("stop", text_mask), "DatasetError",
+         ("metadata.jsonl:3: bad row", "references[0] mask 'masks/00002_1.png'", "does not decode")),
+    Case("mask size mismatch", read("stop", small_mask), "DatasetError",
+         ("metadata.jsonl:1: bad row", "mask 'masks/00000_1.png'", "is 32x48", "target is 64x64")),
+    Case("truncated png, skip", read("skip", truncate_target), "read 11 rows",
+         ("metadata.jsonl:1: skipping bad row", "targets/00000.png", "does not decode", "skipped 1 of 12 rows")),
+    Case("mask size mismatch, skip", read("skip", small_mask), "read 11 rows",
+         ("metadata.jsonl:1: skipping bad row", "masks/00000_1.png", "32x48")),
+    Case("bad row, CLI", cli_on(truncate_target, "stop"), "exit 2",
+         ("training.train: error:", "metadata.jsonl:1: bad row", "does not decode")),
+    Case("no usable rows, CLI", cli_on(all_targets_missing, "skip"), "exit 2",
+         ("training.train: error:", "no usable rows", "all 12 row(s) are bad")),
+    Case("no config", cli(lambda ctx: []), "exit 2", ("usage: python -m training.train CONFIG.yaml", "no config file")),
+    Case("overrides, no config", cli(lambda ctx: ["--seed=1"]), "exit 2", ("usage:", "no config file given")),
+    Case("no config, python -m", module_cli([]), "exit 2", ("usage: python -m training.train", "no config file")),
+    Case("--help", cli(lambda ctx: ["--help"]), "exit 0", ("usage: python -m training.train", "Exit codes")),
+    Case("-h after a config", cli(lambda ctx: [str(ctx.good_yaml), "-h"]), "exit 0", ("usage:", "Exit codes")),
+    Case("bad yaml", cli(lambda ctx: [BAD_YAML(ctx)]), "exit 2", ("bad.yaml: not valid YAML", "line 3")),
+    Case("config file missing", cli(lambda ctx: [str(ctx.tmp / "nope.yaml")]), "exit 2",
+         ("config file not found", "nope.yaml")),
+    Case("missing FLUX transformer", cli(with_good(lambda ctx: [
+        f"--model.pretrained={ctx.tmp / 'FLUX.1-dev' / 'transformer'}", f"--model.text_encoder={ctx.tmp}"])),
+         "exit 2", ("config model.pretrained:", "FLUX.1-dev/transformer is not a folder", "FluxTransformer2DModel")),
+    Case("missing FLUX text encoder", cli(with_good(lambda ctx: [f"--model.text_encoder={ctx.tmp / 'FLUX.1-dev'}"])),
+         "exit 2", ("config model.text_encoder:", "FLUX.1-dev is not a folder")),
+    Case("bad override", cli(with_good(lambda ctx: ["--stages.5.lr=1"])), "exit 2",
+         ("override '--stages.5.lr=1'", "no such key path")),
+]
+
+REFERENCE: dict[str, dict[str, torch.Tensor]] = {}
+GOOD = ["--stages=[{name: s1, steps: 2, lr: 0.002, mixture: {subject: 1.0}}]"]  # 2 steps: one checkpoint
+
+
+def trainable_of(run: Path) -> dict[str, torch.Tensor]:
+    latest = (run / "checkpoints" / "latest").read_text().strip()
+    return load_file(str(run / "checkpoints" / latest / "trainable.safetensors"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input(case: Case, dataset_dirs: dict[str, Path], overrides_for, tmp_path: Path) -> None:
+    if "good" not in REFERENCE:
+        train(load_config(None, overrides_for(tmp_path / "reference") + GOOD))
+        REFERENCE["good"] = trainable_of(tmp_path / "reference")
+    ctx = Ctx(tmp_path, dataset_dirs, overrides_for)
+    outcome = case.run(ctx)
+    assert outcome.kind == case.kind, outcome
+    for word in case.words:
+        assert word in outcome.text, (word, outcome.text)
+    assert "Traceback" not in outcome.text
+    if outcome.kind == "exit 2":  # exactly one error line
+        assert sum(line.startswith("training.train: error:") for line in outcome.text.splitlines()) == 1, outcome
+    good = cli(lambda ctx: [str(ctx.good_yaml), *overrides_for(tmp_path / "good"), *GOOD])(ctx)
+    assert good.kind == "exit 0", good
+    after = trainable_of(tmp_path / "good")
+    assert after.keys() == REFERENCE["good"].keys()
+    assert all(torch.equal(after[k], REFERENCE["good"][k]) for k in after)
