@@ -6,17 +6,21 @@ rows; process 0 writes checkpoints, samples and the exported DreamO file.
 Per step (paper Sec. 3.3): z_t = (1 - t) z0 + t eps; the model predicts v; L_diff = |v - (eps - z0)|²;
 L_route / L_holder come from the attention records of the chosen layers; L = Σ λ·L.
 
-Exit codes: 0 done; 2 usage, config, model folder or dataset error (one line on stderr, no traceback; the
-datasets' rows are checked, images decoded, before the model loads).
+Every step the loss terms are averaged over the processes (one all-reduce) BEFORE backward: when one is not
+finite on any process, every process raises the same ``NonFiniteLossError`` and no optimizer step is taken (a
+non-finite gradient norm, the same on every process after DDP's all-reduce, stops the step the same way).
+
+Exit codes: 0 done; 1 stopped on a non-finite loss; 2 usage, config, model folder or dataset error (one line
+on stderr, no traceback; the datasets' rows are checked, images decoded, before the model loads).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -34,8 +38,16 @@ from .export import export_dreamo
 from .model import DreamOTrainModel, build_model
 from .sampling import euler_sample
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 logger = logging.getLogger("DreamO")
+LOSS_TERMS = ("loss", "diff", "route", "holder")
 USAGE = "usage: python -m training.train CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term or the gradient norm is not finite; raised on every process, before the optimizer step."""
 
 
 @dataclass
@@ -138,6 +150,30 @@ def save_samples(model: DreamOTrainModel, codec: PixelCodec | VAECodec, batch: B
     Image.fromarray((torch.cat(tiles, dim=1).clamp(0, 1) * 255).byte().cpu().numpy()).save(path)
 
 
+def reduced_losses(acc: Accelerator, losses: dict[str, torch.Tensor], done: int, stage: str) -> dict[str, float]:
+    """Each loss term's mean over the processes (one all-reduce of values and non-finite flags). When a term is
+    not finite on any process, every process raises the same NonFiniteLossError (call it before backward)."""
+    values = torch.stack([losses[k].detach().float().reshape(()) for k in LOSS_TERMS])
+    bad = ~torch.isfinite(values)
+    sums, counts = acc.reduce(torch.stack([values.masked_fill(bad, 0.0), bad.float()]), reduction="sum").tolist()
+    world = acc.num_processes
+    procs = "process" if world == 1 else "processes"
+    named = [f"{k} (on {int(n)} of {world} {procs})" for k, n in zip(LOSS_TERMS, counts) if n]
+    if named:
+        raise NonFiniteLossError(f"step {done} (stage {stage!r}): non-finite loss term(s): {', '.join(named)}; "
+                                 f"stopped before the optimizer step (parameters are those after step {done - 1}); "
+                                 "lower the stage lr or check the data")
+    return {k: v / world for k, v in zip(LOSS_TERMS, sums)}
+
+
+def check_grad_norm(norm: torch.Tensor, done: int, stage: str) -> None:
+    """NonFiniteLossError for a non-finite gradient norm (after DDP's all-reduce: the same on every process)."""
+    if not bool(torch.isfinite(norm)):
+        raise NonFiniteLossError(f"step {done} (stage {stage!r}): the gradient norm is {float(norm)} although the "
+                                 f"loss terms are finite; stopped before the optimizer step (parameters are those "
+                                 f"after step {done - 1}); lower the stage lr or check the data")
+
+
 @dataclass
 class TrainResult:
     """Per-step loss history of this process and the trained (unwrapped) model."""
@@ -169,29 +205,30 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
         start = load_checkpoint(ck, model, opt)["step"]
         logger.info("resuming from %s at step %d", ck, start)
     ddp_model, opt = acc.prepare(model, opt)
-    history: dict[str, list[float]] = {"loss": [], "diff": [], "route": [], "holder": []}
+    history: dict[str, list[float]] = {k: [] for k in LOSS_TERMS}
     end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
     bar = tqdm(range(start, end), disable=not (acc.is_local_main_process and cfg.progress), desc="DreamO")
     for step in bar:
+        done = step + 1
         stage_no, stage, in_stage = stage_at(cfg, step)
+        lr = learning_rate(stage, in_stage)
         for group in opt.param_groups:
-            group["lr"] = learning_rate(stage, in_stage)
+            group["lr"] = lr
         plan = sampler.plan(step, stage.mixture or {n: 1.0 for n in groups}, acc.process_index, acc.num_processes)
         batch = make_batch(plan, codec, cfg.data.ref_res, stage.ref_token_drop, acc.device)
         noise, t = step_noise(cfg, step, tuple(batch.latents.shape), acc.process_index, acc.num_processes)
         with acc.autocast():
             losses = compute_losses(ddp_model, batch, cfg, noise.to(acc.device), t.to(acc.device), layers)
+        means = reduced_losses(acc, losses, done, stage.name)  # before backward: all processes stop together
         acc.backward(losses["loss"])
         if cfg.max_grad_norm > 0:
-            acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+            norm = acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+            check_grad_norm(norm, done, stage.name)
         opt.step()
         opt.zero_grad(set_to_none=True)
         for k in history:
             history[k].append(float(losses[k].detach()))
-        if not math.isfinite(history["loss"][-1]):
-            raise FloatingPointError(f"step {step}: loss is {history['loss'][-1]}; lower the stage lr")
-        bar.set_postfix(stage=stage.name, loss=f"{history['loss'][-1]:.4f}", route=f"{history['route'][-1]:.3f}")
-        done = step + 1
+        bar.set_postfix(stage=stage.name, loss=f"{means['loss']:.4f}", route=f"{means['route']:.3f}")
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
             if acc.is_main_process:
                 save_checkpoint(out_dir, done, stage_no, model, opt, cfg.seed)
@@ -231,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         train(config)
     except DatasetError as e:
         return fail(e, 2)
+    except NonFiniteLossError as e:
+        return fail(e, 1)
     return 0
 
 

@@ -15,15 +15,18 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+import training.train
+from training.checkpoint import trainable_state
 from training.config import load_config
 from training.data import read_metadata
-from training.train import main, train
+from training.train import NonFiniteLossError, main, train
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,6 +153,60 @@ def with_good(extra: Callable[[Ctx], list[str]]) -> Callable[[Ctx], list[str]]:
     return lambda ctx: [str(ctx.good_yaml), *ctx.overrides(ctx.tmp / "run"), *extra(ctx)]
 
 
+class InfGrad(torch.autograd.Function):
+    """Identity forward, infinite gradient: a finite loss whose backward blows up."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad * float("inf")
+
+
+class Poisoned:
+    """``compute_losses`` that, at its ``at``-th call (0-based), makes ``term`` NaN (``"inf_grad"``: the gradient
+    infinite) and records the trainable parameters of that moment (after the previous optimizer step)."""
+
+    def __init__(self, at: int, term: str):
+        self.real, self.at, self.term, self.calls = training.train.compute_losses, at, term, 0
+        self.model: torch.nn.Module | None = None
+        self.before: dict[str, torch.Tensor] = {}
+
+    def __call__(self, model: torch.nn.Module, *args: object) -> dict[str, torch.Tensor]:
+        out = self.real(model, *args)
+        if self.calls == self.at:
+            self.model, self.before = model, trainable_state(model)
+            if self.term == "inf_grad":
+                out["loss"] = InfGrad.apply(out["loss"])
+            else:
+                out[self.term] = out[self.term] * float("nan")
+                out["loss"] = out["loss"] + out[self.term]
+        self.calls += 1
+        return out
+
+
+def poisoned(at: int, term: str, run: Callable[[Ctx], Outcome]) -> Callable[[Ctx], Outcome]:
+    """``run`` with ``compute_losses`` poisoned (undone before the good run)."""
+
+    def wrapped(ctx: Ctx) -> Outcome:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(training.train, "compute_losses", Poisoned(at, term))
+            return run(ctx)
+
+    return wrapped
+
+
+def training_run(ctx: Ctx) -> Outcome:
+    """``train`` on the tiny config; the outcome is the exception or the number of steps taken."""
+    try:
+        result = train(load_config(None, ctx.overrides(ctx.tmp / "run")))
+    except Exception as e:  # the class is what the row checks
+        return Outcome(type(e).__name__, str(e))
+    return Outcome(f"trained {len(result.history['loss'])} steps", "")
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -190,6 +247,13 @@ CASES = [
          "exit 2", ("config model.text_encoder:", "FLUX.1-dev is not a folder")),
     Case("bad override", cli(with_good(lambda ctx: ["--stages.5.lr=1"])), "exit 2",
          ("override '--stages.5.lr=1'", "no such key path")),
+    Case("NaN loss term", poisoned(2, "route", training_run), "NonFiniteLossError",
+         ("step 3 (stage 's1')", "non-finite loss term(s): loss (on 1 of 1 process), route (on 1 of 1 process)",
+          "stopped before the optimizer step")),
+    Case("NaN loss term, CLI", poisoned(4, "holder", cli(with_good(lambda ctx: []))), "exit 1",
+         ("training.train: error: step 5 (stage 's3')", "holder (on 1 of 1 process)")),
+    Case("infinite gradient", poisoned(1, "inf_grad", training_run), "NonFiniteLossError",
+         ("step 2 (stage 's1')", "gradient norm is", "loss terms are finite", "stopped before the optimizer step")),
 ]
 
 REFERENCE: dict[str, dict[str, torch.Tensor]] = {}
@@ -219,3 +283,20 @@ def test_bad_input(case: Case, dataset_dirs: dict[str, Path], overrides_for, tmp
     after = trainable_of(tmp_path / "good")
     assert after.keys() == REFERENCE["good"].keys()
     assert all(torch.equal(after[k], REFERENCE["good"][k]) for k in after)
+
+
+@pytest.mark.parametrize("term", ["route", "inf_grad"])
+def test_non_finite_step_leaves_the_parameters_unchanged(term: str, overrides_for, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    poison = Poisoned(3, term)
+    monkeypatch.setattr(training.train, "compute_losses", poison)
+    with pytest.raises(FloatingPointError) as info:
+        train(load_config(None, overrides_for(tmp_path / "run")))
+    assert poison.model is not None and poison.calls == 4  # it stopped at the poisoned step
+    after = trainable_state(poison.model)
+    assert after.keys() == poison.before.keys() and len(after) > 3
+    for k in after:
+        assert torch.equal(after[k], poison.before[k]), k  # no optimizer step with the poisoned gradients
+    assert info.type is NonFiniteLossError and str(info.value).startswith("step 4 "), info.value
+    initial = trainable_state(training.train.build_model(load_config(None, overrides_for(tmp_path)).model))
+    assert any(not torch.equal(after[k], initial[k]) for k in after)  # the 3 good steps did train
