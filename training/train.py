@@ -8,7 +8,9 @@ L_route / L_holder come from the attention records of the chosen layers; L = Σ 
 
 Every step the loss terms are averaged over the processes (one all-reduce) BEFORE backward: when one is not
 finite on any process, every process raises the same ``NonFiniteLossError`` and no optimizer step is taken (a
-non-finite gradient norm, the same on every process after DDP's all-reduce, stops the step the same way).
+non-finite gradient norm, the same on every process after DDP's all-reduce, stops the step the same way). Every
+``log_every`` steps process 0 appends ``{"step", "stage", "lr", "loss", "diff", "route", "holder"}`` (means over
+the processes) to ``output_dir/loss_log.jsonl``; after each checkpoint only the newest ``keep_checkpoints`` stay.
 
 Exit codes: 0 done; 1 stopped on a non-finite loss; 2 usage, config, model folder or dataset error (one line
 on stderr, no traceback; the datasets' rows are checked, images decoded, before the model loads).
@@ -16,11 +18,12 @@ on stderr, no traceback; the datasets' rows are checked, images decoded, before 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -30,7 +33,13 @@ from dreamo_core.flux_forward import ReferenceTokens
 from dreamo_core.losses import flow_matching_loss, noisy_latents, placeholder_loss, routing_loss
 
 from .attention_capture import select_layers
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    write_text_atomic,
+)
 from .codec import PixelCodec, VAECodec, decode_tokens, encode_tokens
 from .config import StageConfig, TrainConfig, check_paths, load_config
 from .data import BatchPlan, BatchSampler, DatasetError, load_sample, read_metadata
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("DreamO")
 LOSS_TERMS = ("loss", "diff", "route", "holder")
+LOSS_LOG = "loss_log.jsonl"
 USAGE = "usage: python -m training.train CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
 
 
@@ -174,6 +184,26 @@ def check_grad_norm(norm: torch.Tensor, done: int, stage: str) -> None:
                                  f"after step {done - 1}); lower the stage lr or check the data")
 
 
+def trim_loss_log(path: Path, step: int) -> None:
+    """Keep the loss log's lines up to ``step`` (a resumed run logs the steps after its checkpoint again)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass  # a line cut short by a kill
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
+def log_losses(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to the loss log."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 @dataclass
 class TrainResult:
     """Per-step loss history of this process and the trained (unwrapped) model."""
@@ -190,7 +220,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
 
     check_paths(cfg)
     acc = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available())
-    out_dir = Path(cfg.output_dir)
+    out_dir, log_path = Path(cfg.output_dir), Path(cfg.output_dir) / LOSS_LOG
     groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
               for name, path in cfg.data.datasets.items()}
     model = build_model(cfg.model).to(acc.device)
@@ -204,6 +234,9 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     if ck is not None:
         start = load_checkpoint(ck, model, opt)["step"]
         logger.info("resuming from %s at step %d", ck, start)
+    if acc.is_main_process and cfg.log_every:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trim_loss_log(log_path, start)
     ddp_model, opt = acc.prepare(model, opt)
     history: dict[str, list[float]] = {k: [] for k in LOSS_TERMS}
     end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
@@ -229,9 +262,12 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
         for k in history:
             history[k].append(float(losses[k].detach()))
         bar.set_postfix(stage=stage.name, loss=f"{means['loss']:.4f}", route=f"{means['route']:.3f}")
+        if acc.is_main_process and cfg.log_every and done % cfg.log_every == 0:
+            log_losses(log_path, {"step": done, "stage": stage.name, "lr": lr, **means})
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
             if acc.is_main_process:
                 save_checkpoint(out_dir, done, stage_no, model, opt, cfg.seed)
+                prune_checkpoints(out_dir, cfg.keep_checkpoints)
             acc.wait_for_everyone()
         if cfg.sample_every and done % cfg.sample_every == 0 and acc.is_main_process:
             save_samples(model, codec, batch, out_dir / "samples" / f"step_{done:08d}.png")

@@ -29,7 +29,7 @@ def ddp_run(overrides_for, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     """(output dir, "exit N" or "timed out", output) of one 2-process launch of ddp_worker.py."""
     out = tmp_path_factory.mktemp("ddp")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests/training/ddp_worker.py"), *overrides_for(out)]
+           str(ROOT / "tests/training/ddp_worker.py"), *overrides_for(out), "--log_every=1"]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
@@ -48,7 +48,8 @@ def test_two_process_step_equals_single_process(ddp_run, tiny_config, tmp_path: 
     if not (out / "rank1.safetensors").is_file():
         pytest.fail(f"2-process run failed ({status}):\n{output}")
     r0, r1 = load_file(str(out / "rank0.safetensors")), load_file(str(out / "rank1.safetensors"))
-    single = trainable_state(train(tiny_config(tmp_path / "single"), stop_at=2).model)
+    single_run = train(tiny_config(tmp_path / "single"), stop_at=2)
+    single = trainable_state(single_run.model)
     assert r0.keys() == r1.keys() == single.keys()
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k  # DDP keeps the replicas identical
@@ -56,6 +57,11 @@ def test_two_process_step_equals_single_process(ddp_run, tiny_config, tmp_path: 
     start = trainable_state(train(tiny_config(tmp_path / "zero"), stop_at=0).model)
     moved = sum(not torch.equal(start[k], r0[k]) for k in r0)
     assert moved == len(r0)  # every trainable tensor took the step
+    log = [json.loads(line) for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2]  # process 0 alone writes the log
+    for r in log:  # the mean over the 2 processes is the loss of the global batch
+        for k in ("loss", "diff", "route", "holder"):
+            assert r[k] == pytest.approx(single_run.history[k][r["step"] - 1], rel=1e-5, abs=1e-7), (r, k)
 
 
 def test_nan_on_one_rank_stops_every_rank_before_the_step(ddp_run) -> None:
