@@ -241,6 +241,7 @@ def check_paths(cfg: TrainConfig) -> None:
     if m.codec == "vae":
         _need("model.vae_path", m.vae_path, ("config.json",), "a diffusers AutoencoderKL folder")
     if not cfg.data.datasets:
-        raise ValueError("config data.datasets: no dataset given (a mapping group name -> folder with metadata.jsonl)")
+        raise ValueError("config data.datasets: no dataset given (a mapping: group name -> folder with "
+                         "metadata.jsonl)")
     for name, folder in cfg.data.datasets.items():
         _need(f"data.datasets.{name}", folder, ("metadata.jsonl",), "a dataset folder with metadata.jsonl")

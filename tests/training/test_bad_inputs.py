@@ -1,6 +1,7 @@
 """One row per bad input: the exception class or exit code and the words that make the message clear are
-checked, then a good tiny run through the CLI must still end with exit 0 and the reference parameters (the bad
-case left nothing behind that changes the next run)."""
+checked, then the next good action must be unaffected: after a row check, a good dataset's check gives the
+reference rows; after a CLI or training case, a good tiny run through the CLI ends with exit 0 and the reference
+parameters (the bad case left nothing behind that changes the next run)."""
 
 from __future__ import annotations
 
@@ -213,28 +214,32 @@ class Case:
     run: Callable[[Ctx], Outcome]
     kind: str
     words: tuple[str, ...]
+    then: str = "run"  # the good action afterwards: "run" (a tiny CLI training run) or "check" (a row check)
 
 
 CASES = [
     Case("truncated png", read("stop", truncate_target), "DatasetError",
-         ("metadata.jsonl:1: bad row", "target 'targets/00000.png'", "does not decode", "truncated")),
+         ("metadata.jsonl:1: bad row", "target 'targets/00000.png'", "does not decode", "truncated"), "check"),
     Case("text as png (reference)", read("stop", text_reference), "DatasetError",
-         ("metadata.jsonl:2: bad row", "references[0] image 'refs/00001_1.png'", "does not decode")),
+         ("metadata.jsonl:2: bad row", "references[0] image 'refs/00001_1.png'", "does not decode"), "check"),
     Case("text as png (mask)", read("stop", text_mask), "DatasetError",
-         ("metadata.jsonl:3: bad row", "references[0] mask 'masks/00002_1.png'", "does not decode")),
+         ("metadata.jsonl:3: bad row", "references[0] mask 'masks/00002_1.png'", "does not decode"), "check"),
     Case("mask size mismatch", read("stop", small_mask), "DatasetError",
-         ("metadata.jsonl:1: bad row", "mask 'masks/00000_1.png'", "is 32x48", "target is 64x64")),
+         ("metadata.jsonl:1: bad row", "mask 'masks/00000_1.png'", "is 32x48", "target is 64x64"), "check"),
     Case("truncated png, skip", read("skip", truncate_target), "read 11 rows",
-         ("metadata.jsonl:1: skipping bad row", "targets/00000.png", "does not decode", "skipped 1 of 12 rows")),
+         ("metadata.jsonl:1: skipping bad row", "targets/00000.png", "does not decode", "skipped 1 of 12 rows"),
+         "check"),
     Case("mask size mismatch, skip", read("skip", small_mask), "read 11 rows",
-         ("metadata.jsonl:1: skipping bad row", "masks/00000_1.png", "32x48")),
+         ("metadata.jsonl:1: skipping bad row", "masks/00000_1.png", "32x48"), "check"),
     Case("bad row, CLI", cli_on(truncate_target, "stop"), "exit 2",
          ("training.train: error:", "metadata.jsonl:1: bad row", "does not decode")),
     Case("no usable rows, CLI", cli_on(all_targets_missing, "skip"), "exit 2",
          ("training.train: error:", "no usable rows", "all 12 row(s) are bad")),
-    Case("no config", cli(lambda ctx: []), "exit 2", ("usage: python -m training.train CONFIG.yaml", "no config file")),
+    Case("no config", cli(lambda ctx: []), "exit 2",
+         ("usage: python -m training.train CONFIG.yaml", "no config file")),
     Case("overrides, no config", cli(lambda ctx: ["--seed=1"]), "exit 2", ("usage:", "no config file given")),
-    Case("no config, python -m", module_cli([]), "exit 2", ("usage: python -m training.train", "no config file")),
+    Case("no config, python -m", module_cli([]), "exit 2", ("usage: python -m training.train", "no config file"),
+         "check"),  # another process: this one has nothing to be affected
     Case("--help", cli(lambda ctx: ["--help"]), "exit 0",
          ("usage: python -m training.train", "Exit codes", "loss_log.jsonl", "keep_checkpoints")),
     Case("-h after a config", cli(lambda ctx: [str(ctx.good_yaml), "-h"]), "exit 0", ("usage:", "Exit codes")),
@@ -248,17 +253,17 @@ CASES = [
          "exit 2", ("config model.text_encoder:", "FLUX.1-dev is not a folder")),
     Case("bad override", cli(with_good(lambda ctx: ["--stages.5.lr=1"])), "exit 2",
          ("override '--stages.5.lr=1'", "no such key path")),
-    Case("NaN loss term", poisoned(2, "route", training_run), "NonFiniteLossError",
-         ("step 3 (stage 's1')", "non-finite loss term(s): loss (on 1 of 1 process), route (on 1 of 1 process)",
+    Case("NaN loss term", poisoned(1, "route", training_run), "NonFiniteLossError",
+         ("step 2 (stage 's1')", "non-finite loss term(s): loss (on 1 of 1 process), route (on 1 of 1 process)",
           "stopped before the optimizer step")),
-    Case("NaN loss term, CLI", poisoned(4, "holder", cli(with_good(lambda ctx: []))), "exit 1",
-         ("training.train: error: step 5 (stage 's3')", "holder (on 1 of 1 process)")),
-    Case("infinite gradient", poisoned(1, "inf_grad", training_run), "NonFiniteLossError",
-         ("step 2 (stage 's1')", "gradient norm is", "loss terms are finite", "stopped before the optimizer step")),
+    Case("NaN loss term, CLI", poisoned(0, "holder", cli(with_good(lambda ctx: []))), "exit 1",
+         ("training.train: error: step 1 (stage 's1')", "holder (on 1 of 1 process)")),
+    Case("infinite gradient", poisoned(0, "inf_grad", training_run), "NonFiniteLossError",
+         ("step 1 (stage 's1')", "gradient norm is", "loss terms are finite", "stopped before the optimizer step")),
 ]
 
-REFERENCE: dict[str, dict[str, torch.Tensor]] = {}
-GOOD = ["--stages=[{name: s1, steps: 2, lr: 0.002, mixture: {subject: 1.0}}]"]  # 2 steps: one checkpoint
+REFERENCE: dict[str, object] = {}
+GOOD = ["--stages=[{name: s1, steps: 1, lr: 0.002, mixture: {subject: 1.0}}]"]  # one step, checkpoint, export
 
 
 def trainable_of(run: Path) -> dict[str, torch.Tensor]:
@@ -266,12 +271,27 @@ def trainable_of(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoints" / latest / "trainable.safetensors"))
 
 
+def good_action(then: str, ctx: Ctx) -> object:
+    """The rows of a good row check, or the trainable parameters after a good CLI run (which must exit 0)."""
+    if then == "check":
+        return read_metadata(ctx.datasets["subject"], [[64, 64]], 32, "stop")
+    run = ctx.tmp / f"good_{len(list(ctx.tmp.glob('good_*')))}"
+    good = cli(lambda ctx: [str(ctx.good_yaml), *ctx.overrides(run), *GOOD])(ctx)
+    assert good.kind == "exit 0", good
+    return trainable_of(run)
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # type: ignore[union-attr]
+    return a == b
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input(case: Case, dataset_dirs: dict[str, Path], overrides_for, tmp_path: Path) -> None:
-    if "good" not in REFERENCE:
-        train(load_config(None, overrides_for(tmp_path / "reference") + GOOD))
-        REFERENCE["good"] = trainable_of(tmp_path / "reference")
     ctx = Ctx(tmp_path, dataset_dirs, overrides_for)
+    if case.then not in REFERENCE:
+        REFERENCE[case.then] = good_action(case.then, ctx)
     outcome = case.run(ctx)
     assert outcome.kind == case.kind, outcome
     for word in case.words:
@@ -279,25 +299,21 @@ def test_bad_input(case: Case, dataset_dirs: dict[str, Path], overrides_for, tmp
     assert "Traceback" not in outcome.text
     if outcome.kind == "exit 2":  # exactly one error line
         assert sum(line.startswith("training.train: error:") for line in outcome.text.splitlines()) == 1, outcome
-    good = cli(lambda ctx: [str(ctx.good_yaml), *overrides_for(tmp_path / "good"), *GOOD])(ctx)
-    assert good.kind == "exit 0", good
-    after = trainable_of(tmp_path / "good")
-    assert after.keys() == REFERENCE["good"].keys()
-    assert all(torch.equal(after[k], REFERENCE["good"][k]) for k in after)
+    assert same(good_action(case.then, ctx), REFERENCE[case.then])  # the next good action is unaffected
 
 
 @pytest.mark.parametrize("term", ["route", "inf_grad"])
 def test_non_finite_step_leaves_the_parameters_unchanged(term: str, overrides_for, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    poison = Poisoned(3, term)
+    poison = Poisoned(1, term)
     monkeypatch.setattr(training.train, "compute_losses", poison)
     with pytest.raises(FloatingPointError) as info:
         train(load_config(None, overrides_for(tmp_path / "run")))
-    assert poison.model is not None and poison.calls == 4  # it stopped at the poisoned step
+    assert poison.model is not None and poison.calls == 2  # it stopped at the poisoned step
     after = trainable_state(poison.model)
     assert after.keys() == poison.before.keys() and len(after) > 3
     for k in after:
         assert torch.equal(after[k], poison.before[k]), k  # no optimizer step with the poisoned gradients
-    assert info.type is NonFiniteLossError and str(info.value).startswith("step 4 "), info.value
+    assert info.type is NonFiniteLossError and str(info.value).startswith("step 2 "), info.value
     initial = trainable_state(training.train.build_model(load_config(None, overrides_for(tmp_path)).model))
-    assert any(not torch.equal(after[k], initial[k]) for k in after)  # the 3 good steps did train
+    assert any(not torch.equal(after[k], initial[k]) for k in after)  # the good step did train

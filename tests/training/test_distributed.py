@@ -71,5 +71,6 @@ def test_nan_on_one_rank_stops_every_rank_before_the_step(ddp_run) -> None:
     assert [r["error"] for r in reports] == ["NonFiniteLossError"] * 2, reports
     assert reports[0]["message"] == reports[1]["message"]  # the same decision and words on every rank
     assert "step 2 (stage 's1')" in reports[0]["message"]
-    assert "route (on 1 of 2 processes)" in reports[0]["message"] and "stopped before the optimizer step" in reports[0]["message"]
+    assert "route (on 1 of 2 processes)" in reports[0]["message"]
+    assert "stopped before the optimizer step" in reports[0]["message"]
     assert all(r["unchanged"] for r in reports), reports  # no optimizer step with the NaN gradients, on either rank
