@@ -7,6 +7,10 @@ parameter name), ``optimizer.safetensors`` (every optimizer state tensor as ``st
 ``state.json`` (step, stage, optimizer param groups and scalar state, python / numpy RNG states, data order),
 ``rng_torch.safetensors`` (the torch CPU RNG state). The LR schedule is a pure function of (stage, step), and the
 data order and noise are pure functions of (seed, step), so the step restores them exactly.
+
+``prune_checkpoints`` keeps the newest N step directories (never the one ``latest`` names): each older one is
+renamed to a hidden name first, then deleted, so a kill mid-delete never leaves a half checkpoint under a
+``step_*`` name.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, then ``os.replace`` it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         f.write(text)
@@ -71,12 +76,29 @@ def save_checkpoint(root: str | Path, step: int, stage: int, model: nn.Module, o
         "rng_numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
         "data_order": {"seed": seed, "next_step": step},
     }
-    _write_text_atomic(tmp / "state.json", json.dumps(state))
+    write_text_atomic(tmp / "state.json", json.dumps(state))
     if final.exists():  # a re-run reaching the same step: replace it
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _write_text_atomic(ck_root / LATEST, final.name)
+    write_text_atomic(ck_root / LATEST, final.name)
     return final
+
+
+def prune_checkpoints(root: str | Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest ``keep`` ``step_*`` directories (0 / None: keep all); returns the deleted ones."""
+    ck_root = Path(root) / "checkpoints"
+    if not keep or not ck_root.is_dir():
+        return []
+    pointer = ck_root / LATEST
+    latest = pointer.read_text().strip() if pointer.is_file() else None
+    steps = sorted((p for p in ck_root.glob("step_*") if p.is_dir() and p.name[5:].isdigit()),
+                   key=lambda p: int(p.name[5:]))
+    old = [p for p in steps[:-keep] if p.name != latest]
+    for path in old:
+        doomed = ck_root / f".del_{path.name}_{os.getpid()}"
+        os.replace(path, doomed)
+        shutil.rmtree(doomed)
+    return old
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:

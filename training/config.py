@@ -77,8 +77,9 @@ class TrainConfig:
     guidance: float = 3.5
     timestep_sampling: str = "logit_normal"  # or "uniform"
     checkpoint_every: int = 100
+    keep_checkpoints: int | None = 3  # newest checkpoint directories kept; 0 / null = keep all
     sample_every: int = 0  # 0 = never
-    log_every: int = 10
+    log_every: int = 10  # steps between lines of output_dir/loss_log.jsonl; 0 = no log
     progress: bool = True
 
     @property
@@ -126,6 +127,25 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     return cls(**kwargs)
 
 
+def yaml_error(e: Exception) -> str:
+    """One line for a YAML parse error: ``line L, column C: problem``."""
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def _set(data: dict[str, Any], parts: list[str], value: Any) -> None:
+    """``data[parts[0]][parts[1]]... = value``; numbers index lists, missing mappings are created."""
+    node: Any = data
+    for p in parts[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node.setdefault(p, {})
+    if isinstance(node, list):
+        node[int(parts[-1])] = value
+    elif isinstance(node, dict):
+        node[parts[-1]] = value
+    else:
+        raise ValueError(f"{'.'.join(parts[:-1])} is not a mapping or list")
+
+
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Apply ``--a.b.c=value`` (value parsed as YAML; list items by number: ``stages.0.steps=5``) in place."""
     import yaml
@@ -133,31 +153,34 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     if not override.startswith("--") or "=" not in override:
         raise ValueError(f"override {override!r}: expected --key=value (nested keys with dots)")
     key, raw = override[2:].split("=", 1)
-    parts = key.split(".")
-    node: Any = data
-    for p in parts[:-1]:
-        if isinstance(node, list):
-            node = node[int(p)]
-        else:
-            node = node.setdefault(p, {})
-    if isinstance(node, list):
-        node[int(parts[-1])] = yaml.safe_load(raw)
-    else:
-        node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ValueError(f"override {override!r}: the value is not valid YAML ({yaml_error(e)})") from e
+    try:
+        _set(data, key.split("."), value)
+    except (ValueError, IndexError, AttributeError) as e:  # a bad list index, a path through a scalar
+        raise ValueError(f"override {override!r}: no such key path ({type(e).__name__}: {e})") from e
+
+
+def read_yaml(p: Path) -> dict[str, Any]:
+    """The YAML mapping in file ``p``; a parse error is a one-line ValueError naming the file, line and column."""
+    import yaml
+
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: not valid YAML: {yaml_error(e)}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: the config must be a YAML mapping")
+    return data
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """YAML file (optional) + overrides -> validated ``TrainConfig``."""
-    import yaml
-
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        data = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: the config must be a YAML mapping")
+    data: dict[str, Any] = read_yaml(Path(path)) if path is not None else {}
     for o in overrides or []:
         apply_override(data, o)
     cfg = from_dict(TrainConfig, data)
@@ -180,6 +203,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config data.on_bad_row: expected 'stop' or 'skip', got {cfg.data.on_bad_row!r}")
     if cfg.timestep_sampling not in ("logit_normal", "uniform"):
         raise ValueError(f"config timestep_sampling: expected 'logit_normal' or 'uniform', got {cfg.timestep_sampling!r}")
+    if cfg.checkpoint_every < 1:
+        raise ValueError(f"config checkpoint_every: must be >= 1, got {cfg.checkpoint_every}")
+    for key in ("keep_checkpoints", "sample_every", "log_every"):
+        if (getattr(cfg, key) or 0) < 0:
+            raise ValueError(f"config {key}: must be >= 0, got {getattr(cfg, key)}")
     for h, w in cfg.data.buckets:
         if h % 16 or w % 16:
             raise ValueError(f"config data.buckets: {h}x{w} is not a multiple of 16 pixels")
@@ -189,3 +217,31 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"config stages[{i}].mixture: dataset group(s) {missing} are not in data.datasets")
         if not 0.0 <= s.ref_token_drop < 1.0:
             raise ValueError(f"config stages[{i}].ref_token_drop must be in [0, 1), got {s.ref_token_drop}")
+
+
+def _need(key: str, path: str, parts: tuple[str, ...], what: str) -> None:
+    """FileNotFoundError naming ``key`` unless ``path`` is a folder holding ``parts``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"config {key}: {root} is not a folder (expected {what})")
+    missing = [p for p in parts if not (root / p).exists()]
+    if missing:
+        raise FileNotFoundError(f"config {key}: {root} lacks {missing} (expected {what})")
+
+
+def check_paths(cfg: TrainConfig) -> None:
+    """Fail before any model loads when a folder the config names is missing (message: key, path, what)."""
+    from .flux_text import SUBFOLDERS
+
+    m = cfg.model
+    if m.pretrained:
+        _need("model.pretrained", m.pretrained, ("config.json",), "a diffusers FluxTransformer2DModel folder")
+    if m.text_encoder:
+        _need("model.text_encoder", m.text_encoder, SUBFOLDERS, "the diffusers FLUX folder with CLIP and T5")
+    if m.codec == "vae":
+        _need("model.vae_path", m.vae_path, ("config.json",), "a diffusers AutoencoderKL folder")
+    if not cfg.data.datasets:
+        raise ValueError("config data.datasets: no dataset given (a mapping: group name -> folder with "
+                         "metadata.jsonl)")
+    for name, folder in cfg.data.datasets.items():
+        _need(f"data.datasets.{name}", folder, ("metadata.jsonl",), "a dataset folder with metadata.jsonl")

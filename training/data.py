@@ -8,8 +8,10 @@ Format: a folder with ``metadata.jsonl``, one JSON object per line; paths are re
      "references": [{"image": "refs/0001_1.png", "task": "ip", "index": 1, "mask": "masks/0001_1.png"}, ...]}
 
 ``task`` is ``ip``/``id``/``style``; ``index`` 1..9, unique per row; ``mask`` is the subject's footprint in the
-*target* (white = subject), the L_route target. A bad row is reported as ``file:line: reason`` and either stops
-loading (``on_bad_row="stop"``) or is skipped with a warning (``"skip"``).
+*target* (white = subject), the L_route target, so it must have the target's size. Every image a row names is
+decoded once when the rows are checked (a truncated PNG or a text file named ``.png`` is a bad row, not a crash
+mid-training). A bad row is reported as ``file:line: reason`` and either stops loading (``on_bad_row="stop"``,
+``DatasetError``) or is skipped with a warning (``"skip"``); a dataset left without rows is a ``DatasetError``.
 
 Sampling: the global batch of step s is a pure function of (seed, s): the stage's mixture picks a dataset group,
 a bucket (same target size and reference sizes) is drawn in proportion to its size, then rows. Resuming at step
@@ -21,7 +23,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +39,11 @@ from dreamo_core.conditioning.reference_images import area_resize_size, center_s
 logger = logging.getLogger("DreamO")
 TASKS = ("ip", "id", "style")
 TOKEN_PIXELS = 16
+CHECK_THREADS = min(8, os.cpu_count() or 1)  # rows are checked (images decoded) in parallel
+
+
+class DatasetError(ValueError):
+    """A dataset the trainer cannot use: a bad row (with ``on_bad_row: stop``), no usable rows, no metadata."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,24 @@ def nearest_bucket(h: int, w: int, buckets: Sequence[Sequence[int]]) -> tuple[in
 def ref_size(h: int, w: int, task: str, ref_res: int) -> tuple[int, int]:
     """Pixel size of a prepared reference: id -> centre square at ref_res; ip/style -> area ~ref_res**2."""
     return (ref_res, ref_res) if task == "id" else area_resize_size(h, w, ref_res)
+
+
+def decoded_size(path: Path, what: str) -> tuple[int, int]:
+    """(width, height) of an image that fully decodes (PIL open + load); ValueError naming ``what`` otherwise."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{what} does not decode as an image ({type(e).__name__}: {e})") from e
+
+
+def check_mask(path: Path, what: str, target_size: tuple[int, int]) -> None:
+    """The mask decodes and has the target's (width, height): it is the subject's footprint in the target."""
+    size = decoded_size(path, what)
+    if size != target_size:
+        raise ValueError(f"{what} is {size[0]}x{size[1]} but the target is {target_size[0]}x{target_size[1]} "
+                         "(width x height); a mask is the subject's footprint in the target and must match it")
 
 
 def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row:
@@ -101,35 +128,48 @@ def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_r
     plain = obj.get("plain_caption")
     if plain is not None and (not isinstance(plain, str) or find_placeholders(plain)):
         raise ValueError("plain_caption must be a string without [ref#k] placeholders")
-    with Image.open(target) as im:
-        tw, th = im.size
+    tw, th = decoded_size(target, f"target {obj['target']!r}")
     ref_sizes = []
-    for r in refs:
-        with Image.open(r.image) as im:
-            ref_sizes.append(ref_size(im.size[1], im.size[0], r.task, ref_res))
+    for j, r in enumerate(refs):
+        w, h = decoded_size(r.image, f"references[{j}] image {obj['references'][j]['image']!r}")
+        ref_sizes.append(ref_size(h, w, r.task, ref_res))
+        if r.mask is not None:
+            check_mask(r.mask, f"references[{j}] mask {obj['references'][j]['mask']!r}", (tw, th))
     bucket = (nearest_bucket(th, tw, buckets), tuple(ref_sizes), tuple(r.index for r in refs))
     return Row(target, obj["caption"], plain, tuple(refs), source, bucket)
 
 
+def _check_line(line: str, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row | Exception:
+    """The row of one JSON line, or the reason it is bad (returned, so rows can be checked in parallel)."""
+    try:
+        return parse_row(json.loads(line), folder, buckets, ref_res, source)
+    except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
+        return e
+
+
 def read_metadata(folder: str | Path, buckets: Sequence[Sequence[int]], ref_res: int, on_bad_row: str = "stop") -> list[Row]:
-    """All valid rows of ``folder/metadata.jsonl``. Bad rows raise (stop) or are logged and skipped (skip)."""
+    """All valid rows of ``folder/metadata.jsonl``. Bad rows raise DatasetError (stop) or are logged and skipped
+    (skip); no usable rows is a DatasetError."""
     folder = Path(folder)
     meta = folder / "metadata.jsonl"
     if not meta.is_file():
-        raise FileNotFoundError(f"dataset {folder}: metadata.jsonl not found")
-    rows = []
-    for line_no, line in enumerate(meta.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        source = f"{meta}:{line_no}"
-        try:
-            rows.append(parse_row(json.loads(line), folder, buckets, ref_res, source))
-        except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
-            if on_bad_row == "stop":
-                raise ValueError(f"{source}: bad row: {e}") from e
-            logger.warning("%s: skipping bad row: %s", source, e)
+        raise DatasetError(f"dataset {folder}: metadata.jsonl not found")
+    lines = [(f"{meta}:{n}", line) for n, line in enumerate(meta.read_text().splitlines(), start=1) if line.strip()]
+    with ThreadPoolExecutor(CHECK_THREADS) as pool:
+        checked = list(pool.map(lambda item: _check_line(item[1], folder, buckets, ref_res, item[0]), lines))
+    bad = [(source, e) for (source, _), e in zip(lines, checked) if isinstance(e, Exception)]
+    if bad and on_bad_row == "stop":
+        source, e = bad[0]
+        more = f" ({len(bad) - 1} more bad row(s); data.on_bad_row: skip skips them)" if len(bad) > 1 else ""
+        raise DatasetError(f"{source}: bad row: {e}{more}") from e
+    for source, e in bad:
+        logger.warning("%s: skipping bad row: %s", source, e)
+    rows = [r for r in checked if isinstance(r, Row)]
     if not rows:
-        raise ValueError(f"dataset {folder}: no usable rows in metadata.jsonl")
+        why = f"all {len(lines)} row(s) are bad (see the warnings above)" if lines else "the file has no rows"
+        raise DatasetError(f"dataset {folder}: no usable rows in metadata.jsonl: {why}")
+    if bad:
+        logger.warning("dataset %s: skipped %d of %d rows", folder, len(bad), len(lines))
     return rows
 
 

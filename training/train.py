@@ -5,15 +5,25 @@ rows; process 0 writes checkpoints, samples and the exported DreamO file.
 
 Per step (paper Sec. 3.3): z_t = (1 - t) z0 + t eps; the model predicts v; L_diff = |v - (eps - z0)|²;
 L_route / L_holder come from the attention records of the chosen layers; L = Σ λ·L.
+
+Every step the loss terms are averaged over the processes (one all-reduce) BEFORE backward: when one is not
+finite on any process, every process raises the same ``NonFiniteLossError`` and no optimizer step is taken (a
+non-finite gradient norm, the same on every process after DDP's all-reduce, stops the step the same way). Every
+``log_every`` steps process 0 appends ``{"step", "stage", "lr", "loss", "diff", "route", "holder"}`` (means over
+the processes) to ``output_dir/loss_log.jsonl``; after each checkpoint only the newest ``keep_checkpoints`` stay.
+
+Exit codes: 0 done; 1 stopped on a non-finite loss; 2 usage, config, model folder or dataset error (one line
+on stderr, no traceback; the datasets' rows are checked, images decoded, before the model loads).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -23,15 +33,31 @@ from dreamo_core.generator.flux_forward import ReferenceTokens
 from dreamo_core.routing.losses import flow_matching_loss, noisy_latents, placeholder_loss, routing_loss
 
 from .attention_capture import select_layers
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    write_text_atomic,
+)
 from .codec import PixelCodec, VAECodec, decode_tokens, encode_tokens
-from .config import StageConfig, TrainConfig, load_config
-from .data import BatchPlan, BatchSampler, load_sample, read_metadata
+from .config import StageConfig, TrainConfig, check_paths, load_config
+from .data import BatchPlan, BatchSampler, DatasetError, load_sample, read_metadata
 from .export import export_dreamo
 from .model import DreamOTrainModel, build_model
 from .sampling import euler_sample
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 logger = logging.getLogger("DreamO")
+LOSS_TERMS = ("loss", "diff", "route", "holder")
+LOSS_LOG = "loss_log.jsonl"
+USAGE = "usage: python -m training.train CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term or the gradient norm is not finite; raised on every process, before the optimizer step."""
 
 
 @dataclass
@@ -134,6 +160,50 @@ def save_samples(model: DreamOTrainModel, codec: PixelCodec | VAECodec, batch: B
     Image.fromarray((torch.cat(tiles, dim=1).clamp(0, 1) * 255).byte().cpu().numpy()).save(path)
 
 
+def reduced_losses(acc: Accelerator, losses: dict[str, torch.Tensor], done: int, stage: str) -> dict[str, float]:
+    """Each loss term's mean over the processes (one all-reduce of values and non-finite flags). When a term is
+    not finite on any process, every process raises the same NonFiniteLossError (call it before backward)."""
+    values = torch.stack([losses[k].detach().float().reshape(()) for k in LOSS_TERMS])
+    bad = ~torch.isfinite(values)
+    sums, counts = acc.reduce(torch.stack([values.masked_fill(bad, 0.0), bad.float()]), reduction="sum").tolist()
+    world = acc.num_processes
+    procs = "process" if world == 1 else "processes"
+    named = [f"{k} (on {int(n)} of {world} {procs})" for k, n in zip(LOSS_TERMS, counts) if n]
+    if named:
+        raise NonFiniteLossError(f"step {done} (stage {stage!r}): non-finite loss term(s): {', '.join(named)}; "
+                                 f"stopped before the optimizer step (parameters are those after step {done - 1}); "
+                                 "lower the stage lr or check the data")
+    return {k: v / world for k, v in zip(LOSS_TERMS, sums)}
+
+
+def check_grad_norm(norm: torch.Tensor, done: int, stage: str) -> None:
+    """NonFiniteLossError for a non-finite gradient norm (after DDP's all-reduce: the same on every process)."""
+    if not bool(torch.isfinite(norm)):
+        raise NonFiniteLossError(f"step {done} (stage {stage!r}): the gradient norm is {float(norm)} although the "
+                                 f"loss terms are finite; stopped before the optimizer step (parameters are those "
+                                 f"after step {done - 1}); lower the stage lr or check the data")
+
+
+def trim_loss_log(path: Path, step: int) -> None:
+    """Keep the loss log's lines up to ``step`` (a resumed run logs the steps after its checkpoint again)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass  # a line cut short by a kill
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
+def log_losses(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to the loss log."""
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 @dataclass
 class TrainResult:
     """Per-step loss history of this process and the trained (unwrapped) model."""
@@ -145,17 +215,18 @@ class TrainResult:
 
 def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     """Run (or resume) training. ``stop_at`` ends the run after that global step without a final checkpoint
-    (tests use it to simulate a killed run)."""
+    (tests use it to simulate a killed run). Datasets are checked before the model loads (DatasetError)."""
     from accelerate import Accelerator
 
+    check_paths(cfg)
     acc = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available())
-    out_dir = Path(cfg.output_dir)
+    out_dir, log_path = Path(cfg.output_dir), Path(cfg.output_dir) / LOSS_LOG
+    groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
+              for name, path in cfg.data.datasets.items()}
     model = build_model(cfg.model).to(acc.device)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.stages[0].lr,
                             weight_decay=cfg.weight_decay)
-    groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
-              for name, path in cfg.data.datasets.items()}
     sampler = BatchSampler(groups, cfg.data.batch_size, cfg.data.plain_caption_prob, cfg.seed)
     codec = VAECodec(cfg.model.vae_path, acc.device) if cfg.model.codec == "vae" else PixelCodec()
     start = 0
@@ -163,33 +234,40 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     if ck is not None:
         start = load_checkpoint(ck, model, opt)["step"]
         logger.info("resuming from %s at step %d", ck, start)
+    if acc.is_main_process and cfg.log_every:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trim_loss_log(log_path, start)
     ddp_model, opt = acc.prepare(model, opt)
-    history: dict[str, list[float]] = {"loss": [], "diff": [], "route": [], "holder": []}
+    history: dict[str, list[float]] = {k: [] for k in LOSS_TERMS}
     end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
     bar = tqdm(range(start, end), disable=not (acc.is_local_main_process and cfg.progress), desc="DreamO")
     for step in bar:
+        done = step + 1
         stage_no, stage, in_stage = stage_at(cfg, step)
+        lr = learning_rate(stage, in_stage)
         for group in opt.param_groups:
-            group["lr"] = learning_rate(stage, in_stage)
+            group["lr"] = lr
         plan = sampler.plan(step, stage.mixture or {n: 1.0 for n in groups}, acc.process_index, acc.num_processes)
         batch = make_batch(plan, codec, cfg.data.ref_res, stage.ref_token_drop, acc.device)
         noise, t = step_noise(cfg, step, tuple(batch.latents.shape), acc.process_index, acc.num_processes)
         with acc.autocast():
             losses = compute_losses(ddp_model, batch, cfg, noise.to(acc.device), t.to(acc.device), layers)
+        means = reduced_losses(acc, losses, done, stage.name)  # before backward: all processes stop together
         acc.backward(losses["loss"])
         if cfg.max_grad_norm > 0:
-            acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+            norm = acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+            check_grad_norm(norm, done, stage.name)
         opt.step()
         opt.zero_grad(set_to_none=True)
         for k in history:
             history[k].append(float(losses[k].detach()))
-        if not math.isfinite(history["loss"][-1]):
-            raise FloatingPointError(f"step {step}: loss is {history['loss'][-1]}; lower the stage lr")
-        bar.set_postfix(stage=stage.name, loss=f"{history['loss'][-1]:.4f}", route=f"{history['route'][-1]:.3f}")
-        done = step + 1
+        bar.set_postfix(stage=stage.name, loss=f"{means['loss']:.4f}", route=f"{means['route']:.3f}")
+        if acc.is_main_process and cfg.log_every and done % cfg.log_every == 0:
+            log_losses(log_path, {"step": done, "stage": stage.name, "lr": lr, **means})
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
             if acc.is_main_process:
                 save_checkpoint(out_dir, done, stage_no, model, opt, cfg.seed)
+                prune_checkpoints(out_dir, cfg.keep_checkpoints)
             acc.wait_for_everyone()
         if cfg.sample_every and done % cfg.sample_every == 0 and acc.is_main_process:
             save_samples(model, codec, batch, out_dir / "samples" / f"step_{done:08d}.png")
@@ -201,17 +279,33 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     return TrainResult(history, model, acc.process_index)
 
 
+def fail(error: BaseException | str, code: int) -> int:
+    """Print ``training.train: error: ...`` as one line on stderr; return the exit code."""
+    print("training.train: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
-    """CLI: ``python -m training.train [CONFIG.yaml] [--key=value ...]``."""
+    """CLI: ``python -m training.train CONFIG.yaml [--key=value ...]``; exit codes in the module docstring."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    path = argv.pop(0) if argv and not argv[0].startswith("--") else None
+    if "-h" in argv or "--help" in argv:
+        print(f"{USAGE}\n\n{__doc__}")
+        return 0
+    if not argv or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
+        return fail("no config file given (the first argument is a YAML file, e.g. training/configs/tiny.yaml)", 2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        config = load_config(path, argv)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # bad config: a message, not a traceback
-        print(f"training.train: error: {e}", file=sys.stderr)
-        return 2
-    train(config)
+        config = load_config(argv[0], argv[1:])
+        check_paths(config)
+    except (ValueError, FileNotFoundError, KeyError) as e:  # bad config or model folder: a message, not a traceback
+        return fail(e, 2)
+    try:
+        train(config)
+    except DatasetError as e:
+        return fail(e, 2)
+    except NonFiniteLossError as e:
+        return fail(e, 1)
     return 0
 
 

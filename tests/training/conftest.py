@@ -33,7 +33,7 @@ def tiny_overrides(dataset_dirs: dict[str, Path], out: Path) -> list[str]:
     ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def overrides_for(dataset_dirs: dict[str, Path]):
     return lambda out: tiny_overrides(dataset_dirs, out)
 

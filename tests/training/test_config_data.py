@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from training.config import TrainConfig, load_config
-from training.data import BatchSampler, nearest_bucket, read_metadata
+from training.config import TrainConfig, check_paths, load_config
+from training.data import BatchSampler, DatasetError, nearest_bucket, read_metadata
 
 
 def test_config_rejects_unknown_and_wrong_types(tmp_path: Path) -> None:
@@ -76,3 +76,88 @@ def test_buckets_and_deterministic_sharded_sampling(dataset_dirs: dict[str, Path
     assert [r.source for r in shards[1].rows] == [r.source for r in full.rows[1::2]]
     with pytest.raises(ValueError, match="divisible"):
         sampler.plan(0, {"subject": 1.0}, 0, 3)
+
+
+def corrupt_copy(src: Path, dst: Path) -> Path:
+    """A copy of dataset ``src`` whose rows 1-4 each name one undecodable or mis-sized image."""
+    from PIL import Image
+
+    shutil.copytree(src, dst)
+    rows = [json.loads(line) for line in (dst / "metadata.jsonl").read_text().splitlines()]
+    target = dst / rows[0]["target"]
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])  # truncated PNG: the header still reads
+    (dst / rows[1]["references"][0]["image"]).write_text("not an image\n")  # a text file named .png
+    (dst / rows[2]["references"][0]["mask"]).write_text("not a mask\n")
+    Image.new("L", (32, 48)).save(dst / rows[3]["references"][0]["mask"])  # the targets are 64x64
+    return dst
+
+
+def test_row_check_decodes_every_image_and_checks_mask_sizes(dataset_dirs: dict[str, Path], tmp_path: Path,
+                                                             caplog) -> None:
+    folder = corrupt_copy(dataset_dirs["subject"], tmp_path / "ds")
+    with pytest.raises(DatasetError, match=r"metadata.jsonl:1: bad row: target 'targets/00000.png' does not decode"
+                                           r".*truncated.*3 more bad row"):
+        read_metadata(folder, [[64, 64]], 32, "stop")
+    with caplog.at_level(logging.WARNING, logger="DreamO"):
+        rows = read_metadata(folder, [[64, 64]], 32, "skip")
+    assert len(rows) == 12 - 4 and all(not r.source.endswith((":1", ":2", ":3", ":4")) for r in rows)
+    lines = {r.getMessage().split(": skipping bad row: ")[0].rsplit(":", 1)[1]: r.getMessage()
+             for r in caplog.records if "skipping bad row" in r.getMessage()}
+    assert sorted(lines) == ["1", "2", "3", "4"]
+    assert "references[0] image 'refs/00001_1.png' does not decode" in lines["2"]
+    assert "references[0] mask 'masks/00002_1.png' does not decode" in lines["3"]
+    assert "references[0] mask 'masks/00003_1.png' is 32x48 but the target is 64x64" in lines["4"]
+    assert "skipped 4 of 12 rows" in caplog.text
+
+
+def test_no_usable_rows_is_a_dataset_error(dataset_dirs: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "empty"
+    shutil.copytree(dataset_dirs["self"], folder)
+    rows = (folder / "metadata.jsonl").read_text().splitlines()
+    write_rows(folder, [json.dumps(dict(json.loads(r), target="targets/nope.png")) for r in rows])
+    with pytest.raises(DatasetError, match=r"no usable rows in metadata.jsonl: all 4 row\(s\) are bad"):
+        read_metadata(folder, [[64, 64]], 32, "skip")
+    (folder / "metadata.jsonl").write_text("\n")
+    with pytest.raises(DatasetError, match="no usable rows in metadata.jsonl: the file has no rows"):
+        read_metadata(folder, [[64, 64]], 32, "stop")
+    assert len(read_metadata(dataset_dirs["self"], [[64, 64]], 32, "stop")) == 4  # the good set still reads
+
+
+def test_config_errors_are_one_line_and_name_the_file_or_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  lora_rank: 4\n bad_indent: [1, 2\n")
+    with pytest.raises(ValueError) as info:
+        load_config(bad)
+    assert str(bad) in str(info.value) and "not valid YAML: line 3" in str(info.value)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match=r"override '--model.lora_rank=\[1,': the value is not valid YAML"):
+        load_config(None, ["--model.lora_rank=[1,"])
+    with pytest.raises(ValueError, match=r"override '--stages.7.steps=3': no such key path \(IndexError"):
+        load_config(None, ["--stages=[{name: a}]", "--stages.7.steps=3"])
+    with pytest.raises(ValueError, match=r"override '--seed.x=3': no such key path"):
+        load_config(None, ["--seed=1", "--seed.x=3"])
+    with pytest.raises(ValueError, match="config keep_checkpoints: must be >= 0, got -1"):
+        load_config(None, ["--keep_checkpoints=-1"])
+    with pytest.raises(ValueError, match="config checkpoint_every: must be >= 1, got 0"):
+        load_config(None, ["--checkpoint_every=0"])
+    assert load_config(None, ["--keep_checkpoints=null"]).keep_checkpoints is None
+
+
+def test_check_paths_names_the_key_and_folder(dataset_dirs: dict[str, Path], tmp_path: Path) -> None:
+    data = f"--data.datasets={{subject: '{dataset_dirs['subject']}'}}"
+    check_paths(load_config(None, [data]))  # tiny model, existing dataset: nothing to complain about
+    nowhere = tmp_path / "FLUX.1-dev"
+    cases = {
+        "model.pretrained": [f"--model.pretrained={nowhere / 'transformer'}", f"--model.text_encoder={tmp_path}"],
+        "model.text_encoder": [f"--model.text_encoder={nowhere}"],
+        "model.vae_path": ["--model.codec=vae", f"--model.vae_path={nowhere / 'vae'}"],
+        "data.datasets.x": [f"--data.datasets={{x: '{nowhere}'}}"],
+    }
+    for key, extra in cases.items():
+        with pytest.raises(FileNotFoundError) as info:
+            check_paths(load_config(None, [data, *extra]))
+        assert f"config {key}: {nowhere}" in str(info.value) and "is not a folder" in str(info.value), key
+    with pytest.raises(FileNotFoundError, match=r"config model.text_encoder: .* lacks \['text_encoder', 'tokenizer'"):
+        check_paths(load_config(None, [data, f"--model.text_encoder={tmp_path}"]))
+    with pytest.raises(ValueError, match="config data.datasets: no dataset given"):
+        check_paths(load_config(None, []))

@@ -1,7 +1,9 @@
-"""End-to-end on the tiny model: loss falls, killed-and-resumed == uninterrupted, export round trip."""
+"""End-to-end on the tiny model: loss falls, killed-and-resumed == uninterrupted (parameters and loss log),
+loss log and kept checkpoints, export round trip."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,12 +14,13 @@ from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transform
 from dreamo_core.weights.formats import LoraFormat, load_dreamo_weights
 from dreamo_core.weights.lora_diffusers import merge_lora
 from training.attention_capture import select_layers
+from training.checkpoint import LATEST, prune_checkpoints
 from training.codec import PixelCodec
 from training.config import ModelConfig
 from training.data import BatchSampler, read_metadata
 from training.export import export_dreamo, spec_of
 from training.model import build_model, tiny_transformer
-from training.train import compute_losses, make_batch, step_noise, train
+from training.train import compute_losses, learning_rate, make_batch, stage_at, step_noise, train
 
 
 def test_loss_on_a_fixed_batch_falls(tiny_config) -> None:
@@ -46,20 +49,55 @@ def trainable(run: Path) -> dict[str, torch.Tensor]:
     return load_file(str(run / "checkpoints" / latest / "trainable.safetensors"))
 
 
+def loss_log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "loss_log.jsonl").read_text().splitlines()]
+
+
 def test_killed_run_resumes_to_the_same_parameters(tiny_config, tmp_path: Path) -> None:
-    straight = tiny_config(tmp_path / "straight")
+    straight = tiny_config(tmp_path / "straight", ["--log_every=1"])
     train(straight)
-    killed = tiny_config(tmp_path / "killed")
+    killed = tiny_config(tmp_path / "killed", ["--log_every=1"])
     train(killed, stop_at=3)  # checkpoint at step 2; step 3 is lost as after a kill
     assert (tmp_path / "killed" / "checkpoints" / "latest").read_text().strip() == "step_00000002"
+    assert [r["step"] for r in loss_log(tmp_path / "killed")] == [1, 2, 3]
     assert not (tmp_path / "killed" / "dreamo_trained.safetensors").exists()
     train(killed)  # resumes from step 2, runs through stage 2 (with the 95 % reference-token drop)
     a, b = trainable(tmp_path / "straight"), trainable(tmp_path / "killed")
     assert a.keys() == b.keys() and len(a) > 3
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    assert loss_log(tmp_path / "killed") == loss_log(tmp_path / "straight")  # step 3 logged once, as straight
     start = build_model(straight.model)
     assert not torch.equal(a["idx_embedding"], start.idx_embedding.detach())  # training did change something
+
+
+def test_loss_log_progress_bar_and_kept_checkpoints(tiny_config, tmp_path: Path, capsys) -> None:
+    cfg = tiny_config(tmp_path / "run", ["--log_every=2", "--keep_checkpoints=2", "--progress=true"])
+    history = train(cfg).history
+    log = loss_log(tmp_path / "run")
+    assert [r["step"] for r in log] == [2, 4, 6]
+    for r in log:
+        _, stage, in_stage = stage_at(cfg, r["step"] - 1)
+        assert r["stage"] == stage.name and r["lr"] == pytest.approx(learning_rate(stage, in_stage))
+        for k in ("loss", "diff", "route", "holder"):  # one process: the mean over processes is its own loss
+            assert r[k] == pytest.approx(history[k][r["step"] - 1], rel=1e-6), (r, k)
+    assert {r["stage"] for r in log} == {"s1", "s3"} and log[0]["lr"] != log[-1]["lr"]
+    assert f"loss={history['loss'][-1]:.4f}" in capsys.readouterr().err  # tqdm postfix
+    ck = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ck.iterdir() if p.name != LATEST) == ["step_00000004", "step_00000006"]
+    assert (ck / LATEST).read_text().strip() == "step_00000006"
+
+
+def test_prune_checkpoints_keeps_the_newest_and_latest(tmp_path: Path) -> None:
+    ck = tmp_path / "checkpoints"
+    for step in (2, 4, 6, 10, 100):
+        (ck / f"step_{step:08d}").mkdir(parents=True)
+    (ck / LATEST).write_text("step_00000004")  # e.g. a re-run that went back: latest is never deleted
+    assert prune_checkpoints(tmp_path, 0) == [] and prune_checkpoints(tmp_path, None) == []
+    assert len(list(ck.glob("step_*"))) == 5
+    deleted = prune_checkpoints(tmp_path, 2)
+    assert sorted(p.name for p in deleted) == ["step_00000002", "step_00000006"]
+    assert sorted(p.name for p in ck.iterdir()) == [LATEST, "step_00000004", "step_00000010", "step_00000100"]
 
 
 def test_export_loads_and_merges_like_the_peft_model(tmp_path: Path) -> None:
