@@ -5,6 +5,8 @@ Importable without ComfyUI and outside a package (e.g. by test collectors): then
 
 import importlib.util
 
+WEB_DIRECTORY = "./web"  # per-node help pages: web/docs/<NodeId>.md (+ <NodeId>/<locale>.md); locales/ is read by ComfyUI
+
 if __package__ and importlib.util.find_spec("comfy_api") is not None:
     from .nodes import DreamOExtension
 

@@ -12,6 +12,7 @@ require_supported_comfyui()  # before any node module: an older ComfyUI refuses 
 from .apply_conditioning import ApplyDreamOConditioning
 from .encode_reference import EncodeDreamOReference
 from .load_lora import LoadDreamOLoRA
+from .migration import register_replacements
 from .reference_options import DreamOReferenceOptions
 from .routing_preview import DreamORoutingPreview, DreamORoutingRecorder
 from .text_encode import DreamOTextEncode
@@ -22,5 +23,8 @@ NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, Dr
 
 
 class DreamOExtension(ComfyExtension):
+    async def on_load(self) -> None:
+        await register_replacements()  # old DreamO graphs open migrated (ComfyUI >= 0.14; feature-detected)
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         return list(NODE_LIST)

@@ -32,7 +32,7 @@ class EncodeDreamOReference(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DreamO_EncodeReference",
-            display_name="Encode Reference (task, index)",
+            display_name="DreamO Encode Reference",
             category="conditioning/dreamo",
             description=(
                 "Prepares a reference image as the official DreamO pipeline (optional foreground mask -> white "

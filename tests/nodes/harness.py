@@ -331,3 +331,11 @@ def prompt_executor(server):
 
 def comfy_path() -> str | None:
     return os.environ.get("COMFYUI_PATH") or None
+
+
+def comfyui_version() -> tuple[int, ...]:
+    """The ComfyUI under test, e.g. (0, 33, 0) (its comfyui_version.py). Only tests use it, to say which
+    workflows a version can run; the pack itself detects features."""
+    import comfyui_version
+
+    return tuple(int(part) for part in comfyui_version.__version__.split(".")[:3])

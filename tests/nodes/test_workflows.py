@@ -2,7 +2,9 @@
 
 Substitutions (test-only, restored after each test): UNETLoader -> a tiny FLUX, DualCLIPLoader -> a fake
 CLIP, CLIPTextEncode -> seeded random conditioning (context (1, 5, 48) + pooled (1, 32)), VAELoader -> a tiny
-VAE. LoadImage, our nodes, LoraLoaderModelOnly (synthetic files with the official names), FluxGuidance,
+VAE; in the auto-preprocessing workflows (ComfyUI 0.33) LoadBackgroundRemovalModel -> a model whose mask is an
+ellipse, LoadMediaPipeFaceLandmarker / MediaPipeFaceLandmarker -> a fixed face box (no weights here);
+RemoveBackground and CropByBBoxes run for real. LoadImage, our nodes, LoraLoaderModelOnly (synthetic files with the official names), FluxGuidance,
 EmptySD3LatentImage, KSampler, VAEDecode and SaveImage are the real ComfyUI nodes. For speed the latent is
 64x64 px, KSampler runs 2 steps and reference resolution is 256.
 """
@@ -19,9 +21,11 @@ from PIL import Image
 
 h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
 sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from workflow_api import ui_to_api, widget_names  # noqa: E402
+from workflow_api import FRONTEND_ONLY, ui_to_api, widget_names  # noqa: E402
 
 WORKFLOWS = sorted((h.REPO / "workflows").glob("*.json"))
+PREPROCESSING = ("LoadBackgroundRemovalModel", "RemoveBackground", "LoadMediaPipeFaceLandmarker",
+                 "MediaPipeFaceLandmarker", "CropByBBoxes")  # core nodes the *_comfyui_0_33 workflows need
 TEMPLATE_DIRS = ("example_workflows", "example", "examples", "workflow", "workflows")
 
 
@@ -66,6 +70,54 @@ class FakeVAELoader:
         return (h.tiny_vae(),)
 
 
+class FakeBackgroundRemover:
+    def encode_image(self, image):  # (B, H, W, C) -> (B, H, W): an ellipse of foreground
+        b, hh, ww, _ = image.shape
+        yy, xx = np.mgrid[0:hh, 0:ww]
+        inside = ((yy - hh / 2) / (hh / 2)) ** 2 + ((xx - ww / 2) / (ww / 2)) ** 2 <= 0.8
+        import torch
+
+        return torch.from_numpy(inside).float().expand(b, hh, ww).clone()
+
+
+class FakeLoadBackgroundRemovalModel:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"bg_removal_name": ("STRING", {})}}
+    RETURN_TYPES, FUNCTION = ("BACKGROUND_REMOVAL",), "load"
+
+    def load(self, bg_removal_name):
+        return (FakeBackgroundRemover(),)
+
+
+class FakeLoadFaceLandmarker:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"model_name": ("STRING", {})}}
+    RETURN_TYPES, FUNCTION = ("FACE_DETECTION_MODEL",), "load"
+
+    def load(self, model_name):
+        return ("fake-face-detector",)
+
+
+class FakeFaceLandmarker:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"face_detection_model": ("FACE_DETECTION_MODEL",), "image": ("IMAGE",),
+                             "detector_variant": ("STRING", {}), "num_faces": ("INT", {}),
+                             "min_confidence": ("FLOAT", {}), "missing_frame_fallback": ("STRING", {})}}
+    RETURN_TYPES, FUNCTION = ("FACE_LANDMARKS", "BOUNDING_BOX"), "detect"
+
+    def detect(self, face_detection_model, image, **_):
+        hh, ww = image.shape[1:3]
+        box = {"x": ww // 4, "y": hh // 4, "width": ww // 2, "height": hh // 2, "label": "face", "score": 1.0}
+        return (None, [[box] for _ in range(image.shape[0])])
+
+
+def needs_preprocessing(ui) -> bool:
+    return any(n["type"] in PREPROCESSING for n in ui["nodes"])
+
+
 class Server:
     client_id = None
     last_node_id = None
@@ -81,10 +133,22 @@ def load_ui(path):
     return json.loads(path.read_text())
 
 
-def test_only_one_template_folder_and_ten_workflows():
+def test_only_one_template_folder_and_thirteen_workflows():
     present = [d for d in TEMPLATE_DIRS if (h.REPO / d).is_dir()]
-    assert present == ["workflows"] and len(WORKFLOWS) == 10
-    assert all(p.with_suffix(".png").is_file() for p in WORKFLOWS)
+    assert present == ["workflows"] and len(WORKFLOWS) == 13
+    assert all((p.parent / f"{p.stem}.jpg").is_file() for p in WORKFLOWS)  # the template browser's thumbnail
+    auto = [p.stem for p in WORKFLOWS if needs_preprocessing(load_ui(p))]
+    assert auto == [p.stem for p in WORKFLOWS if p.stem.endswith("_comfyui_0_33")] and len(auto) == 3
+
+
+def test_preprocessing_nodes_exist_exactly_where_expected():
+    """The auto-preprocessing workflows name the ComfyUI they need: on 0.33 every core node they use is
+    registered, on 0.3.64 none is (so those workflows cannot run there, as their names say)."""
+    import nodes
+
+    present = {t: t in nodes.NODE_CLASS_MAPPINGS for t in PREPROCESSING}
+    expected = h.comfyui_version() >= (0, 33, 0)
+    assert present == dict.fromkeys(PREPROCESSING, expected), (h.comfyui_version(), present)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
@@ -95,7 +159,13 @@ def test_workflow_matches_live_registry(path):
     assert ui["version"] == 0.4
     links = {lk[0]: lk for lk in ui["links"]}
     by_id = {n["id"]: n for n in ui["nodes"]}
+    if needs_preprocessing(ui) and h.comfyui_version() < (0, 33, 0):  # named *_comfyui_0_33: not for this one
+        assert not any(n["type"] in nodes.NODE_CLASS_MAPPINGS for n in ui["nodes"] if n["type"] in PREPROCESSING)
+        return
     for node in ui["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            assert node["widgets_values"] and not node["inputs"] and not node["outputs"]
+            continue
         cls = nodes.NODE_CLASS_MAPPINGS.get(node["type"])
         assert cls is not None, f"missing node type {node['type']}"
         assert len(node["widgets_values"]) == len(widget_names(cls)), node["type"]
@@ -120,8 +190,13 @@ def comfy_dirs(tmp_path, loras_dir, monkeypatch):
 
     import nodes
 
-    for name, (cls) in {"UNETLoader": FakeUNETLoader, "DualCLIPLoader": FakeDualCLIPLoader,
-                        "CLIPTextEncode": FakeCLIPTextEncode, "VAELoader": FakeVAELoader}.items():
+    fakes = {"UNETLoader": FakeUNETLoader, "DualCLIPLoader": FakeDualCLIPLoader,
+             "CLIPTextEncode": FakeCLIPTextEncode, "VAELoader": FakeVAELoader}
+    if "RemoveBackground" in nodes.NODE_CLASS_MAPPINGS:
+        fakes.update({"LoadBackgroundRemovalModel": FakeLoadBackgroundRemovalModel,
+                      "LoadMediaPipeFaceLandmarker": FakeLoadFaceLandmarker,
+                      "MediaPipeFaceLandmarker": FakeFaceLandmarker})
+    for name, cls in fakes.items():
         monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
     inp, out = tmp_path / "input", tmp_path / "output"
     inp.mkdir()
@@ -159,7 +234,11 @@ def test_workflow_executes_on_tiny_models(path, comfy_dirs):
 
     import nodes
 
-    prompt = shrink(ui_to_api(load_ui(path), nodes.NODE_CLASS_MAPPINGS))
+    ui = load_ui(path)
+    if needs_preprocessing(ui) and h.comfyui_version() < (0, 33, 0):  # not runnable here, and not registered
+        assert "RemoveBackground" not in nodes.NODE_CLASS_MAPPINGS
+        return
+    prompt = shrink(ui_to_api(ui, nodes.NODE_CLASS_MAPPINGS))
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
     assert valid, (error, node_errors)
     executor = h.prompt_executor(Server())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+FRONTEND_ONLY = ("MarkdownNote", "Note")  # notes live in the frontend only; graphToPrompt never sends them
 
 
 def widget_names(node_cls: type) -> list[str]:
@@ -27,7 +28,7 @@ def ui_to_api(ui: dict, registry: dict[str, type]) -> dict:
     links = {link[0]: link for link in ui["links"]}
     prompt = {}
     for node in ui["nodes"]:
-        if node.get("mode", 0) != 0:
+        if node.get("mode", 0) != 0 or node["type"] in FRONTEND_ONLY:
             continue
         inputs = {}
         for inp in node.get("inputs", []):
