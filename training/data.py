@@ -34,10 +34,9 @@ import torch
 from PIL import Image
 
 from dreamo_core.conditioning.placeholders import find_placeholders
-from dreamo_core.conditioning.reference_images import area_resize_size, center_square, resize_area
+from dreamo_core.conditioning.reference_images import TASKS, area_resize_size, center_square, resize_area
 
 logger = logging.getLogger("DreamO")
-TASKS = ("ip", "id", "style")
 TOKEN_PIXELS = 16
 CHECK_THREADS = min(8, os.cpu_count() or 1)  # rows are checked (images decoded) in parallel
 
