@@ -29,7 +29,7 @@ from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transform
 from dreamo_core.generator.tiny import tiny_tables
 from dreamo_core.spec import DreamOSpec
 
-GRIDS = {"quick": [(256, 1, 256), (512, 1, 512)], "full": [(1024, 1, 512), (1024, 2, 512), (1024, 1, 1024)]}
+GRIDS = {"one": [(256, 1, 256)], "quick": [(256, 1, 256), (512, 1, 512)], "full": [(1024, 1, 512), (1024, 2, 512), (1024, 1, 1024)]}
 
 
 def main(argv: list[str] | None = None) -> int:
