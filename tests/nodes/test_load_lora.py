@@ -199,3 +199,28 @@ def test_applied_module_count_is_logged(loras_dir, caplog):
         h.run_node("DreamO_LoadLoRA", model=h.tiny_flux(), lora_name="dreamo.safetensors", strength=0.5,
                    embedding_name="None")
     assert any("6 of 6 LoRA modules applied at strength 0.5" in r.getMessage() for r in caplog.records)
+
+
+class WrapperWithoutForwardSeam(torch.nn.Module):
+    """Like ComfyUI-nunchaku's FLUX wrapper: its own forward over a quantized transformer, no Flux ``_forward``."""
+
+    def forward(self, x, timestep, context, y=None, guidance=None, control=None, transformer_options=None, **kw):
+        return torch.zeros_like(x)
+
+
+def test_replaced_diffusion_model_is_refused_by_what_it_lacks(loras_dir):
+    """A Flux model base whose diffusion model has no _forward never runs DreamO's wrapper or post_input patch;
+    both nodes name the object and point to the low-VRAM routes that keep ComfyUI's Flux."""
+    m = h.tiny_flux()
+    m.model.diffusion_model = WrapperWithoutForwardSeam()  # what ComfyUI-nunchaku's loader does to the model base
+    for node, call in (("Load DreamO LoRA", lambda: load(m, "None", 1.0, "embedding.safetensors")),
+                       ("Apply DreamO Conditioning",
+                        lambda: h.run_node("DreamO_ApplyConditioning", model=m, positive=h.conditioning(0)))):
+        with pytest.raises(ValueError, match=f"^{node}: DreamO needs a FLUX.1-dev model") as e:
+            call()
+        assert "WrapperWithoutForwardSeam is not ComfyUI's Flux (it has no _forward" in str(e.value)
+        assert "GGUF" in str(e.value) and "fp8" in str(e.value) and "int8/int4" in str(e.value)
+    m.model.diffusion_model = WrapperWithoutForwardSeam()
+    m.model.diffusion_model._forward = lambda *a, **k: None  # the seam present: judged as a Flux model again
+    with pytest.raises(ValueError, match="whose diffusion model is WrapperWithoutForwardSeam, not ComfyUI's own Flux"):
+        load(m, "None", 1.0, "embedding.safetensors")
