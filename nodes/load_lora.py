@@ -17,6 +17,7 @@ from .model_info import (
     flux_params,
     spec_for_model,
 )
+from .run_checks import add_run_check
 
 NODE = "Load DreamO LoRA"
 NONE = "None"
@@ -80,6 +81,7 @@ class LoadDreamOLoRA(io.ComfyNode):
             raise ValueError(f"{NODE}: no DreamO embeddings: pick embedding.safetensors in embedding_name "
                              "(or use the original dreamo.safetensors as lora_name)")
         m.set_attachments(EMBEDDINGS_ATTACHMENT, tables)
+        add_run_check(m)  # once per sampling run: warns when this model is sampled without Apply DreamO Conditioning
         t5_rows = next((w.t5_rows for w in (emb, lora) if w is not None and w.t5_rows is not None),
                        model.get_attachment(T5_ROWS_ATTACHMENT))
         if t5_rows is not None:

@@ -36,6 +36,7 @@ from .flux_arguments import get_argument, with_argument
 from .transformer_options import (
     RUN_KEY,
     check_no_foreign_patches,
+    check_no_negative_references,
     cond_item_mask,
     current_sigma,
     with_post_input,
@@ -93,6 +94,7 @@ class DreamOWrapper:
         options = get_argument(executor, args, kwargs, "transformer_options") or {}
         ref_latents = get_argument(executor, args, kwargs, "ref_latents")
         cond_items = cond_item_mask(options.get("cond_or_uncond"), x.shape[0])
+        check_no_negative_references(ref_latents, cond_items)
         if not bool(cond_items.any()):
             return executor(*args, **kwargs)  # negative pass: no references, no embedding
         check_no_foreign_patches(options)
