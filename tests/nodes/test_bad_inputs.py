@@ -400,3 +400,13 @@ def test_pickle_embedding_was_loadable_by_comfy_but_is_refused(ctx, loras_dir):
 
     sd = comfy.utils.load_torch_file(str(loras_dir / "embedding.pt"), safe_load=True)
     assert torch.equal(sd["dreamo_task_embedding.weight"], h.tiny_tables()["dreamo_task_embedding.weight"])
+
+
+def test_readme_quotes_this_catalogue():
+    """README "Reliability" states the size and the counts of ROWS; they must not drift apart."""
+    text = (h.REPO / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"\*\*(\d+) bad inputs, (\d+) clear errors\s+and (\d+) warnings?\*\* \((\d+) of them new with "
+                      r"this catalogue, (\d+) refused before\)", text)
+    assert found, "README has no Reliability counts"
+    new = sum(r.new for r in ROWS)
+    assert tuple(map(int, found.groups())) == (len(ROWS), ERRORS, WARNINGS, new, len(ROWS) - new)
