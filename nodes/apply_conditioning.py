@@ -12,6 +12,7 @@ from ..dreamo_core.conditioning.reference_strength import ReferenceControl
 from .encode_reference import DreamORefsType
 from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
 from .references import DreamORefs
+from .run_checks import add_run_check
 from .wrapper import DreamOWrapper
 
 NODE = "Apply DreamO Conditioning"
@@ -83,4 +84,5 @@ class ApplyDreamOConditioning(io.ComfyNode):
         wrapper = DreamOWrapper(tables, refs.indices, [r.grid for r in refs.refs], reference_controls(model, refs),
                                 [r.box for r in refs.refs])
         m.add_wrapper_with_key(wrapper_type, WRAPPER_KEY, wrapper)
+        add_run_check(m)  # once per sampling run: refuses references on the negative prompt
         return io.NodeOutput(m, with_references(positive, refs))

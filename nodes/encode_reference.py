@@ -1,4 +1,4 @@
-"""Encode Reference (task, index): one reference image (or a batch) -> VAE latents in a DREAMO_REFS chain."""
+"""DreamO Encode Reference (task, index): one reference image (or a batch) -> VAE latents in a DREAMO_REFS chain."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..dreamo_core.conditioning.reference_images import TASKS, prepare_reference
+from ..dreamo_core.conditioning.packing import check_vae_latent
+from ..dreamo_core.conditioning.reference_images import TASKS, EmptyForegroundError, prepare_reference
 from ..dreamo_core.spec import FLUX_DEV
 from .references import DreamORefs, EncodedReference
 
-NODE = "Encode Reference"
+NODE = "DreamO Encode Reference"  # the display name: every error starts with it
 DreamORefsType = io.Custom("DREAMO_REFS")
 
 
@@ -27,12 +28,31 @@ def masks_per_image(mask: torch.Tensor | None, n_images: int, invert: bool) -> l
     return [fg[i if fg.shape[0] > 1 else 0] for i in range(n_images)]
 
 
+def check_image_batch(image: object) -> None:
+    """ValueError unless ``image`` is a ComfyUI IMAGE batch (B >= 1, H, W, C)."""
+    if not isinstance(image, torch.Tensor) or image.ndim != 4:
+        got = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
+        raise ValueError(f"{NODE}: image must be an IMAGE batch (B, H, W, C), got {got}")
+    if image.shape[0] == 0:
+        raise ValueError(f"{NODE}: image: the IMAGE batch is empty (0 images), so there is no reference to encode; "
+                         "check the node that makes the images (e.g. an empty folder or a filter that kept nothing)")
+
+
+def invert_mask_hint(invert: bool) -> str:
+    """What to change when the foreground selects nothing, given the ``invert_mask`` setting."""
+    if invert:
+        return ("invert_mask is on, so the mask was all ones before inversion: turn invert_mask off for a mask where "
+                "1 = keep (e.g. a background remover's), or connect another mask")
+    return ("invert_mask is off, so 1 = keep: LoadImage's MASK is 1 - alpha (all zeros for an image without "
+            "transparency): turn invert_mask on for it, or disconnect the mask")
+
+
 class EncodeDreamOReference(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DreamO_EncodeReference",
-            display_name="DreamO Encode Reference",
+            display_name=NODE,
             category="conditioning/dreamo",
             description=(
                 "Prepares a reference image as the official DreamO pipeline (optional foreground mask -> white "
@@ -68,15 +88,22 @@ class EncodeDreamOReference(io.ComfyNode):
     @classmethod
     def execute(cls, image, vae, task: str, index: int, resolution: int, invert_mask: bool = False,
                 mask=None, references: DreamORefs | None = None) -> io.NodeOutput:
+        check_image_batch(image)
         masks = masks_per_image(mask, image.shape[0], invert_mask)
         progress = comfy.utils.ProgressBar(image.shape[0])
         new = []
         for i, fg in enumerate(masks):
             try:
                 prepared = prepare_reference(image[i], task, resolution, fg)
+            except EmptyForegroundError as e:
+                raise ValueError(f"{NODE}: image {i + 1}: {e}. {invert_mask_hint(invert_mask)}") from e
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{NODE}: image {i + 1}: {e}") from e
             latent = vae.encode(prepared.pixels[None])  # (1, 16, h/8, w/8) raw
+            try:
+                check_vae_latent(tuple(latent.shape), FLUX_DEV.latent_channels)
+            except ValueError as e:
+                raise ValueError(f"{NODE}: vae: {e}") from e
             new.append(EncodedReference(latent=latent.cpu(), task=task, index=index + i))
             progress.update(1)
         return io.NodeOutput((references or DreamORefs()).added(new, FLUX_DEV.max_refs, NODE))

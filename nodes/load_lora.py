@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import comfy.utils
+from pathlib import Path
+
 import folder_paths
 from comfy_api.latest import io
 
-from ..dreamo_core.weights.formats import DreamOWeights, LoraFormat, parse_dreamo_state_dict
+from ..dreamo_core.checks import finite_number
+from ..dreamo_core.weights.formats import DreamOWeights, LoraFormat, load_safetensors, parse_dreamo_state_dict
 from .lora_patches import add_lora
 from .model_info import (
     EMBEDDINGS_ATTACHMENT,
@@ -15,19 +17,22 @@ from .model_info import (
     flux_params,
     spec_for_model,
 )
+from .run_checks import add_run_check
 
 NODE = "Load DreamO LoRA"
 NONE = "None"
 
 
 def load_file(name: str, model: object, what: str) -> DreamOWeights:
-    """Read and check one file from the ``loras`` folder for this model's sizes."""
+    """Read (core's safetensors-only reader, never pickle) and check one file from the ``loras`` folder for this
+    model's sizes. ValueError naming the node, the input and the file."""
     path = folder_paths.get_full_path_or_raise("loras", name)
-    sd = comfy.utils.load_torch_file(path, safe_load=True)
+    spec = spec_for_model(model, NODE)
     try:
-        return parse_dreamo_state_dict(sd, spec_for_model(model, NODE), name)
+        return parse_dreamo_state_dict(load_safetensors(path), spec, name)
     except ValueError as e:
-        raise ValueError(f"{NODE}: {what} '{name}': {e}") from e
+        detail = str(e).removeprefix(f"{name}: ").removeprefix(f"{Path(path).name}: ")
+        raise ValueError(f"{NODE}: {what} '{name}': {detail}") from e
 
 
 class LoadDreamOLoRA(io.ComfyNode):
@@ -61,6 +66,7 @@ class LoadDreamOLoRA(io.ComfyNode):
     @classmethod
     def execute(cls, model, lora_name: str, strength: float, embedding_name: str) -> io.NodeOutput:
         flux_params(model, NODE)  # FLUX.1-dev-shaped, before any file is read
+        strength = finite_number(strength, f"{NODE}: strength", -10.0, 10.0)  # JSON NaN passes ComfyUI's min/max
         m = model.clone()
         lora = load_file(lora_name, model, "lora_name") if lora_name != NONE else None
         emb = load_file(embedding_name, model, "embedding_name") if embedding_name != NONE else None
@@ -75,6 +81,7 @@ class LoadDreamOLoRA(io.ComfyNode):
             raise ValueError(f"{NODE}: no DreamO embeddings: pick embedding.safetensors in embedding_name "
                              "(or use the original dreamo.safetensors as lora_name)")
         m.set_attachments(EMBEDDINGS_ATTACHMENT, tables)
+        add_run_check(m)  # once per sampling run: warns when this model is sampled without Apply DreamO Conditioning
         t5_rows = next((w.t5_rows for w in (emb, lora) if w is not None and w.t5_rows is not None),
                        model.get_attachment(T5_ROWS_ATTACHMENT))
         if t5_rows is not None:

@@ -15,12 +15,34 @@ T5_ROWS_ATTACHMENT = "dreamo_t5_rows"
 WRAPPER_KEY = "dreamo"
 
 
+LOW_VRAM_ROUTES = ("a GGUF FLUX.1-dev (ComfyUI-GGUF's Unet Loader), fp8 (Load Diffusion Model, weight_dtype fp8) or "
+                   "ComfyUI's own int8/int4 quantized FLUX.1-dev")
+
+
+def replaced_diffusion_model(base: Any, dm: Any) -> str | None:
+    """Why DreamO's hooks cannot run on ``dm`` (None when they can): a diffusion model without ComfyUI's Flux
+    ``_forward`` seam (e.g. ComfyUI-nunchaku's SVDQuant int4 wrapper, which replaces the whole FLUX forward)
+    never runs DIFFUSION_MODEL wrappers or post_input patches, so DreamO would be silently absent. Decided by what
+    the object lacks, not by its name."""
+    if not isinstance(base, comfy.model_base.Flux) or dm is None or callable(getattr(dm, "_forward", None)):
+        return None
+    return (f"a {type(base).__name__} model whose diffusion model {type(dm).__module__}.{type(dm).__qualname__} is "
+            "not ComfyUI's Flux (it has no _forward, e.g. a Nunchaku SVDQuant int4 FLUX from ComfyUI-nunchaku): "
+            "DreamO's wrapper and post_input patch would never run on it. For low VRAM use " + LOW_VRAM_ROUTES)
+
+
 def flux1_mismatch(base: Any, dm: Any) -> str | None:
     """Why a ComfyUI model is not FLUX.1-dev-shaped (None when it is). FLUX.2, Chroma, LongCat, Ovis, Fill and
-    schnell share (or subclass) core's Flux classes since 0.3.72, so the exact class and the params decide."""
+    schnell share (or subclass) core's Flux classes since 0.3.72, so the exact class and the params decide; a
+    replaced diffusion model (Nunchaku) is named by ``replaced_diffusion_model``."""
+    replaced = replaced_diffusion_model(base, dm)
+    if replaced is not None:
+        return replaced
     if type(base) is not comfy.model_base.Flux or type(dm) is not comfy.ldm.flux.model.Flux:
         names = {"Flux2": "FLUX.2", "Chroma": "Chroma", "ChromaRadiance": "Chroma Radiance", "LongCatImage": "LongCat-Image"}
         kind = type(base).__name__ if base is not None else "non-diffusion"
+        if type(base) is comfy.model_base.Flux:  # the base is Flux, its diffusion model another class
+            return f"a Flux model whose diffusion model is {type(dm).__qualname__}, not ComfyUI's own Flux"
         return f"a {names.get(kind, kind)} model"
     p = dm.params
     checks = [

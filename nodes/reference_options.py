@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..dreamo_core.checks import finite_number
 from ..dreamo_core.conditioning.placement import Box
 from ..dreamo_core.conditioning.reference_strength import check_percent_range, strength_to_bias
 from ..dreamo_core.spec import FLUX_DEV
@@ -15,7 +16,8 @@ NODE = "DreamO Reference Options"
 
 def checked_box(use_box: bool, x: float, y: float, w: float, h: float) -> Box | None:
     if not use_box:
-        return None
+        return None  # the box widgets are unused: whatever they hold cannot change the result
+    x, y, w, h = (finite_number(v, f"{NODE}: {name}") for v, name in ((x, "box_x"), (y, "box_y"), (w, "box_w"), (h, "box_h")))
     try:
         return Box(x, y, w, h)
     except ValueError as e:

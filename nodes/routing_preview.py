@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from comfy_api.latest import io
 
+from ..dreamo_core.checks import finite_number
 from ..dreamo_core.conditioning.reference_strength import check_percent_range
 from ..dreamo_core.routing.response_maps import normalize_map
 from .model_info import WRAPPER_KEY, flux_params
@@ -110,6 +111,7 @@ class DreamORoutingPreview(io.ComfyNode):
 
     @classmethod
     def execute(cls, routing: RoutingRecorder, image: torch.Tensor, opacity: float = 0.6) -> io.NodeOutput:
+        opacity = finite_number(opacity, f"{PREVIEW}: opacity", 0.0, 1.0)
         maps = normalize_map(routing.maps().flatten(1)).reshape(routing.maps().shape)  # (n_refs, rows, cols)
         h, w = image.shape[1:3]
         masks = F.interpolate(maps[:, None], size=(h, w), mode="nearest")[:, 0]  # (n_refs, H, W)

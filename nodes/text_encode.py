@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ..dreamo_core.checks import finite_number
 from ..dreamo_core.conditioning.placeholders import validate_placeholders
 from .encode_reference import DreamORefsType
 from .model_info import T5_ROWS_ATTACHMENT
@@ -73,6 +74,7 @@ class DreamOTextEncode(io.ComfyNode):
     def execute(cls, clip, model, text: str, guidance: float, references: DreamORefs | None = None) -> io.NodeOutput:
         if clip is None:
             raise ValueError(f"{NODE}: clip input is not connected or the checkpoint has no text encoder")
+        guidance = finite_number(guidance, f"{NODE}: guidance", 0.0, 100.0)
         rows = model.get_attachment(T5_ROWS_ATTACHMENT)
         tokens = placeholder_tokens(clip, text, (references or DreamORefs()).indices, rows)
         return io.NodeOutput(clip.encode_from_tokens_scheduled(tokens, add_dict={"guidance": guidance}))

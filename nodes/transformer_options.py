@@ -58,6 +58,18 @@ def check_no_foreign_patches(transformer_options: dict) -> None:
             "ignored. Remove ScaleROPE from this model")
 
 
+def check_no_negative_references(ref_latents: Sequence[torch.Tensor] | None, items: Sequence[bool]) -> None:
+    """ValueError when reference latents reach negative-prompt items (``cond_items``, False = negative): the
+    official negative pass has no references, and DreamO adds no embedding there, so the result cannot be right.
+    (A batch mixing both passes shares one ``ref_latents``: ComfyUI batches conds only with the same keys.)"""
+    if ref_latents and not all(items):
+        raise ValueError(
+            f"{WHERE}: the NEGATIVE prompt reaching the sampler carries {len(ref_latents)} reference latent(s) "
+            "(e.g. the CONDITIONING output of Apply DreamO Conditioning also reached the negative input); DreamO's "
+            "negative pass runs without references and embeddings. Connect the plain negative prompt to the "
+            "sampler's negative input (or use cfg 1)")
+
+
 def with_post_input(transformer_options: dict, patch: Callable) -> dict:
     """A copy of transformer_options whose ``patches["post_input"]`` list starts with ``patch``."""
     patches = dict(transformer_options.get("patches", {}))

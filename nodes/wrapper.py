@@ -30,7 +30,14 @@ from ..dreamo_core.conditioning.reference_strength import ReferenceControl, merg
 from ..dreamo_core.conditioning.token_layout import TokenGrid
 from .flux_arguments import get_argument, with_argument
 from .tensor_memo import TensorMemo
-from .transformer_options import RUN_KEY, check_no_foreign_patches, cond_items, current_sigma, with_post_input
+from .transformer_options import (
+    RUN_KEY,
+    check_no_foreign_patches,
+    check_no_negative_references,
+    cond_items,
+    current_sigma,
+    with_post_input,
+)
 
 if TYPE_CHECKING:
     from .routing_recorder import RoutingRecorder, RoutingRun
@@ -106,6 +113,7 @@ class DreamOWrapper:
         options = get_argument(executor, args, kwargs, "transformer_options") or {}
         ref_latents = get_argument(executor, args, kwargs, "ref_latents")
         items = cond_items(options.get("cond_or_uncond"), x.shape[0])
+        check_no_negative_references(ref_latents, items)
         if not any(items):
             return executor(*args, **kwargs)  # negative pass: no references, no embedding
         check_no_foreign_patches(options)

@@ -33,3 +33,16 @@ def normalize_latents(z: torch.Tensor, shift: float, scale: float) -> torch.Tens
 def denormalize_latents(z: torch.Tensor, shift: float, scale: float) -> torch.Tensor:
     """Model latents -> raw VAE latents: z / scale + shift."""
     return z / scale + shift
+
+
+def check_vae_latent(shape: tuple[int, ...], latent_channels: int = 16) -> None:
+    """ValueError unless ``shape`` is an image latent (B, latent_channels, h, w) (FLUX.1's VAE: 16 channels).
+    A 4-channel latent comes from an SD1.x/SDXL VAE, a 5-D one from a video VAE."""
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 4:
+        raise ValueError(f"the VAE gives latents of shape {shape}, expected an image latent (B, {latent_channels}, h, w) "
+                         "(a video or audio VAE?); use the FLUX VAE (ae.safetensors)")
+    if shape[1] != latent_channels:
+        hint = " (an SD1.x/SDXL VAE)" if shape[1] == 4 else ""
+        raise ValueError(f"the VAE gives {shape[1]}-channel latents{hint}, FLUX.1 needs {latent_channels}; "
+                         "use the FLUX VAE (ae.safetensors)")

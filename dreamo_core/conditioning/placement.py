@@ -6,6 +6,7 @@ inside a box of the target grid (fractional ids; scaling compresses or stretches
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,10 @@ class Box:
     h: float
 
     def __post_init__(self) -> None:
+        for name in ("x", "y", "w", "h"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"box {name} must be a finite number, got {v!r}")
         if self.w <= 0 or self.h <= 0:
             raise ValueError(f"box width and height must be > 0, got w={self.w}, h={self.h}")
         if self.x < 0 or self.y < 0 or self.x + self.w > 1 + 1e-6 or self.y + self.h > 1 + 1e-6:

@@ -18,6 +18,11 @@ TASKS: tuple[str, ...] = get_args(Task)  # ip: subject/object (try-on: ip on a g
 ID_CROP_SIZE = 512  # the official id path always yields a 512x512 aligned face crop, whatever ref_res is
 MIN_SIDE = 16
 MAX_SIDE = 16384
+EMPTY_FOREGROUND = 1.0 / 255.0  # a foreground whose largest value is below one 8-bit step selects nothing
+
+
+class EmptyForegroundError(ValueError):
+    """The foreground mask (or alpha) keeps no pixel, so the whole reference would become white."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +77,18 @@ def to_rgb(image: torch.Tensor, name: str = "image") -> tuple[torch.Tensor, torc
 
 
 def composite_on_white(rgb: torch.Tensor, foreground: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """(H, W, 3) and foreground (H, W) in [0, 1] (1 = keep) -> (H, W, 3) with the background white."""
+    """(H, W, 3) and foreground (H, W) in [0, 1] (1 = keep) -> (H, W, 3) with the background white.
+    EmptyForegroundError when no value reaches 1/255 (everything would be white)."""
     if foreground.ndim == 3 and foreground.shape[0] == 1:
         foreground = foreground[0]
     if foreground.ndim != 2:
         raise ValueError(f"{name}: expected a (H, W) foreground mask, got shape {tuple(foreground.shape)}")
     if not torch.isfinite(foreground.float()).all():
         raise ValueError(f"{name}: contains NaN or infinite values")
+    largest = float(foreground.float().max()) if foreground.numel() else 0.0
+    if largest < EMPTY_FOREGROUND:
+        raise EmptyForegroundError(
+            f"{name} selects nothing (largest value {largest:g}; 1 = keep), so the whole reference would be white")
     if foreground.shape != rgb.shape[:2]:
         foreground = F.interpolate(foreground[None, None].float(), size=rgb.shape[:2], mode="bilinear",
                                    align_corners=False)[0, 0]
@@ -115,15 +125,17 @@ def prepare_reference(
     image: (H, W, C) in [0, 1], C in {1, 3, 4}; RGBA alpha is used as the foreground when no mask is given.
     task: "ip" / "style": area resize to ~ref_res**2 (sides multiples of 16); "id": a 512x512 crop
     (centre square, ref_res ignored, as the official id path). mask: optional (H, W) foreground in [0, 1].
+    A mask (or alpha) that keeps no pixel raises EmptyForegroundError (a ValueError).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)} (try-on is 'ip' on a garment), got {task!r}")
     if not isinstance(ref_res, int) or ref_res < 256 or ref_res > 2048 or ref_res % 16:
         raise ValueError(f"ref_res must be a multiple of 16 between 256 and 2048, got {ref_res!r}")
     rgb, alpha = to_rgb(image)
-    foreground = mask if mask is not None else alpha
-    if foreground is not None:
-        rgb = composite_on_white(rgb, foreground)
+    if mask is not None:
+        rgb = composite_on_white(rgb, mask, "mask")
+    elif alpha is not None:
+        rgb = composite_on_white(rgb, alpha, "image alpha channel")
     if task == "id":
         pixels = resize_area(center_square(rgb), (ID_CROP_SIZE, ID_CROP_SIZE))
     else:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..checks import finite_number
+
 MASKED = -1.0e4  # stands in for log(0): exp(-1e4) underflows to exactly 0 in every float dtype, without -inf NaN risks
 
 
@@ -24,6 +26,8 @@ def strength_to_bias(weight: float) -> float:
 
 def check_percent_range(start: float, end: float, where: str = "start/end percent") -> None:
     """ValueError naming ``where`` unless 0 <= start <= end <= 1 (fractions of the sampling schedule)."""
+    for name, v in (("start_percent", start), ("end_percent", end)):
+        finite_number(v, f"{where}: {name}")
     if not 0.0 <= start <= end <= 1.0:
         raise ValueError(f"{where}: need 0 <= start <= end <= 1 (start_percent, end_percent), got start={start}, end={end}")
 

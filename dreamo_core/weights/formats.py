@@ -12,6 +12,7 @@ Formats (see README "Models"):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from ..checks import check_finite_tensors
 from ..conditioning.embeddings import ConditionEmbeddings
 from ..spec import FLUX_DEV, DreamOSpec
 from .lora_targets import DOUBLE_TAGS, SINGLE_TAGS, xlabs_pair_shapes
@@ -67,8 +69,54 @@ class DreamOWeights:
         return " + ".join(parts) or "nothing DreamO can use"
 
 
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library refuses larger headers
+LFS_POINTER_START = b"version https://git-lfs.github.com/spec/"
+ZIP_START = b"PK\x03\x04"  # torch.save's zip format (.pt / .ckpt / .bin since torch 1.6)
+PICKLE_START = b"\x80"  # pickle protocol >= 2 (legacy torch.save)
+
+
+def describe_unreadable_safetensors(path: str | Path) -> str | None:
+    """What a file that claims to be .safetensors really looks like, or None when its header and size are
+    consistent (it may still fail to parse). Reads at most the header, never the tensors."""
+    p = Path(path)
+    size = p.stat().st_size
+    if size == 0:
+        return "the file is 0 bytes (an interrupted or failed download); download it again"
+    with p.open("rb") as f:
+        start = f.read(64)
+        if start.startswith(LFS_POINTER_START):
+            return (f"this is a git-lfs pointer ({size} bytes of text), not the weights: download the real file "
+                    "(git lfs pull, or the file's download link on the model page)")
+        if size < 8:
+            return f"the file has only {size} bytes, less than a safetensors header; download it again"
+        n = int.from_bytes(start[:8], "little")
+        header = None
+        if n <= SAFETENSORS_MAX_HEADER and 8 + n <= size:
+            f.seek(8)
+            try:
+                header = json.loads(f.read(n))
+                ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+            except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+                header = None
+    if header is not None:  # a real safetensors header: only the data can be short
+        need = 8 + n + max(ends, default=0)
+        return f"truncated: header says {need} bytes, file has {size}; download it again" if need > size else None
+    # not a consistent safetensors header (checked first: a valid header length may begin with any byte)
+    if start.startswith(ZIP_START) or start.startswith(PICKLE_START):
+        return ("this is a pickle/zip checkpoint (torch.save format) renamed to .safetensors; use the real "
+                ".safetensors file (pickle files can run code when loaded and are not accepted)")
+    if start.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "this is an HTML page (a login or error page saved instead of the file); download it again"
+    if n > SAFETENSORS_MAX_HEADER:
+        return f"not a safetensors file: its first 8 bytes give a header of {n} bytes (the file has {size})"
+    if 8 + n > size:
+        return f"truncated: header says {8 + n} bytes, file has {size}; download it again"
+    return "corrupted: the safetensors header is not valid JSON with tensor offsets; download it again"
+
+
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a .safetensors file (never pickle). Errors name the file and what was expected."""
+    """Read a .safetensors file (never pickle). ValueError naming the file and what it looks like instead
+    (0 bytes, a git-lfs pointer, a renamed pickle/zip checkpoint, an HTML page, truncated with both sizes)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -76,7 +124,11 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise FileNotFoundError(f"DreamO weights file not found: {p}")
     if p.suffix.lower() != ".safetensors":
-        raise ValueError(f"{p.name}: only .safetensors files are accepted (no pickle checkpoints)")
+        raise ValueError(f"{p.name}: only .safetensors files are accepted (no pickle checkpoints such as .pt, "
+                         ".ckpt or .bin: they can run code when loaded)")
+    why = describe_unreadable_safetensors(p)
+    if why is not None:
+        raise ValueError(f"{p.name}: not a readable safetensors file: {why}")
     try:
         return load_file(str(p))
     except (SafetensorError, OSError, ValueError) as e:
@@ -167,7 +219,7 @@ def normalize_xlabs(sd: Mapping[str, torch.Tensor], spec: DreamOSpec = FLUX_DEV,
 
 
 def parse_dreamo_state_dict(sd: Mapping[str, torch.Tensor], spec: DreamOSpec = FLUX_DEV, source: str = "weights") -> DreamOWeights:
-    """Split and check a DreamO state dict of any supported format."""
+    """Split and check a DreamO state dict of any supported format (keys, shapes, and every tensor finite)."""
     if not sd:
         raise ValueError(f"{source}: the file holds no tensors")
     tables, t5, rest = split_embeddings(sd, spec, source)
@@ -175,6 +227,7 @@ def parse_dreamo_state_dict(sd: Mapping[str, torch.Tensor], spec: DreamOSpec = F
     lora = normalize_xlabs(rest, spec, source) if fmt is LoraFormat.XLABS else dict(rest)
     if fmt in (LoraFormat.COMFY, LoraFormat.DIFFUSERS):
         check_standard_pairs(lora, source)
+    check_finite_tensors(sd, source)  # NaN/inf in a table or LoRA would give NaN (black) images, not an error
     return DreamOWeights(source=source, lora_format=fmt, lora=lora, embeddings=tables, t5_rows=t5)
 
 

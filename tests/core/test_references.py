@@ -190,3 +190,24 @@ def test_extreme_aspect_ratio():
 def test_bad_masks(mask, message):
     with pytest.raises(ValueError, match=message):
         prepare_reference(torch.rand(512, 512, 3), "ip", 512, mask=mask)
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0 / 512])
+def test_mask_that_selects_nothing_is_an_error(fill):
+    from dreamo_core.conditioning.reference_images import EmptyForegroundError
+
+    img = torch.rand(64, 64, 3)
+    mask = torch.full((64, 64), fill)
+    with pytest.raises(EmptyForegroundError, match=r"mask selects nothing \(largest value [0-9.e-]+; 1 = keep\), "
+                                                   r"so the whole reference would be white"):
+        prepare_reference(img, "ip", 256, mask=mask)
+    mask[10, 10] = 1.0  # one kept pixel is a (tiny) foreground: no error
+    px = prepare_reference(img, "ip", 256, mask=mask).pixels
+    assert px.min() < 1.0
+
+
+def test_fully_transparent_rgba_is_an_error():
+    img = torch.rand(64, 64, 4)
+    img[..., 3] = 0.0
+    with pytest.raises(ValueError, match=r"image alpha channel selects nothing"):
+        prepare_reference(img, "ip", 256)

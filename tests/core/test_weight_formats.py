@@ -8,7 +8,12 @@ import torch
 from safetensors.torch import save_file
 
 from dreamo_core.spec import DreamOSpec
-from dreamo_core.weights.formats import LoraFormat, load_dreamo_weights, parse_dreamo_state_dict
+from dreamo_core.weights.formats import (
+    LoraFormat,
+    load_dreamo_weights,
+    load_safetensors,
+    parse_dreamo_state_dict,
+)
 
 TINY = DreamOSpec(hidden_size=32, num_double_blocks=2, num_single_blocks=2, t5_dim=16)
 RANK = 4
@@ -250,26 +255,93 @@ def test_empty_file(tmp_path):
 
 
 @pytest.mark.parametrize("cut", [1, 100, 5000])
-def test_truncated_file_names_the_file(tmp_path, cut):
+def test_truncated_file_names_the_file_and_both_sizes(tmp_path, cut):
     path = write(tmp_path, "dreamo.safetensors", {**xlabs_sd(), **embedding_sd()})
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - cut])
-    with pytest.raises(ValueError, match=r"dreamo\.safetensors: not a readable safetensors file \(truncated or corrupted download\?\)"):
+    message = (rf"dreamo\.safetensors: not a readable safetensors file: truncated: header says {len(data)} bytes, "
+               rf"file has {len(data) - cut}")
+    with pytest.raises(ValueError, match=message):
         load_dreamo_weights(path, TINY)
 
 
-def test_truncated_header(tmp_path):
+def test_cut_inside_the_header(tmp_path):
+    path = write(tmp_path, "dreamo.safetensors", embedding_sd())
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    path.write_bytes(data[:20])
+    with pytest.raises(ValueError, match=rf"truncated: header says {8 + n} bytes, file has 20"):
+        load_dreamo_weights(path, TINY)
+
+
+def pickled(zip_format: bool) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save({"dreamo_task_embedding.weight": torch.zeros(2, 32)}, buf, _use_new_zipfile_serialization=zip_format)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", r"the file is 0 bytes"),
+    (b"\x10\x00\x00", r"the file has only 3 bytes"),
+    (b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 1612345678\n",
+     r"this is a git-lfs pointer \(\d+ bytes of text\), not the weights: download the real file"),
+    (pickled(True), r"this is a pickle/zip checkpoint \(torch\.save format\) renamed to \.safetensors"),
+    (pickled(False), r"this is a pickle/zip checkpoint \(torch\.save format\) renamed to \.safetensors"),
+    (b"<!DOCTYPE html><html><body>Sign in</body></html>", r"this is an HTML page"),
+    (b"\x08\x00\x00\x00\x00\x00\x00\x00not json", r"corrupted: the safetensors header is not valid JSON"),
+], ids=["0-bytes", "3-bytes", "lfs-pointer", "zip-pickle", "legacy-pickle", "html", "bad-json"])
+def test_what_a_broken_file_looks_like_is_named(tmp_path, content, message):
     path = tmp_path / "dreamo.safetensors"
-    path.write_bytes(b"\x10\x00\x00")
-    with pytest.raises(ValueError, match=r"dreamo\.safetensors: not a readable safetensors file"):
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"dreamo\.safetensors: not a readable safetensors file: " + message):
         load_dreamo_weights(path, TINY)
+
+
+def test_a_valid_header_starting_with_a_pickle_byte_is_read(tmp_path):
+    """A header length of 0x80 + 256 k begins with the pickle PROTO byte: the header decides, not the byte."""
+    from dreamo_core.weights.formats import describe_unreadable_safetensors
+
+    for pad in range(300):
+        path = write(tmp_path, "x.safetensors", {"dreamo_task_embedding.weight": torch.zeros(2, 32),
+                                                 "dreamo_idx_embedding.weight": torch.zeros(10, 32), "p" * pad: torch.zeros(1)})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no padding gave a header length whose first byte is 0x80")
+    assert describe_unreadable_safetensors(path) is None
+    assert set(load_safetensors(path)) == {"dreamo_task_embedding.weight", "dreamo_idx_embedding.weight", "p" * pad}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("key", ["dreamo_task_embedding.weight", "dreamo_idx_embedding.weight", "dreamo_t5_embedding.weight",
+                                 "double_blocks_1.processor.qkv_lora1.up.weight"])
+def test_non_finite_tables_and_lora_are_refused(key, bad):
+    sd = {**xlabs_sd(), **embedding_sd()}
+    sd[key] = sd[key].clone()
+    sd[key][1, 2] = bad
+    with pytest.raises(ValueError, match=re.escape(f"e.safetensors: {key} {tuple(sd[key].shape)} contains 1 NaN/infinite")):
+        parse_dreamo_state_dict(sd, TINY, "e.safetensors")
+    sd[key][1, 2] = 0.0
+    assert parse_dreamo_state_dict(sd, TINY, "e.safetensors").embeddings is not None  # the same file, finite: fine
+
+
+def test_non_finite_fp8_lora_is_refused():
+    sd = xlabs_sd()
+    key = "single_blocks_0.processor.proj_lora.down.weight"
+    t = sd[key].clone()
+    t[0, 0] = float("nan")
+    sd[key] = t.to(torch.float8_e5m2)  # e5m2 has NaN; isfinite is not implemented for 8-bit floats on CPU
+    with pytest.raises(ValueError, match=re.escape(key) + r" .*contains 1 NaN/infinite"):
+        parse_dreamo_state_dict(sd, TINY, "f.safetensors")
 
 
 @pytest.mark.parametrize("name", ["dreamo.ckpt", "dreamo.pt", "dreamo.bin"])
 def test_pickle_formats_refused(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"not read")
-    with pytest.raises(ValueError, match=re.escape(name) + r": only \.safetensors files are accepted \(no pickle checkpoints\)"):
+    with pytest.raises(ValueError, match=re.escape(name) + r": only \.safetensors files are accepted \(no pickle checkpoints"):
         load_dreamo_weights(path, TINY)
 
 

@@ -37,14 +37,31 @@ def test_batch_becomes_consecutive_indices_and_matches_vae(vae):
 
 
 def test_mask_background_becomes_white(vae):
-    white = vae.encode(torch.ones(1, 512, 512, 3))
-    zeros = torch.zeros(1, 48, 64)
-    got = encode(vae, image(), task="id", mask=zeros).refs[0].latent  # id: 512x512 crop
-    torch.testing.assert_close(got, white, atol=1e-5, rtol=1e-5)
-    inverted = encode(vae, image(), task="id", mask=torch.ones(1, 48, 64), invert_mask=True).refs[0].latent
-    torch.testing.assert_close(inverted, white, atol=1e-5, rtol=1e-5)
-    unmasked = encode(vae, image(), task="id").refs[0].latent
-    assert (unmasked - white).abs().max() > 1e-2
+    mask = torch.zeros(1, 48, 64)
+    mask[:, 10:30, 20:40] = 1.0
+    img = image()
+    got = encode(vae, img, task="id", mask=mask).refs[0].latent  # id: 512x512 crop
+    composited = img[0] * mask[0, ..., None] + (1 - mask[0, ..., None])  # background white, by hand
+    want = vae.encode(h.pack("dreamo_core.conditioning.reference_images").resize_area(
+        composited[:, 8:56], (512, 512)).contiguous()[None])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    inverted = encode(vae, img, task="id", mask=1 - mask, invert_mask=True).refs[0].latent
+    torch.testing.assert_close(inverted, got, atol=1e-5, rtol=1e-5)
+    unmasked = encode(vae, img, task="id").refs[0].latent
+    assert (unmasked - got).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize(("mask", "invert", "hint"), [
+    (torch.zeros(1, 64, 64), False, "invert_mask is off, so 1 = keep: LoadImage's MASK is 1 - alpha"),
+    (torch.ones(1, 48, 64), True, "invert_mask is on, so the mask was all ones before inversion"),
+], ids=["loadimage-no-alpha", "all-ones-inverted"])
+def test_mask_that_selects_nothing_explains_invert_mask(vae, mask, invert, hint):
+    """LoadImage gives a 64x64 zeros MASK for an image without alpha: with invert_mask off that used to make the
+    whole reference white, silently."""
+    with pytest.raises(ValueError, match=r"^Encode Reference \(task, index\): image 1: mask selects nothing") as e:
+        encode(vae, image(), mask=mask, invert_mask=invert)
+    assert hint in str(e.value)
+    assert len(encode(vae, image(), mask=mask, invert_mask=not invert)) == 1  # the other setting keeps everything
 
 
 def test_chaining_clones(vae):
@@ -58,6 +75,7 @@ def test_chaining_clones(vae):
     (dict(index=9, n=2), "out of range"),
     (dict(mask=torch.zeros(2, 48, 64), n=3), "mask batch"),
     (dict(task="pose"), "task must be one of"),
+    (dict(n=0), "image: the IMAGE batch is empty (0 images)"),
 ])
 def test_encode_errors(vae, kw, message):
     n = kw.pop("n", 1)
@@ -66,6 +84,21 @@ def test_encode_errors(vae, kw, message):
     with pytest.raises(ValueError, match="Encode Reference") as e:
         encode(vae, image(n), **kw)
     assert message in str(e.value)
+
+
+def test_four_channel_vae_is_named(vae):
+    """An SD VAE used to give a (1, 4, h, w) latent that failed deep inside Flux at sampling time."""
+    import comfy.sd
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    dd = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 1, 1, 1],
+              num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+    sd_vae = comfy.sd.VAE(sd=h.random_state_dict(AutoencoderKL(embed_dim=4, ddconfig=dd), 0, scale=0.1),
+                          config={"params": {"embed_dim": 4, "ddconfig": dd}})
+    with pytest.raises(ValueError, match=r"^Encode Reference \(task, index\): vae: the VAE gives 4-channel latents "
+                                         r"\(an SD1\.x/SDXL VAE\), FLUX\.1 needs 16"):
+        encode(sd_vae, image())
+    assert encode(vae, image()).refs[0].latent.shape[1] == 16
 
 
 def test_more_references_than_indices(vae):

@@ -119,8 +119,10 @@ def test_fp8_manual_cast_runs_and_keeps_tables(loras_dir):
     cap = h.denoise_once(m2, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)
     assert cap.denoised.dtype == torch.float32 and torch.isfinite(cap.denoised).all()
     assert wrapper.tables.task.dtype == torch.float32 and wrapper.to(torch.float8_e4m3fn) is wrapper
-    plain = h.denoise_once(m, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)
+    plain = h.denoise_once(base, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)  # the same latents, no DreamO
     assert not torch.equal(plain.denoised, cap.denoised)
+    with pytest.raises(ValueError, match="did not come out of Apply DreamO Conditioning"):
+        h.denoise_once(m, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)  # DreamO tables, references, no Apply
 
 
 def test_inputs_are_not_mutated_and_base_output_unchanged(loras_dir):

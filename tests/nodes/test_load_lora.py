@@ -1,5 +1,7 @@
 """Load DreamO LoRA on synthetic files in the real key formats; deltas checked against up @ down."""
 
+import logging
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -156,3 +158,69 @@ def test_other_flux_family_models_are_rejected_by_both_nodes(loras_dir, name):
         load(other, "None", 1.0, "embedding.safetensors")
     with pytest.raises(ValueError, match=f"Apply DreamO Conditioning: DreamO needs a FLUX.1-dev model.*{FAMILY_WHY[name]}"):
         h.run_node("DreamO_ApplyConditioning", model=other, positive=h.conditioning(0))
+
+
+class PackedTensor(torch.Tensor):
+    """Like ComfyUI-GGUF's GGMLTensor: packed bytes, the logical shape in ``tensor_shape``."""
+
+
+def packed(raw_shape, logical_shape):
+    t = torch.Tensor._make_subclass(PackedTensor, torch.zeros(raw_shape, dtype=torch.uint8))
+    t.tensor_shape = torch.Size(logical_shape)
+    return t
+
+
+def test_target_shapes_use_the_logical_shape_and_skip_the_unknown():
+    P = h.pack("nodes.lora_patches")
+    sd = {"gguf.weight": packed((128, 72), (128, 128)), "fp8.weight": torch.zeros(896, 128, dtype=torch.float8_e4m3fn),
+          "packed.weight": torch.zeros(128, 64, dtype=torch.uint8)}  # integer data without a logical shape
+    targets = {"a": "gguf.weight", "b": ("fp8.weight", (0, 0, 384)), "c": "packed.weight", "d": "absent.weight"}
+    assert P.target_shapes(sd, targets) == {"a": (128, 128), "b": (384, 128), "c": None, "d": None}
+
+
+def test_lora_shape_check_on_an_fp8_model(loras_dir):
+    """fp8 weights report their real shape: a LoRA of another width is refused there too, a fitting one loads."""
+    fp8 = h.tiny_flux(dtype=torch.float8_e4m3fn, compute=torch.bfloat16)
+    m = h.run_node("DreamO_LoadLoRA", model=fp8, lora_name="dreamo_comfyui.safetensors", strength=1.0,
+                   embedding_name="embedding.safetensors")[0]
+    assert len(m.patches) == 2
+    narrow = h.comfy_lora()
+    narrow["diffusion_model.double_blocks.0.img_attn.proj.lora_down.weight"] = torch.zeros(4, 64)
+    save_file(narrow, str(loras_dir / "narrow_fp8.safetensors"))
+    h.write_loras(loras_dir)
+    with pytest.raises(ValueError, match=r"img_attn\.proj: the LoRA gives \(128, 64\), the model's weight is \(128, 128\)"):
+        h.run_node("DreamO_LoadLoRA", model=fp8, lora_name="narrow_fp8.safetensors", strength=1.0,
+                   embedding_name="embedding.safetensors")
+    assert not fp8.patches
+
+
+def test_applied_module_count_is_logged(loras_dir, caplog):
+    with caplog.at_level(logging.INFO, logger="DreamO"):
+        h.run_node("DreamO_LoadLoRA", model=h.tiny_flux(), lora_name="dreamo.safetensors", strength=0.5,
+                   embedding_name="None")
+    assert any("6 of 6 LoRA modules applied at strength 0.5" in r.getMessage() for r in caplog.records)
+
+
+class WrapperWithoutForwardSeam(torch.nn.Module):
+    """Like ComfyUI-nunchaku's FLUX wrapper: its own forward over a quantized transformer, no Flux ``_forward``."""
+
+    def forward(self, x, timestep, context, y=None, guidance=None, control=None, transformer_options=None, **kw):
+        return torch.zeros_like(x)
+
+
+def test_replaced_diffusion_model_is_refused_by_what_it_lacks(loras_dir):
+    """A Flux model base whose diffusion model has no _forward never runs DreamO's wrapper or post_input patch;
+    both nodes name the object and point to the low-VRAM routes that keep ComfyUI's Flux."""
+    m = h.tiny_flux()
+    m.model.diffusion_model = WrapperWithoutForwardSeam()  # what ComfyUI-nunchaku's loader does to the model base
+    for node, call in (("Load DreamO LoRA", lambda: load(m, "None", 1.0, "embedding.safetensors")),
+                       ("Apply DreamO Conditioning",
+                        lambda: h.run_node("DreamO_ApplyConditioning", model=m, positive=h.conditioning(0)))):
+        with pytest.raises(ValueError, match=f"^{node}: DreamO needs a FLUX.1-dev model") as e:
+            call()
+        assert "WrapperWithoutForwardSeam is not ComfyUI's Flux (it has no _forward" in str(e.value)
+        assert "GGUF" in str(e.value) and "fp8" in str(e.value) and "int8/int4" in str(e.value)
+    m.model.diffusion_model = WrapperWithoutForwardSeam()
+    m.model.diffusion_model._forward = lambda *a, **k: None  # the seam present: judged as a Flux model again
+    with pytest.raises(ValueError, match="whose diffusion model is WrapperWithoutForwardSeam, not ComfyUI's own Flux"):
+        load(m, "None", 1.0, "embedding.safetensors")

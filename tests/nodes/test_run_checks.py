@@ -1,0 +1,104 @@
+"""Per-run checks (nodes/run_checks.py): one warning per sampling run, never per step, never shared between
+clones; refusals before any step runs."""
+
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
+from test_forward_parity import REF_SHAPES, dreamo_model, positive, refs_value  # noqa: E402
+
+WITHOUT_APPLY = "sampled without Apply DreamO Conditioning"
+
+
+def ksample(model, pos, steps=3, cfg=1.0, seed=7):
+    import nodes
+
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}
+    (out,) = nodes.common_ksampler(model, seed, steps, cfg, "euler", "simple", pos, h.conditioning(30), latent)
+    return out["samples"]
+
+
+def warnings_of(caplog, words):
+    return [r for r in caplog.records if r.levelno == logging.WARNING and words in r.getMessage()]
+
+
+def test_warning_once_per_sampling_run_not_per_step_nor_per_clone(loras_dir, caplog):
+    """A 3-step run calls the model 3 times but warns once; a second run warns again; clones sampled alternately
+    (ComfyUI >= 0.14 shares wrapper objects between clones) each warn once per run of their own."""
+    _, m = dreamo_model(loras_dir)
+    calls = []
+    counted = m.clone()
+    counted.set_model_unet_function_wrapper(lambda apply, args: calls.append(1) or apply(args["input"], args["timestep"],
+                                                                                          **args["c"]))
+    with caplog.at_level(logging.WARNING, logger="DreamO"):
+        ksample(counted, positive())
+        assert len(calls) == 3 and len(warnings_of(caplog, WITHOUT_APPLY)) == 1
+        ksample(counted, positive())
+        assert len(warnings_of(caplog, WITHOUT_APPLY)) == 2
+        a, b = m.clone(), m.clone()
+        for i, clone in enumerate((a, b, a, b)):
+            ksample(clone, positive(), steps=2)
+            assert len(warnings_of(caplog, WITHOUT_APPLY)) == 3 + i
+    record = warnings_of(caplog, WITHOUT_APPLY)[0]
+    assert record.getMessage().startswith("Load DreamO LoRA: ")
+
+
+def test_applied_model_samples_without_warning_and_base_model_without_check(loras_dir, caplog):
+    base, m = dreamo_model(loras_dir)
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs_value(REF_SHAPES[:1], [1]))
+    with caplog.at_level(logging.WARNING, logger="DreamO"):
+        ksample(m2, pos)
+        ksample(base, positive())  # no DreamO: nothing of ours runs
+    assert not [r for r in caplog.records if r.name == "DreamO"]
+    assert not base.get_wrappers("outer_sample", "dreamo") and m.get_wrappers("outer_sample", "dreamo")
+
+
+def test_negative_references_refused_before_any_step_and_allowed_at_cfg_1(loras_dir):
+    """With cfg 1 ComfyUI never runs the negative prompt, so Apply's conditioning there cannot change the image;
+    with cfg 2 the run is refused before the first model call."""
+    _, m = dreamo_model(loras_dir)
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs_value(REF_SHAPES[:1], [1]))
+    calls = []
+    counted = m2.clone()
+    counted.set_model_unet_function_wrapper(lambda apply, args: calls.append(1) or apply(args["input"], args["timestep"],
+                                                                                          **args["c"]))
+    import nodes
+
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}
+    with pytest.raises(ValueError, match="NEGATIVE conditioning carries 1 DreamO reference"):
+        nodes.common_ksampler(counted, 7, 2, 2.0, "euler", "simple", pos, pos, latent)
+    assert calls == []
+    same = nodes.common_ksampler(counted, 7, 2, 1.0, "euler", "simple", pos, pos, latent)[0]["samples"]
+    plain = nodes.common_ksampler(counted, 7, 2, 1.0, "euler", "simple", pos, h.conditioning(30), latent)[0]["samples"]
+    assert torch.equal(same, plain)
+
+
+@pytest.mark.parametrize("cond_or_uncond", [[1], [0, 1], [1, 0]], ids=["negative-only", "batched", "batched-reversed"])
+def test_wrapper_refuses_reference_latents_on_negative_items(loras_dir, cond_or_uncond):
+    """The DIFFUSION_MODEL wrapper's backstop for guiders the run check cannot read: any call whose negative items
+    carry reference latents (ComfyUI batches conds only with the same keys, so a mixed batch shares them)."""
+    W = h.pack("nodes.wrapper")
+    tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN),
+                                                                               torch.zeros(10, h.HIDDEN))
+    wrapper = W.DreamOWrapper(tables, [1], [(2, 2)])
+
+    class Executor:
+        class_obj = h.tiny_flux().model.diffusion_model
+
+        def __call__(self, *args, **kwargs):
+            return "ran"
+
+    x = torch.zeros(len(cond_or_uncond), 16, 4, 4)
+    options = {"cond_or_uncond": cond_or_uncond}
+    with pytest.raises(ValueError, match=r"^Apply DreamO Conditioning: the NEGATIVE prompt reaching the sampler "
+                                         r"carries 1 reference latent"):
+        wrapper(Executor(), x, "t", "ctx", transformer_options=options, ref_latents=[torch.zeros(1, 16, 4, 4)],
+                ref_latents_method="uxo")
+    negative_without = wrapper(Executor(), x[:1], "t", "ctx", transformer_options={"cond_or_uncond": [1]},
+                               ref_latents=None)
+    assert negative_without == "ran"
