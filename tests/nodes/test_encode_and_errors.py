@@ -58,7 +58,7 @@ def test_mask_background_becomes_white(vae):
 def test_mask_that_selects_nothing_explains_invert_mask(vae, mask, invert, hint):
     """LoadImage gives a 64x64 zeros MASK for an image without alpha: with invert_mask off that used to make the
     whole reference white, silently."""
-    with pytest.raises(ValueError, match=r"^Encode Reference \(task, index\): image 1: mask selects nothing") as e:
+    with pytest.raises(ValueError, match=r"^DreamO Encode Reference: image 1: mask selects nothing") as e:
         encode(vae, image(), mask=mask, invert_mask=invert)
     assert hint in str(e.value)
     assert len(encode(vae, image(), mask=mask, invert_mask=not invert)) == 1  # the other setting keeps everything
@@ -95,7 +95,7 @@ def test_four_channel_vae_is_named(vae):
               num_res_blocks=1, attn_resolutions=[], dropout=0.0)
     sd_vae = comfy.sd.VAE(sd=h.random_state_dict(AutoencoderKL(embed_dim=4, ddconfig=dd), 0, scale=0.1),
                           config={"params": {"embed_dim": 4, "ddconfig": dd}})
-    with pytest.raises(ValueError, match=r"^Encode Reference \(task, index\): vae: the VAE gives 4-channel latents "
+    with pytest.raises(ValueError, match=r"^DreamO Encode Reference: vae: the VAE gives 4-channel latents "
                                          r"\(an SD1\.x/SDXL VAE\), FLUX\.1 needs 16"):
         encode(sd_vae, image())
     assert encode(vae, image()).refs[0].latent.shape[1] == 16
