@@ -12,7 +12,7 @@ from ..dreamo_core.conditioning.reference_strength import ReferenceControl
 from .encode_reference import DreamORefsType
 from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
 from .references import DreamORefs
-from .run_checks import add_run_check
+from .run_checks import REFS_KEY, add_run_check
 from .wrapper import DreamOWrapper
 
 NODE = "Apply DreamO Conditioning"
@@ -31,14 +31,14 @@ def with_references(conditioning: list, refs: DreamORefs) -> list:
     out = []
     for tensor, values in conditioning:
         values = dict(values)
-        if values.pop("reference_latents", None) is not None and not values.get("dreamo_references"):
+        if values.pop("reference_latents", None) is not None and not values.get(REFS_KEY):
             log.warning("%s: replacing reference latents that did not come from DreamO", NODE)
         values.pop("reference_latents_method", None)
-        values.pop("dreamo_references", None)
+        values.pop(REFS_KEY, None)
         if len(refs):
             values["reference_latents"] = [r.latent for r in refs.refs]
             values["reference_latents_method"] = "uxo"
-            values["dreamo_references"] = len(refs)
+            values[REFS_KEY] = len(refs)
         out.append([tensor, values])
     return out
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..checks import finite_number
+from .token_layout import reference_spans
 
 MASKED = -1.0e4  # stands in for log(0): exp(-1e4) underflows to exactly 0 in every float dtype, without -inf NaN risks
 
@@ -32,13 +33,14 @@ def check_percent_range(start: float, end: float, where: str = "start/end percen
         raise ValueError(f"{where}: need 0 <= start <= end <= 1 (start_percent, end_percent), got start={start}, end={end}")
 
 
-def reference_key_bias(text_tokens: int, target_tokens: int, ref_tokens: Sequence[int], weights: Sequence[float]) -> torch.Tensor:
+def reference_key_bias(text_tokens: int, target_tokens: int, ref_tokens: Sequence[int], weights: Sequence[float],
+                       device: torch.device | str | None = None) -> torch.Tensor:
     """(text + target + sum(ref_tokens),) float32 bias over the joint key sequence ``[text | target | ref1 ...]``:
-    0 on text and target keys, log(w_k) on the keys of reference k."""
+    0 on text and target keys, log(w_k) on the keys of reference k (built on ``device``)."""
     if len(ref_tokens) != len(weights):
         raise ValueError(f"reference_key_bias: {len(ref_tokens)} references but {len(weights)} strengths")
-    parts = [torch.zeros(text_tokens + target_tokens)]
-    parts += [torch.full((n,), strength_to_bias(w)) for n, w in zip(ref_tokens, weights)]
+    parts = [torch.zeros(text_tokens + target_tokens, device=device)]
+    parts += [torch.full((n,), strength_to_bias(w), device=device) for n, w in zip(ref_tokens, weights)]
     return torch.cat(parts)
 
 
@@ -61,35 +63,40 @@ class ReferenceControl:
         return 0.0
 
     @property
+    def full_range(self) -> bool:
+        """Active over the whole schedule (sigmas of a flow model lie in 0..1)."""
+        return self.sigma_start >= 1.0 and self.sigma_end <= 0.0
+
+    @property
     def is_neutral(self) -> bool:
         """Strength 1 over the whole schedule: plain DreamO, no bias ever."""
-        return self.strength == 1.0 and self.sigma_start >= 1.0 and self.sigma_end <= 0.0
+        return self.strength == 1.0 and self.full_range
 
 
 def strength_bias(weights: Sequence[float], text_tokens: int, target_tokens: int, ref_tokens: Sequence[int],
                   batch: int, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
     """(B, 1, 1, L) additive attention bias over the ``[text | target | refs]`` keys: log(w_k) on reference k."""
-    bias = reference_key_bias(text_tokens, target_tokens, ref_tokens, weights)  # (L,)
-    return bias.to(device=device, dtype=dtype).view(1, 1, 1, -1).expand(batch, 1, 1, -1)
+    controls = [ReferenceControl(w) for w in weights]
+    return scheduled_key_bias(controls, None, text_tokens, target_tokens, ref_tokens, batch, dtype, device)
 
 
 def scheduled_key_bias(controls: Sequence[ReferenceControl], sigma: torch.Tensor | None, text_tokens: int,
                        target_tokens: int, ref_tokens: Sequence[int], batch: int, dtype: torch.dtype,
                        device: torch.device | str) -> torch.Tensor:
-    """(B, 1, 1, L) bias like ``strength_bias`` with each reference's strength taken at ``sigma`` (a tensor whose
-    first element is this call's sigma; None = always active), computed on the device with ``torch.where``:
-    no host sync and no data-dependent shapes (safe under torch.compile)."""
+    """(B, 1, 1, L) ``reference_key_bias`` with each reference's strength taken at ``sigma`` (a tensor whose first
+    element is this call's sigma; None = always active), computed on the device with ``torch.where``: no host
+    sync and no data-dependent shapes (safe under torch.compile)."""
     if len(controls) != len(ref_tokens):
         raise ValueError(f"scheduled_key_bias: {len(ref_tokens)} references but {len(controls)} controls")
-    parts = [torch.zeros(text_tokens + target_tokens, dtype=torch.float32, device=device)]
-    s = None if sigma is None else sigma.reshape(-1)[0].to(device=device, dtype=torch.float32)
-    for c, n in zip(controls, ref_tokens):
-        on = torch.full((n,), strength_to_bias(c.strength), dtype=torch.float32, device=device)
-        if s is not None and not (c.sigma_start >= 1.0 and c.sigma_end <= 0.0):
+    bias = reference_key_bias(text_tokens, target_tokens, ref_tokens, [c.strength for c in controls], device)
+    if sigma is not None and not all(c.full_range for c in controls):
+        s = sigma.reshape(-1)[0].to(device=device, dtype=torch.float32)
+        pieces = [bias[: text_tokens + target_tokens]]
+        for c, (a, b) in zip(controls, reference_spans(text_tokens + target_tokens, ref_tokens)):
             active = (s <= c.sigma_start) & (s >= c.sigma_end)
-            on = torch.where(active, on, torch.full_like(on, MASKED))
-        parts.append(on)
-    return torch.cat(parts).to(dtype).view(1, 1, 1, -1).expand(batch, 1, 1, -1)
+            pieces.append(bias[a:b] if c.full_range else torch.where(active, bias[a:b], MASKED))
+        bias = torch.cat(pieces)
+    return bias.to(dtype).view(1, 1, 1, -1).expand(batch, 1, 1, -1)
 
 
 def merged_mask(existing: torch.Tensor | None, bias: torch.Tensor, where: str = "DreamO") -> torch.Tensor:
