@@ -11,11 +11,12 @@ from ..dreamo_core.conditioning.embeddings import check_reference_indices
 from ..dreamo_core.conditioning.reference_strength import ReferenceControl
 from .encode_reference import DreamORefsType
 from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
+from .node_names import APPLY_CONDITIONING
 from .references import DreamORefs
 from .run_checks import REFS_KEY, add_run_check
 from .wrapper import DreamOWrapper
 
-NODE = "Apply DreamO Conditioning"
+NODE = APPLY_CONDITIONING
 log = logging.getLogger("DreamO")
 
 
@@ -48,7 +49,7 @@ class ApplyDreamOConditioning(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DreamO_ApplyConditioning",
-            display_name="Apply DreamO Conditioning",
+            display_name=NODE,
             category="conditioning/dreamo",
             description=(
                 "Puts the DreamO references into the positive conditioning (reference latents, diagonal 'uxo' "

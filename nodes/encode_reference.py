@@ -9,9 +9,10 @@ from comfy_api.latest import io
 from ..dreamo_core.conditioning.packing import check_vae_latent
 from ..dreamo_core.conditioning.reference_images import TASKS, EmptyForegroundError, prepare_reference
 from ..dreamo_core.spec import FLUX_DEV
+from .node_names import ENCODE_REFERENCE
 from .references import DreamORefs, EncodedReference
 
-NODE = "DreamO Encode Reference"  # the display name: every error starts with it
+NODE = ENCODE_REFERENCE
 DreamORefsType = io.Custom("DREAMO_REFS")
 
 

@@ -10,7 +10,9 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-WHERE = "Apply DreamO Conditioning"
+from .node_names import APPLY_CONDITIONING
+
+WHERE = APPLY_CONDITIONING
 
 
 def method_argument_position(method: Callable, name: str, where: str) -> int:

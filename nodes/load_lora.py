@@ -17,9 +17,10 @@ from .model_info import (
     flux_params,
     spec_for_model,
 )
+from .node_names import LOAD_LORA
 from .run_checks import add_run_check
 
-NODE = "Load DreamO LoRA"
+NODE = LOAD_LORA
 NONE = "None"
 
 
@@ -41,7 +42,7 @@ class LoadDreamOLoRA(io.ComfyNode):
         files = [NONE, *folder_paths.get_filename_list("loras")]
         return io.Schema(
             node_id="DreamO_LoadLoRA",
-            display_name="Load DreamO LoRA",
+            display_name=NODE,
             category="conditioning/dreamo",
             description=(
                 "Applies a DreamO LoRA to a FLUX model with ComfyUI's own LoRA patching and attaches DreamO's "

@@ -9,9 +9,10 @@ from ..dreamo_core.conditioning.placement import Box
 from ..dreamo_core.conditioning.reference_strength import check_percent_range, strength_to_bias
 from ..dreamo_core.spec import FLUX_DEV
 from .encode_reference import DreamORefsType
+from .node_names import REFERENCE_OPTIONS
 from .references import DreamORefs
 
-NODE = "DreamO Reference Options"
+NODE = REFERENCE_OPTIONS
 
 
 def checked_box(use_box: bool, x: float, y: float, w: float, h: float) -> Box | None:
@@ -29,7 +30,7 @@ class DreamOReferenceOptions(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DreamO_ReferenceOptions",
-            display_name="DreamO Reference Options",
+            display_name=NODE,
             category="conditioning/dreamo",
             description=(
                 "Sets the strength, step range and optional placement box of the reference with the given index. "

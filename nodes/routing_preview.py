@@ -12,10 +12,11 @@ from ..dreamo_core.checks import finite_number
 from ..dreamo_core.conditioning.reference_strength import check_percent_range
 from ..dreamo_core.routing.response_maps import normalize_map
 from .model_info import WRAPPER_KEY, flux_params
+from .node_names import ROUTING_PREVIEW, ROUTING_RECORDER
 from .routing_recorder import RoutingRecorder
 
-RECORDER = "DreamO Routing Recorder"
-PREVIEW = "DreamO Routing Preview"
+RECORDER = ROUTING_RECORDER
+PREVIEW = ROUTING_PREVIEW
 RoutingType = io.Custom("DREAMO_ROUTING")
 OVERLAY_COLOR = torch.tensor([1.0, 0.25, 0.0])
 

@@ -18,9 +18,10 @@ import torch
 from ..dreamo_core.conditioning.token_layout import reference_spans
 from ..dreamo_core.routing.response_maps import joint_attention_responses
 from .flux_arguments import method_argument_position
+from .node_names import ROUTING_RECORDER
 from .transformer_options import RUN_KEY
 
-RECORDER = "DreamO Routing Recorder"
+RECORDER = ROUTING_RECORDER
 
 
 class RoutingRun:

@@ -22,10 +22,11 @@ from typing import Any
 import comfy.patcher_extension
 
 from .model_info import EMBEDDINGS_ATTACHMENT, WRAPPER_KEY
+from .node_names import APPLY_CONDITIONING, LOAD_LORA
 
 log = logging.getLogger("DreamO")
-APPLY = "Apply DreamO Conditioning"
-LOAD = "Load DreamO LoRA"
+APPLY = APPLY_CONDITIONING
+LOAD = LOAD_LORA
 REFS_KEY = "dreamo_references"  # set by Apply DreamO Conditioning on every conditioning entry it returns
 
 

@@ -8,6 +8,7 @@ from ..dreamo_core.checks import finite_number
 from ..dreamo_core.conditioning.placeholders import validate_placeholders
 from .encode_reference import DreamORefsType
 from .model_info import T5_ROWS_ATTACHMENT
+from .node_names import TEXT_ENCODE
 from .placeholder_tokens import (
     T5XXL_TOKENS,
     placeholder_pieces,
@@ -16,7 +17,7 @@ from .placeholder_tokens import (
 )
 from .references import DreamORefs
 
-NODE = "DreamO Text Encode"
+NODE = TEXT_ENCODE
 
 
 def placeholder_tokens(clip, text: str, indices: list[int], rows) -> dict:
@@ -49,7 +50,7 @@ class DreamOTextEncode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DreamO_TextEncode",
-            display_name="DreamO Text Encode",
+            display_name=NODE,
             category="conditioning/dreamo",
             description=(
                 "Encodes a FLUX prompt (CLIP-L + T5-XXL) like CLIPTextEncodeFlux, but each [ref#i] reaches T5 as "

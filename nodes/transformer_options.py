@@ -8,7 +8,9 @@ from typing import Any
 
 import torch
 
-WHERE = "Apply DreamO Conditioning"
+from .node_names import APPLY_CONDITIONING
+
+WHERE = APPLY_CONDITIONING
 COND = 0  # ComfyUI's cond_or_uncond marker for the positive prompt (1 = negative)
 RUN_KEY = "dreamo_routing_run"  # transformer_options key of a recording run (nodes/routing_recorder.py)
 

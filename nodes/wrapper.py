@@ -29,6 +29,7 @@ from ..dreamo_core.conditioning.position_ids import reference_position_ids, toke
 from ..dreamo_core.conditioning.reference_strength import ReferenceControl, merged_mask, scheduled_key_bias
 from ..dreamo_core.conditioning.token_layout import TokenGrid
 from .flux_arguments import get_argument, with_argument
+from .node_names import APPLY_CONDITIONING
 from .tensor_memo import TensorMemo
 from .transformer_options import (
     RUN_KEY,
@@ -42,7 +43,7 @@ from .transformer_options import (
 if TYPE_CHECKING:
     from .routing_recorder import RoutingRecorder, RoutingRun
 
-WHERE = "Apply DreamO Conditioning"
+WHERE = APPLY_CONDITIONING
 
 
 class DreamOEmbeddingPatch:
