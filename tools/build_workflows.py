@@ -537,7 +537,7 @@ WORKFLOWS = {
         [SUBJECT], [*V1_STACK, (SUBJECT_LORA, 1.0, "Subject LoRA (tuned on one image)")], 12, 3.5, note_height=520,
         tips="**Subject LoRA**: an ordinary FLUX LoRA (diffusers keys), so core *LoraLoaderModelOnly* loads it after "
              "*Load DreamO LoRA*. Make it with `python -m training.tune_subject subject.png --mask mask.png --out "
-             "dreamo_subject_lora.safetensors --config flux.yaml --base dreamo.safetensors --base "
+             "dreamo_subject_lora.safetensors --config training/configs/flux_dev.yaml --base dreamo.safetensors --base "
              "dreamo_cfg_distill.safetensors --base flux-turbo.safetensors --base "
              "dreamo_quality_lora_pos.safetensors@0.15 --base dreamo_quality_lora_neg.safetensors@-0.8` (the "
              "original files of this stack: tune on the stack you sample with). Use the same subject image here. "
