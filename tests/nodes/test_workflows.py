@@ -5,8 +5,9 @@ CLIP, CLIPTextEncode -> seeded random conditioning (context (1, 5, 48) + pooled 
 VAE; in the auto-preprocessing workflows (ComfyUI 0.33) LoadBackgroundRemovalModel -> a model whose mask is an
 ellipse, LoadMediaPipeFaceLandmarker / MediaPipeFaceLandmarker -> a fixed face box (no weights here);
 RemoveBackground and CropByBBoxes run for real. LoadImage, our nodes, LoraLoaderModelOnly (synthetic files with the official names), FluxGuidance,
-EmptySD3LatentImage, KSampler, VAEDecode and SaveImage are the real ComfyUI nodes. For speed the latent is
-64x64 px, KSampler runs 2 steps and reference resolution is 256.
+EmptySD3LatentImage, KSampler, VAEDecode and SaveImage are the real ComfyUI nodes, and so are the fusion workflow's
+ImageScale, VAEEncode, SolidMask, MaskComposite, GrowMask and SetLatentNoiseMask. For speed the latent (and the
+fusion's background) is 64x64 px, KSampler runs 2 steps and reference resolution is 256.
 """
 
 import asyncio
@@ -286,6 +287,7 @@ def test_background_fusion_changes_only_inside_the_noise_mask(comfy_dirs, noise_
     outside the grown box (to float rounding) and differs inside it; with the mask bypassed the outside changes
     too (so the check can fail)."""
     import execution
+    import torch
 
     import nodes
 
@@ -306,8 +308,8 @@ def test_background_fusion_changes_only_inside_the_noise_mask(comfy_dirs, noise_
     before, after = saved_latent(comfy_dirs, "fusion_in"), saved_latent(comfy_dirs, "fusion_out")
     assert before.shape == after.shape == (1, 16, 8, 8)
     diff = (after - before).abs().amax(dim=1)[0]  # (8, 8) over channels
-    outside = torch_bool(box_cells(box, prompt[grow]["inputs"]["expand"], 8, fully=False))
-    inside = torch_bool(box_cells(box, 0, 8, fully=True))
+    outside = torch.from_numpy(box_cells(box, prompt[grow]["inputs"]["expand"], 8, fully=False))
+    inside = torch.from_numpy(box_cells(box, 0, 8, fully=True))
     assert outside.sum() >= 20 and inside.sum() >= 4
     print(f"fusion ({'noise mask' if noise_mask else 'no mask'}): max |change| outside {diff[outside].max():.3g}, "
           f"mean |change| inside {diff[inside].mean():.3g}")
@@ -316,9 +318,3 @@ def test_background_fusion_changes_only_inside_the_noise_mask(comfy_dirs, noise_
         assert diff[outside].max() <= 1e-5
     else:
         assert diff[outside].max() > 1e-2
-
-
-def torch_bool(a):
-    import torch
-
-    return torch.from_numpy(a)
