@@ -209,8 +209,9 @@ def evaluate(model: DreamOTrainModel, cfg: TrainConfig, folder: Path, ts: Sequen
     return {k: v / n for k, v in sums.items()} | {"rows": len(rows)}
 
 
-def tune(a: argparse.Namespace, extra: Sequence[str] = ()) -> TuneResult:
-    """Dataset -> base model -> (prior rows) -> train() -> subject LoRA; see the module docstring."""
+def tune(a: argparse.Namespace, extra: Sequence[str] = (), stop_at: int | None = None) -> TuneResult | None:
+    """Dataset -> base model -> (prior rows) -> train() -> subject LoRA; see the module docstring. ``stop_at``
+    ends the run after that step without exporting (tests: a killed tune; rerunning resumes), returning None."""
     check_args(a, extra)
     evals = parse_eval(a.eval)
     work = a.work_dir or a.out.with_name(a.out.stem + "_tune")
@@ -229,7 +230,9 @@ def tune(a: argparse.Namespace, extra: Sequence[str] = ()) -> TuneResult:
         write_prior_dataset(model, cfg, subject, work / "prior", prompts, a.prior_images, a.prior_steps, a.seed)
     sets = {"subject": subject, **evals}
     before = {name: evaluate(model, cfg, folder) for name, folder in sets.items()}
-    result = train(cfg, model=model, export=False)
+    result = train(cfg, stop_at=stop_at, model=model, export=False)
+    if stop_at is not None and stop_at < cfg.total_steps:
+        return None
     after = {name: evaluate(result.model, cfg, folder) for name, folder in sets.items()}
     evaluation = {"before": before, "after": after}
     (work / "eval.json").write_text(json.dumps(evaluation, indent=1))

@@ -137,6 +137,21 @@ def test_dreamo_command_loads_the_subject_lora(tuned, inputs, tmp_path: Path) ->
     assert np.abs(load_rgb(tmp_path / "with.png") - load_rgb(tmp_path / "without.png")).max() > 0
 
 
+def test_killed_tune_resumes_to_the_same_lora(inputs, tmp_path: Path) -> None:
+    def run(name: str, stop_at: int | None = None):
+        a, extra = args_for(inputs, tmp_path / name / "lora.safetensors", "--steps", "4", "--lr", "3e-3", "--rank", "4",
+                            "--checkpoint_every=2")
+        return tune(a, extra, stop_at)
+
+    straight = run("straight")
+    assert run("killed", stop_at=2) is None and not (tmp_path / "killed" / "lora.safetensors").exists()
+    resumed = run("killed")  # the same command again: resumes from step 2
+    assert len(resumed.history["loss"]) == 2
+    a, b = load_file(str(straight.lora)), load_file(str(resumed.lora))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.evaluation == straight.evaluation
+
+
 def test_prior_rows_are_the_base_models_samples_before_tuning(inputs, tmp_path: Path) -> None:
     prompt = "a [ref#1] object on a beach"
     a, extra = args_for(inputs, tmp_path / "p" / "lora.safetensors", "--steps", "4", "--lr", "1e-2", "--rank", "4",
