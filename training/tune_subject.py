@@ -14,7 +14,8 @@
 
 Eval hook: ``--eval NAME=DIR`` (any dataset folder in the trainer's format; repeatable) and the subject set
 itself are scored before and after the tune with the same fixed noise and t (mean L_diff and L_route per row),
-written to ``WORK/eval.json``; ``tune(args)`` returns the model for other measurements.
+written to ``WORK/eval.json``; ``--sample PROMPT`` images (the subject as reference, fixed seeds) are written
+before and after to ``WORK/samples/``; ``tune(args)`` returns the model for other measurements.
 
 Trainer keys after the options are overrides (``--model.bf16=true``). Exit codes: 0 done; 1 non-finite loss;
 2 bad input (one line ``training.tune_subject: error: ...``).
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-weight", type=float, default=0.5, help="share of the steps on the prior rows")
     p.add_argument("--prior-steps", type=int, default=28, help="sampling steps per prior image")
     p.add_argument("--eval", action="append", default=[], metavar="NAME=DIR", help="dataset scored before/after")
+    p.add_argument("--sample", action="append", default=[], metavar="PROMPT",
+                   help="prompt sampled with the subject before and after the tune -> WORK/samples/ (repeatable)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -155,35 +158,48 @@ def make_codec(cfg: TrainConfig, device: torch.device) -> PixelCodec | VAECodec:
 
 
 @torch.no_grad()
+def sample_with_reference(model: DreamOTrainModel, cfg: TrainConfig, reference: Path, prompts: Sequence[str],
+                          count: int, steps: int, seed: int) -> list[torch.Tensor]:
+    """``count`` images (H, W, 3) in [0, 1] of ``model`` at the tune's bucket with ``reference`` as the ip
+    reference 1, prompt i = ``prompts[i % len]``, seed ``seed + i`` (the trainer's sampler, the inference forward)."""
+    from .sampling import euler_sample
+
+    device = next(model.parameters()).device
+    codec = make_codec(cfg, device)
+    ref = load_rgb(reference)
+    ref = fit(ref, ref_size(ref.shape[0], ref.shape[1], "ip", cfg.data.ref_res))
+    tokens, grid = encode_tokens(codec, ref[None].to(device))
+    h, w = cfg.data.buckets[0]
+    refs = [ReferenceTokens(tokens, grid, 1)]
+    images = []
+    for i in range(count):
+        z = euler_sample(model, (h // 16, w // 16), refs, [prompts[i % len(prompts)]], steps=steps, seed=seed + i)
+        images.append(decode_tokens(codec, z, (h // 16, w // 16))[0].cpu())
+    return images
+
+
 def write_prior_dataset(model: DreamOTrainModel, cfg: TrainConfig, subject: Path, folder: Path, prompts: Sequence[str],
                         count: int, steps: int, seed: int) -> Path:
     """``count`` images of the base model (call before tuning: the new LoRA is still zero) with the subject as
     reference, one row each (no mask: where the subject lands is unknown, so no L_route on these rows)."""
-    device = next(model.parameters()).device
-    codec = make_codec(cfg, device)
     (folder / "targets").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(subject / REFERENCE, folder / REFERENCE)
-    ref = load_rgb(folder / REFERENCE)
-    ref = fit(ref, ref_size(ref.shape[0], ref.shape[1], "ip", cfg.data.ref_res))
-    tokens, grid = encode_tokens(codec, ref[None].to(device))
-    h, w = cfg.data.buckets[0]
     rows = []
-    for i in range(count):
-        prompt = prompts[i % len(prompts)]
-        z = euler_sample_tokens(model, (h // 16, w // 16), [ReferenceTokens(tokens, grid, 1)], prompt, steps, seed + i)
-        save_rgb(decode_tokens(codec, z, (h // 16, w // 16))[0].cpu(), folder / "targets" / f"{i:04d}.png")
-        rows.append({"target": f"targets/{i:04d}.png", "caption": prompt,
+    for i, image in enumerate(sample_with_reference(model, cfg, folder / REFERENCE, prompts, count, steps, seed)):
+        save_rgb(image, folder / "targets" / f"{i:04d}.png")
+        rows.append({"target": f"targets/{i:04d}.png", "caption": prompts[i % len(prompts)],
                      "references": [{"image": REFERENCE, "task": "ip", "index": 1}]})
     write_rows(folder, rows)
     return folder
 
 
-def euler_sample_tokens(model: DreamOTrainModel, grid: tuple[int, int], refs: list[ReferenceTokens], prompt: str,
-                        steps: int, seed: int) -> torch.Tensor:
-    """The trainer's own sampler (``training.sampling.euler_sample``, the inference forward)."""
-    from .sampling import euler_sample
-
-    return euler_sample(model, grid, refs, [prompt], steps=steps, seed=seed)
+def save_samples(model: DreamOTrainModel, cfg: TrainConfig, a: argparse.Namespace, subject: Path, folder: Path,
+                 when: str) -> None:
+    """``--sample`` prompts with the subject as reference -> ``folder/{when}_{i}.png`` (same seeds before and after)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    images = sample_with_reference(model, cfg, subject / REFERENCE, a.sample, len(a.sample), a.prior_steps, a.seed)
+    for i, image in enumerate(images):
+        save_rgb(image, folder / f"{when}_{i}.png")
 
 
 @torch.no_grad()
@@ -230,10 +246,14 @@ def tune(a: argparse.Namespace, extra: Sequence[str] = (), stop_at: int | None =
         write_prior_dataset(model, cfg, subject, work / "prior", prompts, a.prior_images, a.prior_steps, a.seed)
     sets = {"subject": subject, **evals}
     before = {name: evaluate(model, cfg, folder) for name, folder in sets.items()}
+    if a.sample:
+        save_samples(model, cfg, a, subject, work / "samples", "before")
     result = train(cfg, stop_at=stop_at, model=model, export=False)
     if stop_at is not None and stop_at < cfg.total_steps:
         return None
     after = {name: evaluate(result.model, cfg, folder) for name, folder in sets.items()}
+    if a.sample:
+        save_samples(result.model, cfg, a, subject, work / "samples", "after")
     evaluation = {"before": before, "after": after}
     (work / "eval.json").write_text(json.dumps(evaluation, indent=1))
     dtype = torch.bfloat16 if cfg.model.bf16 else torch.float32

@@ -91,7 +91,7 @@ def args_for(inputs, out: Path, *extra: str) -> tuple[argparse.Namespace, list[s
 @pytest.fixture(scope="module")
 def tuned(inputs):
     a, extra = args_for(inputs, inputs["root"] / "run" / "subject_lora.safetensors", "--steps", "30", "--lr", "3e-3",
-                        "--rank", "4")
+                        "--rank", "4", "--sample", "a [ref#1] object on a table", "--prior-steps", "4")
     return tune(a, extra)
 
 
@@ -108,6 +108,12 @@ def test_tune_lowers_the_subject_loss_and_trains_only_the_new_lora(tuned, inputs
     assert set(sd) == {f"transformer.{n}.lora_{s}.weight" for n in names for s in "AB"}
     assert sd["transformer.single_transformer_blocks.0.proj_out.lora_A.weight"].shape == (4, 32 + 128)
     assert any(v.abs().max() > 0 for k, v in sd.items() if "lora_B" in k)  # it learned something
+
+
+def test_samples_before_and_after_the_tune(tuned, inputs) -> None:
+    folder = inputs["root"] / "run" / "subject_lora_tune" / "samples"
+    before, after = load_rgb(folder / "before_0.png"), load_rgb(folder / "after_0.png")
+    assert before.shape == after.shape == (64, 64, 3) and not np.array_equal(before, after)
 
 
 def test_base_plus_subject_lora_fused_by_the_generator_equals_the_tuned_model(tuned, inputs) -> None:
