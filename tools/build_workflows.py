@@ -52,6 +52,9 @@ MODEL_FILES = {
 # The MediaPipe Face Landmarker file for core's LoadMediaPipeFaceLandmarker (models/detection): we know of no
 # official download URL, so it gets no properties.models entry; the note says what to put there.
 FACE_MODEL = "face_landmarker.safetensors"
+# The subject LoRA is the user's own (python -m training.tune_subject): no download either.
+SUBJECT_LORA = "dreamo_subject_lora.safetensors"
+NO_DOWNLOAD = (FACE_MODEL, SUBJECT_LORA)
 
 # type: (inputs [(name, type)], outputs [(name, type)], widget kinds ("w" one line, "text", "image"), width)
 SOCKETS = {
@@ -83,6 +86,13 @@ SOCKETS = {
     "MediaPipeFaceLandmarker": ([("face_detection_model", "FACE_DETECTION_MODEL"), ("image", "IMAGE")],
                                 [("face_landmarks", "FACE_LANDMARKS"), ("bboxes", "BOUNDING_BOX")], "wwww", 330),
     "CropByBBoxes": ([("image", "IMAGE"), ("bboxes", "BOUNDING_BOX")], [("IMAGE", "IMAGE")], "wwww", 320),
+    # img2img background fusion (core): the background as the starting latent, a box mask limiting the change
+    "ImageScale": ([("image", "IMAGE")], [("IMAGE", "IMAGE")], "wwww", 320),
+    "VAEEncode": ([("pixels", "IMAGE"), ("vae", "VAE")], [("LATENT", "LATENT")], "", 240),
+    "SolidMask": ([], [("MASK", "MASK")], "www", 300),
+    "MaskComposite": ([("destination", "MASK"), ("source", "MASK")], [("MASK", "MASK")], "www", 300),
+    "GrowMask": ([("mask", "MASK")], [("MASK", "MASK")], "ww", 300),
+    "SetLatentNoiseMask": ([("samples", "LATENT"), ("mask", "MASK")], [("LATENT", "LATENT")], "", 300),
     "MarkdownNote": ([], [], "", 0),
 }
 # core node types the auto-preprocessing workflows need (absent from ComfyUI 0.3.64)
@@ -99,6 +109,7 @@ V11_STACK = [CFG_DISTILL, ("dreamo_sft_lora.safetensors", 1.0, "DreamO v1.1 SFT 
              ("dreamo_dpo_lora.safetensors", 1.25, "DreamO v1.1 DPO LoRA")]
 GROUPS = {"models": ("Models: FLUX.1-dev + DreamO LoRA stack", "#3f5159"),
           "prompt": ("Prompt", "#4a5a3f"), "refs": ("References", "#3f4f6b"),
+          "background": ("Background and where it may change", "#4f3f6b"),
           "sample": ("Sample, decode, save", "#5a4a3f")}
 
 
@@ -198,7 +209,7 @@ class Graph:
             n.pos = (0, top + TITLE_H)
             top += TITLE_H + n.height + BAND_GAP
         groups = []
-        stacked = ["models", "prompt", "refs"]
+        stacked = [b for b in GROUPS if b != "sample"]
         band_top = {b: 0 for b in GROUPS}
         y = top + GROUP_HEAD + GROUP_PAD
         for band in stacked:
@@ -290,12 +301,51 @@ def files_section(stack: list, pre_stack: list, auto: bool, face: bool) -> str:
         rows.append(("birefnet.safetensors", "background_removal"))
     if face:
         rows.append((f"{FACE_MODEL} (MediaPipe Face Landmarker; use your file's name)", "detection"))
+    rows = [(f"{n} (yours: made by `python -m training.tune_subject`, see training/README.md)", d)
+            if n == SUBJECT_LORA else (n, d) for n, d in rows]
     return "\n".join(f"- `{name}` → `models/{folder}/`" for name, folder in rows)
 
 
+@dataclass
+class Fuse:
+    """Background fusion (img2img): the background image as the starting latent, sampled at ``denoise``; the
+    noise mask is ``box`` (x, y, w, h in thousandths of the picture, on a 1000 x 1000 mask canvas that
+    SetLatentNoiseMask stretches to the latent) grown by ``grow`` thousandths (the box's surroundings)."""
+
+    image: str
+    size: tuple[int, int]  # the background is scaled (centre crop) to this (width, height)
+    denoise: float
+    box: tuple[int, int, int, int]
+    grow: int
+
+
+def add_fusion_latent(g: Graph, vae: int, fuse: Fuse) -> int:
+    """Background -> scale -> VAE encode -> noise mask from the box; returns the LATENT node."""
+    bg = g.add("LoadImage", [fuse.image, "image"], "background", "Background image")
+    scale = g.add("ImageScale", ["lanczos", *fuse.size, "center"], "background", "Background size (= output)")
+    g.link(bg, 0, scale, "image")
+    enc = g.add("VAEEncode", [], "background", "Background as the starting latent")
+    g.link(scale, 0, enc, "pixels")
+    g.link(vae, 0, enc, "vae")
+    canvas = g.add("SolidMask", [0.0, 1000, 1000], "background", "Mask canvas (1000 x 1000 = the picture)")
+    x, y, w, h = fuse.box
+    box = g.add("SolidMask", [1.0, w, h], "background", "Box size (thousandths, = the placement box)")
+    comp = g.add("MaskComposite", [x, y, "add"], "background", "Box position (thousandths)")
+    g.link(canvas, 0, comp, "destination")
+    g.link(box, 0, comp, "source")
+    grow = g.add("GrowMask", [fuse.grow, True], "background", "Box + surroundings")
+    g.link(comp, 0, grow, "mask")
+    noise = g.add("SetLatentNoiseMask", [], "background", "Change only inside the mask")
+    g.link(enc, 0, noise, "samples")
+    g.link(grow, 0, noise, "mask")
+    return noise
+
+
 def build(title: str, what: str, prompt: str, refs: list[Ref], stack: list, steps: int, guidance: float,
-          pre_stack: tuple = (), preview: bool = False, needs: str | None = None, tips: str = "") -> dict:
-    """refs chained in order; preview adds the routing recorder and preview; needs: the ComfyUI it requires."""
+          pre_stack: tuple = (), preview: bool = False, needs: str | None = None, tips: str = "",
+          fuse: Fuse | None = None, note_height: int | None = None) -> dict:
+    """refs chained in order; preview adds the routing recorder and preview; needs: the ComfyUI it requires;
+    fuse: img2img on a background (starting latent, denoise, noise mask) instead of an empty latent."""
     g = Graph()
     auto = any(r.auto for r in refs)
     face = any(r.auto == "face" for r in refs)
@@ -313,7 +363,7 @@ def build(title: str, what: str, prompt: str, refs: list[Ref], stack: list, step
               ]
     if tips:
         lines += ["", tips]
-    g.note("\n".join(lines), 760, 380 if needs else 330)
+    g.note("\n".join(lines), 760, note_height or (380 if needs else 330))
 
     unet = g.add("UNETLoader", ["flux1-dev.safetensors", "default"], "models", "FLUX.1-dev model")
     clip = g.add("DualCLIPLoader", ["clip_l.safetensors", "t5xxl_fp16.safetensors", "flux", "default"], "prompt",
@@ -377,12 +427,17 @@ def build(title: str, what: str, prompt: str, refs: list[Ref], stack: list, step
     g.link(guid, 0, apply, "positive")
     if prev is not None:
         g.link(prev, 0, apply, "references")
-    latent = g.add("EmptySD3LatentImage", [1024, 1024, 1], "sample", "Output size")
+    if fuse is None:
+        latent = g.add("EmptySD3LatentImage", [1024, 1024, 1], "sample", "Output size")
+    else:
+        latent = add_fusion_latent(g, vae, fuse)
     sampler_model = apply
     if preview:
         sampler_model = g.add("DreamO_RoutingRecorder", ["all", 0.0, 1.0], "sample", "Record routing")
         g.link(apply, 0, sampler_model, "model")
-    ks = g.add("KSampler", [42, "fixed", steps, 1.0, "euler", "simple", 1.0], "sample", "Sampler (cfg 1)")
+    denoise = 1.0 if fuse is None else fuse.denoise
+    ks = g.add("KSampler", [42, "fixed", steps, 1.0, "euler", "simple", denoise], "sample",
+               "Sampler (cfg 1)" if fuse is None else f"Sampler (cfg 1, denoise {denoise:g})")
     g.link(sampler_model, 0, ks, "model")
     g.link(apply, 1, ks, "positive")
     g.link(neg_txt, 0, ks, "negative")
@@ -475,6 +530,37 @@ WORKFLOWS = {
         "a woman wearing the dress, walking in a city street, full body photo",
         [Ref("dreamo_face.png", "id", 1, "Face", auto="face"), Ref("dreamo_garment.png", "ip", 2, "Garment", auto="bg")],
         V1_STACK, 12, 3.5, needs=AUTO),
+    "dreamo_subject_tuned_lora": build(
+        "DreamO: one subject + its tuned subject LoRA", "DreamTuner-style: a subject LoRA tuned on ONE image of the "
+        "subject (python -m training.tune_subject) stacked on the DreamO LoRA, with the same image as the ip "
+        "reference; v1 LoRA stack, 12 steps.", "a plush toy sitting on a wooden bench in a sunny park",
+        [SUBJECT], [*V1_STACK, (SUBJECT_LORA, 1.0, "Subject LoRA (tuned on one image)")], 12, 3.5, note_height=520,
+        tips="**Subject LoRA**: an ordinary FLUX LoRA (diffusers keys), so core *LoraLoaderModelOnly* loads it after "
+             "*Load DreamO LoRA*. Make it with `python -m training.tune_subject subject.png --mask mask.png --out "
+             "dreamo_subject_lora.safetensors --config training/configs/flux_dev.yaml --base dreamo.safetensors --base "
+             "dreamo_cfg_distill.safetensors --base flux-turbo.safetensors --base "
+             "dreamo_quality_lora_pos.safetensors@0.15 --base dreamo_quality_lora_neg.safetensors@-0.8` (the "
+             "original files of this stack: tune on the stack you sample with). Use the same subject image here. "
+             "Strength 1 = as tuned; lower it if the subject looks copied rather than placed."),
+    "dreamo_background_fusion": build(
+        "DreamO: put a subject into your background", "DreamFuse-style background fusion as image-to-image: your "
+        "background is the starting latent, the subject (ip, placed by the Reference Options box) is generated "
+        "into it, and a latent noise mask keeps everything outside the box and its surroundings unchanged.",
+        "a plush toy sitting on the wooden bench, soft evening light", [
+            Ref("dreamo_subject.png", "ip", 1, "Subject", mask=True,
+                options=[1.0, 0.0, 1.0, True, 0.3, 0.35, 0.4, 0.55], options_title="Place in the box")],
+        V1_STACK, 12, 3.5, note_height=560,
+        fuse=Fuse("dreamo_background.png", (1024, 1024), 0.85, (300, 350, 400, 550), 40),
+        tips="**Settings that matter**\n"
+             "- *Place in the box* (x, y, w, h as fractions) says where the subject goes; the mask's *Box size* / "
+             "*Box position* are the same box in thousandths (0.3 -> 300): keep them equal.\n"
+             "- *denoise* (sampler): 0.85 leaves room for the subject; lower keeps more of the original pixels "
+             "inside the box (0.5-0.7: mostly a re-lighting), 1.0 ignores them.\n"
+             "- *Box + surroundings* (grow, thousandths): the margin that may change around the box, so shadows and "
+             "light blend in; 0 = only the box.\n"
+             "- Bypass *Change only inside the mask* to let the whole picture be harmonised (it will drift from "
+             "your background).\n"
+             "- *Background size*: the output size (centre crop); set your picture's aspect."),
 }
 
 

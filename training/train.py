@@ -213,9 +213,12 @@ class TrainResult:
     process_index: int
 
 
-def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
+def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel | None = None,
+          export: bool = True) -> TrainResult:
     """Run (or resume) training. ``stop_at`` ends the run after that global step without a final checkpoint
-    (tests use it to simulate a killed run). Datasets are checked before the model loads (DatasetError)."""
+    (tests use it to simulate a killed run). Datasets are checked before the model loads (DatasetError).
+    ``model``: a prepared model instead of ``build_model(cfg.model)`` (subject tuning: base merged, tables frozen;
+    only its parameters that require grad train); ``export=False`` skips ``dreamo_trained.safetensors``."""
     from accelerate import Accelerator
 
     check_paths(cfg)
@@ -223,7 +226,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     out_dir, log_path = Path(cfg.output_dir), Path(cfg.output_dir) / LOSS_LOG
     groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
               for name, path in cfg.data.datasets.items()}
-    model = build_model(cfg.model).to(acc.device)
+    model = (build_model(cfg.model) if model is None else model).to(acc.device)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.stages[0].lr,
                             weight_decay=cfg.weight_decay)
@@ -271,7 +274,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
             acc.wait_for_everyone()
         if cfg.sample_every and done % cfg.sample_every == 0 and acc.is_main_process:
             save_samples(model, codec, batch, out_dir / "samples" / f"step_{done:08d}.png")
-    if end == cfg.total_steps and acc.is_main_process:
+    if export and end == cfg.total_steps and acc.is_main_process:
         path = export_dreamo(model, out_dir / "dreamo_trained.safetensors",
                              torch.bfloat16 if cfg.model.bf16 else torch.float32)
         logger.info("exported %s", path)

@@ -66,6 +66,7 @@ def merge_lora(model: nn.Module, weights: DreamOWeights, strength: float = 1.0) 
     modules = dict(model.named_modules())
     for name, (down, up, scale) in pairs.items():
         mod = modules.get(name)
+        mod = getattr(mod, "base_layer", mod)  # a LoRA-wrapped layer (peft, the trainer's): merge into its base
         if not isinstance(mod, nn.Linear):
             raise ValueError(f"{weights.source}: LoRA target {name!r} is not a Linear layer of this transformer")
         delta = (up.float() @ down.float()) * (scale * strength)

@@ -245,6 +245,19 @@ def comfy_lora(rank: int = 4, seed: int = 3) -> dict[str, torch.Tensor]:
     return sd
 
 
+def diffusers_lora(rank: int = 4, seed: int = 11) -> dict[str, torch.Tensor]:
+    """A tiny FLUX LoRA in diffusers / peft keys (``transformer.<module>.lora_A/lora_B.weight``), the subject
+    LoRA's layout (training/subject_lora.py): one double-block and one single-block target."""
+    g = torch.Generator().manual_seed(seed)
+    h = HIDDEN
+    targets = {"transformer_blocks.0.attn.to_k": (h, h), "single_transformer_blocks.0.proj_out": (h + 4 * h, h)}
+    sd = {}
+    for name, (n_in, n_out) in targets.items():
+        sd[f"transformer.{name}.lora_A.weight"] = torch.randn(rank, n_in, generator=g) * 0.1
+        sd[f"transformer.{name}.lora_B.weight"] = torch.randn(n_out, rank, generator=g) * 0.1
+    return sd
+
+
 def write_loras(folder: Path) -> None:
     """Synthetic files with the official names, in a folder registered as ComfyUI ``loras``."""
     import folder_paths
@@ -262,6 +275,7 @@ def write_loras(folder: Path) -> None:
         "flux-turbo.safetensors": comfy_lora(seed=7),
         "dreamo_sft_lora.safetensors": comfy_lora(seed=8),
         "dreamo_dpo_lora.safetensors": comfy_lora(seed=10),
+        "dreamo_subject_lora.safetensors": diffusers_lora(),
         "not_dreamo.safetensors": {"model.diffusion_model.img_in.weight": torch.zeros(4, 4)},
         "tables_wrong_width.safetensors": {"dreamo_task_embedding.weight": torch.zeros(2, 64),
                                            "dreamo_idx_embedding.weight": torch.zeros(10, 64)},

@@ -5,8 +5,9 @@ CLIP, CLIPTextEncode -> seeded random conditioning (context (1, 5, 48) + pooled 
 VAE; in the auto-preprocessing workflows (ComfyUI 0.33) LoadBackgroundRemovalModel -> a model whose mask is an
 ellipse, LoadMediaPipeFaceLandmarker / MediaPipeFaceLandmarker -> a fixed face box (no weights here);
 RemoveBackground and CropByBBoxes run for real. LoadImage, our nodes, LoraLoaderModelOnly (synthetic files with the official names), FluxGuidance,
-EmptySD3LatentImage, KSampler, VAEDecode and SaveImage are the real ComfyUI nodes. For speed the latent is
-64x64 px, KSampler runs 2 steps and reference resolution is 256.
+EmptySD3LatentImage, KSampler, VAEDecode and SaveImage are the real ComfyUI nodes, and so are the fusion workflow's
+ImageScale, VAEEncode, SolidMask, MaskComposite, GrowMask and SetLatentNoiseMask. For speed the latent (and the
+fusion's background) is 64x64 px, KSampler runs 2 steps and reference resolution is 256.
 """
 
 import asyncio
@@ -133,9 +134,9 @@ def load_ui(path):
     return json.loads(path.read_text())
 
 
-def test_only_one_template_folder_and_thirteen_workflows():
+def test_only_one_template_folder_and_fifteen_workflows():
     present = [d for d in TEMPLATE_DIRS if (h.REPO / d).is_dir()]
-    assert present == ["workflows"] and len(WORKFLOWS) == 13
+    assert present == ["workflows"] and len(WORKFLOWS) == 15
     assert all((p.parent / f"{p.stem}.jpg").is_file() for p in WORKFLOWS)  # the template browser's thumbnail
     auto = [p.stem for p in WORKFLOWS if needs_preprocessing(load_ui(p))]
     assert auto == [p.stem for p in WORKFLOWS if p.stem.endswith("_comfyui_0_33")] and len(auto) == 3
@@ -203,7 +204,7 @@ def comfy_dirs(tmp_path, loras_dir, monkeypatch):
     out.mkdir()
     rng = np.random.default_rng(0)
     for i, name in enumerate(["dreamo_subject", "dreamo_subject2", "dreamo_subject3", "dreamo_face", "dreamo_style",
-                              "dreamo_garment"]):
+                              "dreamo_garment", "dreamo_background"]):
         px = rng.integers(0, 255, (48 + 8 * i, 64, 4), dtype=np.uint8)
         px[..., 3] = 255
         px[:8, :, 3] = 0  # a transparent band: LoadImage's MASK is 1 there
@@ -219,7 +220,7 @@ def comfy_dirs(tmp_path, loras_dir, monkeypatch):
 def shrink(prompt):
     for n in prompt.values():
         i = n["inputs"]
-        if n["class_type"] == "EmptySD3LatentImage":
+        if n["class_type"] in ("EmptySD3LatentImage", "ImageScale"):  # ImageScale: the fusion's background
             i["width"] = i["height"] = 64
         elif n["class_type"] == "KSampler":
             i["steps"] = 2
@@ -254,3 +255,66 @@ def test_workflow_executes_on_tiny_models(path, comfy_dirs):
     assert img.shape == (64, 64, 3) and img.std() > 0
     applied = [n for n in prompt.values() if n["class_type"] == "DreamO_ApplyConditioning"]
     assert len(applied) == 1
+
+
+def saved_latent(folder, prefix):
+    from safetensors.torch import load_file
+
+    (path,) = sorted(folder.glob(f"{prefix}_*.latent"))
+    return load_file(str(path))["latent_tensor"]
+
+
+def box_cells(box, grow, cells, fully):
+    """Latent cells (row, col) of a ``cells`` x ``cells`` grid (the 1000 x 1000 mask canvas stretched to the latent)
+    that lie entirely inside (``fully``) or entirely outside (not ``fully``) the box grown by ``grow`` (thousandths)."""
+    x, y, w, h = box
+    x0, y0, x1, y1 = (x, y, x + w, y + h) if fully else (x - grow, y - grow, x + w + grow, y + h + grow)
+    size = 1000 / cells
+    out = np.zeros((cells, cells), dtype=bool)
+    for r in range(cells):
+        for c in range(cells):
+            r0, r1, c0, c1 = r * size, (r + 1) * size, c * size, (c + 1) * size
+            if fully:
+                out[r, c] = x0 <= c0 and c1 <= x1 and y0 <= r0 and r1 <= y1
+            else:
+                out[r, c] = c1 <= x0 or c0 >= x1 or r1 <= y0 or r0 >= y1
+    return out
+
+
+@pytest.mark.parametrize("noise_mask", [True, False], ids=["noise-mask", "mask-bypassed"])
+def test_background_fusion_changes_only_inside_the_noise_mask(comfy_dirs, noise_mask):
+    """The fusion workflow, executed: with its latent noise mask the sampled latent equals the background's latent
+    outside the grown box (to float rounding) and differs inside it; with the mask bypassed the outside changes
+    too (so the check can fail)."""
+    import execution
+    import torch
+
+    import nodes
+
+    prompt = shrink(ui_to_api(load_ui(h.REPO / "workflows" / "dreamo_background_fusion.json"), nodes.NODE_CLASS_MAPPINGS))
+    ids = {n["class_type"]: k for k, n in prompt.items()}
+    enc, ks, grow, comp = ids["VAEEncode"], ids["KSampler"], ids["GrowMask"], ids["MaskComposite"]
+    box_size = next(n["inputs"] for n in prompt.values() if n["class_type"] == "SolidMask" and n["inputs"]["value"] == 1)
+    box = (prompt[comp]["inputs"]["x"], prompt[comp]["inputs"]["y"], box_size["width"], box_size["height"])
+    if not noise_mask:
+        prompt[ks]["inputs"]["latent_image"] = [enc, 0]
+    prompt["900"] = {"class_type": "SaveLatent", "inputs": {"samples": [enc, 0], "filename_prefix": "fusion_in"}}
+    prompt["901"] = {"class_type": "SaveLatent", "inputs": {"samples": [ks, 0], "filename_prefix": "fusion_out"}}
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
+    assert valid, (error, node_errors)
+    executor = h.prompt_executor(Server())
+    executor.execute(prompt, "test", {}, outputs)
+    assert executor.success, executor.status_messages[-1:]
+    before, after = saved_latent(comfy_dirs, "fusion_in"), saved_latent(comfy_dirs, "fusion_out")
+    assert before.shape == after.shape == (1, 16, 8, 8)
+    diff = (after - before).abs().amax(dim=1)[0]  # (8, 8) over channels
+    outside = torch.from_numpy(box_cells(box, prompt[grow]["inputs"]["expand"], 8, fully=False))
+    inside = torch.from_numpy(box_cells(box, 0, 8, fully=True))
+    assert outside.sum() >= 20 and inside.sum() >= 4
+    print(f"fusion ({'noise mask' if noise_mask else 'no mask'}): max |change| outside {diff[outside].max():.3g}, "
+          f"mean |change| inside {diff[inside].mean():.3g}")
+    assert diff[inside].min() > 1e-2  # the subject's box is re-generated
+    if noise_mask:
+        assert diff[outside].max() <= 1e-5
+    else:
+        assert diff[outside].max() > 1e-2

@@ -102,7 +102,7 @@ def test_note_groups_and_model_metadata(path):
     for n in ui["nodes"]:
         names = [v for v in n.get("widgets_values", []) if isinstance(v, str) and v.endswith(".safetensors")]
         listed = {m["name"]: m for m in n["properties"].get("models", [])}
-        expected = [v for v in names if v != builder.FACE_MODEL]  # no known download for the MediaPipe file
+        expected = [v for v in names if v not in builder.NO_DOWNLOAD]  # MediaPipe file, the user's subject LoRA
         assert sorted(listed) == sorted(expected), (n["type"], names, listed)
         for m in listed.values():
             assert m["url"].startswith("https://huggingface.co/") and m["url"].endswith(".safetensors")
