@@ -212,9 +212,16 @@ def comfyui_model(a: argparse.Namespace):
     unet_config = comfy.model_detection.detect_unet_config(sd, "")
     if unet_config is None or unet_config.get("image_model") != "flux":
         raise RuntimeError("bench_official: ComfyUI did not detect the converted weights as FLUX")
-    # detection assumes FLUX.1's 128-wide heads and RoPE axes (exact for --size width / full); smaller sizes say theirs
+    # detection takes FLUX.1-dev's widths, heads and RoPE axes as given (0.3.64: hidden 3072, T5 4096 too): the
+    # same as the weights' for --size width / full; the smaller sizes state theirs
     c = SIZES[a.size]
-    unet_config.update(num_heads=c["num_attention_heads"], axes_dim=list(c["axes_dims_rope"]))
+    sizes = dict(hidden_size=c["num_attention_heads"] * c["attention_head_dim"], num_heads=c["num_attention_heads"],
+                 context_in_dim=c["joint_attention_dim"], vec_in_dim=c["pooled_projection_dim"],
+                 axes_dim=list(c["axes_dims_rope"]), depth=c["num_layers"], depth_single_blocks=c["num_single_layers"])
+    detected = {k: unet_config.get(k) for k in sizes}
+    if a.size in ("width", "full") and detected != sizes:
+        raise RuntimeError(f"bench_official: ComfyUI detected {detected}, the weights are {sizes}")
+    unet_config.update(sizes)
     mc = comfy.model_detection.model_config_from_unet_config(unet_config, sd)
     mc.set_inference_dtype(DTYPES[a.dtype], None)
     base = mc.get_model({}, device=a.device)
