@@ -1,11 +1,12 @@
 """One DreamO denoising step, side by side: the official implementation, our ``dreamo_core`` forward and our
 ComfyUI nodes, on the same random weights and the same tokens, in one run.
 
-    DREAMO_OFFICIAL_PATH=/path/to/bytedance/DreamO DREAMO_OFFICIAL_PYTHON=/path/to/venv-official/bin/python \\
-    COMFYUI_PATH=/path/to/ComfyUI python -m bench.bench_official --size width --dtype fp32
-    ... python -m bench.bench_official --size full --device cuda --dtype bf16 --out 1024 --ref-res 512 --refs 2
+    DREAMO_OFFICIAL_PATH=/path/to/DreamO DREAMO_OFFICIAL_PYTHON=/path/to/venv-official/bin/python \\
+    COMFYUI_PATH=/path/to/ComfyUI python -m bench.bench_official --size width --dtype fp32 \\
+        --out 256 --ref-res 256 --text-tokens 128 --repeat 2 --rounds 2            # CPU, as in README
+    ... python -m bench.bench_official --size full --device cuda --dtype bf16 --out 1024 --refs 2 --ref-res 512
 
-Variants (``--variants``, default all three), each in a subprocess of its own, so that its peak memory is its own
+Variants (``--variants``, default all four), each in a subprocess of its own, so that its peak memory is its own
 and the official import (which replaces diffusers' ``FluxTransformer2DModel.forward`` for the whole process) never
 meets the others:
 
@@ -13,29 +14,32 @@ meets the others:
   written there) with the official ``flux_transformer_forward``, imported from the checkout the user points at
   (``--official-path`` / ``DREAMO_OFFICIAL_PATH``, the folder holding ``dreamo/dreamo_pipeline.py``; never copied
   here). That forward predates the current diffusers block API (on diffusers 0.42 it fails with
-  ``FluxSingleTransformerBlock.forward() missing ... 'encoder_hidden_states'``), so it runs under another
-  interpreter (``--official-python`` / ``DREAMO_OFFICIAL_PYTHON``): a plain virtualenv with the diffusers and
-  transformers the official requirements pin, e.g.
+  ``FluxSingleTransformerBlock.forward() missing ... 'encoder_hidden_states'``), so it runs under its own
+  interpreter (``--official-python`` / ``DREAMO_OFFICIAL_PYTHON``; default: this one): a plain virtualenv (not
+  ``--system-site-packages``) with the diffusers and transformers the official requirements pin, e.g.
 
-      python -m venv /work/venv-official
-      /work/venv-official/bin/pip install torch==2.13.0 diffusers==0.33.1 transformers==4.45.2 einops safetensors
+      python -m venv /path/to/venv-official
+      /path/to/venv-official/bin/pip install torch==2.13.0 diffusers==0.33.1 transformers==4.45.2 einops safetensors
 
-  (CPU torch: never torchvision; the official ``dreamo/utils.py`` imports ``torchvision.utils`` and ``cv2``,
-  unused by a step, and a stub that fails if called stands in for whichever is absent).
+  (a CPU torch; never torchvision). The official ``dreamo/utils.py`` imports ``torchvision.utils`` and ``cv2``,
+  neither used by a step: a stub that fails if called stands in for whichever is absent.
 - ``core``: ``dreamo_core``'s forward on the diffusers of this interpreter.
 - ``comfyui``: ComfyUI's own FLUX (``--comfyui-path`` / ``COMFYUI_PATH``), built by ComfyUI's model detection
-  from the same diffusers-format weights (``convert_diffusers_mmdit``), patched by our Load DreamO LoRA and Apply
-  DreamO Conditioning nodes, one guided model call through ComfyUI's real CFGGuider (cfg 1). Its output is
-  ComfyUI's denoised latent; the velocity compared is ``(x - denoised) / sigma``.
+  from the same diffusers-format weights (``convert_diffusers_mmdit``), patched by our Load DreamO LoRA (tables
+  only) and Apply DreamO Conditioning nodes; one guided model call through ComfyUI's real CFGGuider (cfg 1) per
+  step. The velocity compared is ``(x - denoised) / sigma`` of ComfyUI's denoised output. ComfyUI's attention as
+  it picks it (on a CPU: its sliced softmax, ``attention_sub_quad``).
+- ``comfyui-sdpa``: the same with ComfyUI's ``--use-pytorch-cross-attention`` (SDPA; ComfyUI's default on CUDA).
 
-The weights are one seeded diffusers-format state dict (``bench.common.build_transformer``), written once to a
-temporary safetensors file that every variant loads; tokens and embedding tables come from one seeded generator.
-Prints per variant: median step time (``--repeat`` calls after a warm-up), speed-up vs official, peak memory
-during the step (GPU: ``torch.cuda.max_memory_allocated``; CPU: the subprocess's peak RSS counted from after the
-weights are loaded, so it is resident weights + what the step allocates) and max |difference| of the target
-velocity to the official and to the core output. ``--rounds N`` runs the variants N times in rotated order and
-reports medians (a shared machine drifts between subprocesses). ``--size width``: FLUX.1-dev's width (hidden
-3072, 24 heads x 128, T5 4096) with 2 + 2 blocks.
+The weights are one seeded diffusers-format state dict (``bench.common.build_transformer``, built on ``--device``),
+written once to a temporary safetensors file (under ``$TMPDIR``; ~3.9 GB at ``width`` fp32, ~24 GB at ``full``
+bf16) that every variant loads; tokens and embedding tables come from one seeded generator. Prints per variant:
+median step time (``--repeat`` calls after a warm-up) and, on CPU, median process CPU time (what a shared
+machine's other load barely changes), each as a speed-up over the first variant (median of per-round ratios);
+peak memory during the step (GPU: ``torch.cuda.max_memory_allocated``; CPU: the subprocess's peak RSS counted
+from after the weights are loaded, i.e. resident weights + what the step allocates); max abs difference of the
+target velocity to the official and to the core output. ``--rounds N`` runs the variants N times in rotated
+order. ``--size width``: FLUX.1-dev's width (hidden 3072, 24 heads x 128, T5 4096) with 2 + 2 blocks.
 """
 
 from __future__ import annotations
@@ -83,8 +87,8 @@ def write_weights(a: argparse.Namespace) -> None:
     """Child process: the seeded diffusers-format transformer state dict, in the run's dtype, to ``a.weights``."""
     from safetensors.torch import save_file
 
-    model = build_transformer(a.size, "cpu", DTYPES[a.dtype])
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.weights)
+    model = build_transformer(a.size, a.device, DTYPES[a.dtype])
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, a.weights)
 
 
 def load_transformer(a: argparse.Namespace) -> torch.nn.Module:
