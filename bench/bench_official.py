@@ -1,46 +1,77 @@
-"""One DreamO denoising step: the official implementation vs our ``dreamo_core`` forward, same random weights,
-same tokens, in one run, each variant in its own subprocess (so peak memory is its own).
+"""One DreamO denoising step, side by side: the official implementation, our ``dreamo_core`` forward and our
+ComfyUI nodes, on the same random weights and the same tokens, in one run.
 
-    DREAMO_OFFICIAL_PATH=/path/to/bytedance/DreamO python -m bench.bench_official --size width --dtype bf16
-    DREAMO_OFFICIAL_PATH=... python -m bench.bench_official --size full --device cuda --dtype bf16
+    DREAMO_OFFICIAL_PATH=/path/to/DreamO DREAMO_OFFICIAL_PYTHON=/path/to/venv-official/bin/python \\
+    COMFYUI_PATH=/path/to/ComfyUI python -m bench.bench_official --size width --dtype fp32 \\
+        --out 256 --ref-res 256 --text-tokens 128 --repeat 2 --rounds 2            # CPU, as in README
+    ... python -m bench.bench_official --size full --device cuda --dtype bf16 --out 1024 --refs 2 --ref-res 512
 
-The official code is imported from the checkout the user points at (never copied here); importing its pipeline
-replaces diffusers' ``FluxTransformer2DModel.forward`` for the whole process, which is one reason each variant runs
-in a process of its own. Prints per variant: median step time, ratio to official, peak memory (GPU:
-``torch.cuda.max_memory_allocated``; CPU: the subprocess's peak RSS) and max |difference| to the official output.
+Variants (``--variants``, default all four), each in a subprocess of its own, so that its peak memory is its own
+and the official import (which replaces diffusers' ``FluxTransformer2DModel.forward`` for the whole process) never
+meets the others:
 
-Measured here: the official ``flux_transformer_forward`` (bytedance/DreamO @ HEAD) was written for an older diffusers
-and fails on diffusers 0.42 (``FluxSingleTransformerBlock.forward() missing ... 'encoder_hidden_states'``: single
-blocks now take text and image separately). Run it in an environment with the diffusers the official
-requirements pin; the official checkout also needs ``opencv-python``; torchvision is stubbed where absent.
+- ``official``: the step of the official ``DreamOPipeline.__call__`` (ids, embeddings and the transformer call as
+  written there) with the official ``flux_transformer_forward``, imported from the checkout the user points at
+  (``--official-path`` / ``DREAMO_OFFICIAL_PATH``, the folder holding ``dreamo/dreamo_pipeline.py``; never copied
+  here). That forward predates the current diffusers block API (on diffusers 0.42 it fails with
+  ``FluxSingleTransformerBlock.forward() missing ... 'encoder_hidden_states'``), so it runs under its own
+  interpreter (``--official-python`` / ``DREAMO_OFFICIAL_PYTHON``; default: this one): a plain virtualenv (not
+  ``--system-site-packages``) with the diffusers and transformers the official requirements pin, e.g.
+
+      python -m venv /path/to/venv-official
+      /path/to/venv-official/bin/pip install torch==2.13.0 diffusers==0.33.1 transformers==4.45.2 einops safetensors
+
+  (a CPU torch; never torchvision). The official ``dreamo/utils.py`` imports ``torchvision.utils`` and ``cv2``,
+  neither used by a step: a stub that fails if called stands in for whichever is absent.
+- ``core``: ``dreamo_core``'s forward on the diffusers of this interpreter.
+- ``comfyui``: ComfyUI's own FLUX (``--comfyui-path`` / ``COMFYUI_PATH``), built by ComfyUI's model detection
+  from the same diffusers-format weights (``convert_diffusers_mmdit``), patched by our Load DreamO LoRA (tables
+  only) and Apply DreamO Conditioning nodes; one guided model call through ComfyUI's real CFGGuider (cfg 1) per
+  step. The velocity compared is ``(x - denoised) / sigma`` of ComfyUI's denoised output. ComfyUI's attention as
+  it picks it (on a CPU: its sliced softmax, ``attention_sub_quad``).
+- ``comfyui-sdpa``: the same with ComfyUI's ``--use-pytorch-cross-attention`` (SDPA; ComfyUI's default on CUDA).
+
+The weights are one seeded diffusers-format state dict (``bench.common.build_transformer``, built on ``--device``),
+written once to a temporary safetensors file (under ``$TMPDIR``; ~3.9 GB at ``width`` fp32, ~24 GB at ``full``
+bf16) that every variant loads; tokens and embedding tables come from one seeded generator. Prints per variant:
+median step time (``--repeat`` calls after a warm-up) and, on CPU, median process CPU time (what a shared
+machine's other load barely changes), each as a speed-up over the first variant (median of per-round ratios);
+peak memory during the step (GPU: ``torch.cuda.max_memory_allocated``; CPU: the subprocess's peak RSS counted
+from after the weights are loaded, i.e. resident weights + what the step allocates); max abs difference of the
+target velocity to the official and to the core output. ``--rounds N`` runs the variants N times in rotated
+order. ``--size width``: FLUX.1-dev's width (hidden 3072, 24 heads x 128, T5 4096) with 2 + 2 blocks.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
+import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import types
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from bench.common import DTYPES, SIZES, build_transformer, print_table, sync
+from bench.common import DTYPES, SIZES, build_transformer, peak_rss_gib, print_table, reset_peak_rss, sync
 from dreamo_core.conditioning.embeddings import ConditionEmbeddings
-from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 
-VARIANTS = ("official", "core")
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = ("official", "core", "comfyui", "comfyui-sdpa")
+SIGMA, GUIDANCE = 0.5, 3.5
 
 
-def inputs(a: argparse.Namespace, model: torch.nn.Module) -> dict:
+def inputs(a: argparse.Namespace) -> dict:
     """Seeded tokens of one step: target, references, text, tables (identical in every subprocess)."""
-    c, dtype, g = model.config, DTYPES[a.dtype], torch.Generator().manual_seed(1)
-    hidden = c.num_attention_heads * c.attention_head_dim
+    c, dtype, g = SIZES[a.size], DTYPES[a.dtype], torch.Generator().manual_seed(1)
+    hidden = c["num_attention_heads"] * c["attention_head_dim"]
     grid, rgrid = (a.out // 16, a.out // 16), (a.ref_res // 16, a.ref_res // 16)
 
     def rand(*shape):
@@ -48,36 +79,100 @@ def inputs(a: argparse.Namespace, model: torch.nn.Module) -> dict:
 
     return dict(grid=grid, rgrid=rgrid, latents=rand(1, grid[0] * grid[1], 64),
                 refs=[rand(1, rgrid[0] * rgrid[1], 64) for _ in range(a.refs)],
-                embeds=rand(1, a.text_tokens, c.joint_attention_dim), pooled=rand(1, c.pooled_projection_dim),
+                embeds=rand(1, a.text_tokens, c["joint_attention_dim"]), pooled=rand(1, c["pooled_projection_dim"]),
                 tables=ConditionEmbeddings(rand(2, hidden), rand(10, hidden)))
 
 
-def stub_torchvision_utils() -> None:
-    """The official ``dreamo/utils.py`` imports ``torchvision.utils.make_grid`` (unused by a step); where torchvision
-    is absent (CPU machines here: its wheels pull a CUDA torch) a stub that fails if called stands in."""
-    import importlib.util
-    import types
+def write_weights(a: argparse.Namespace) -> None:
+    """Child process: the seeded diffusers-format transformer state dict, in the run's dtype, to ``a.weights``."""
+    from safetensors.torch import save_file
 
-    if importlib.util.find_spec("torchvision") is not None:
-        return
-
-    def make_grid(*_args, **_kwargs):
-        raise RuntimeError("torchvision is not installed (bench stub)")
-
-    tv, tv_utils = types.ModuleType("torchvision"), types.ModuleType("torchvision.utils")
-    tv_utils.make_grid, tv.utils = make_grid, tv_utils
-    sys.modules.setdefault("torchvision", tv)
-    sys.modules.setdefault("torchvision.utils", tv_utils)
+    model = build_transformer(a.size, a.device, DTYPES[a.dtype])
+    save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, a.weights)
 
 
-def official_step(model: torch.nn.Module, x: dict, dtype: torch.dtype):
-    """The step of the official ``DreamOPipeline.__call__`` (ids, embeddings and the call as written there)."""
-    sys.path.insert(0, os.environ["DREAMO_OFFICIAL_PATH"])
-    stub_torchvision_utils()
-    from dreamo.dreamo_pipeline import DreamOPipeline  # noqa: F401  (replaces FluxTransformer2DModel.forward)
+def load_transformer(a: argparse.Namespace) -> torch.nn.Module:
+    """This interpreter's diffusers ``FluxTransformer2DModel`` of ``a.size``, built on the meta device and given
+    the weights of ``a.weights`` (strict: every key, every shape)."""
+    from safetensors.torch import load_file
 
+    from dreamo_core.generator.tiny import flux_transformer
+
+    model = flux_transformer(0, "meta", None, **SIZES[a.size])
+    model.load_state_dict(load_file(a.weights, device=a.device), strict=True, assign=True)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"bench_official: tensors left without weights: {left[:5]}")
+    return model.eval().requires_grad_(False)
+
+
+Timed = tuple[list[tuple[float, float]], torch.Tensor]  # ((wall s, process CPU s) of each call, last output)
+
+
+def time_calls(call: Callable[[], torch.Tensor], a: argparse.Namespace) -> Timed:
+    """One warm-up, then ``a.repeat`` timed calls: wall and process CPU seconds of each, and the last output.
+    The CPU time (all threads of this process) is what a shared machine's other load barely changes."""
+    out = call()
+    times = []
+    for _ in range(a.repeat):
+        sync(a.device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = call()
+        sync(a.device)
+        times.append((time.perf_counter() - t0, time.process_time() - c0))
+    return times, out
+
+
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        reset_peak_rss()
+
+
+def stub_missing(modules: tuple[str, ...] = ("torchvision.utils", "cv2")) -> None:
+    """The official ``dreamo/utils.py`` imports ``torchvision.utils.make_grid`` and ``cv2`` (neither used by a
+    step). Where a library is absent (torchvision is never installed here: its wheels pull a CUDA torch) stub
+    modules stand in for it; any attribute of them fails when called."""
+    def missing(name: str) -> Callable[..., None]:
+        def fail(*_args, **_kwargs):
+            raise RuntimeError(f"{name} is a bench stub: its library is not installed")
+        return fail
+
+    class Stub(types.ModuleType):
+        def __getattr__(self, attr: str):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+            return missing(f"{self.__name__}.{attr}")
+
+    absent = {m.split(".")[0] for m in modules if importlib.util.find_spec(m.split(".")[0]) is None}
+    for name in modules:
+        parts = name.split(".")
+        if parts[0] not in absent:
+            continue
+        for i in range(1, len(parts) + 1):
+            sub = ".".join(parts[:i])
+            if sub not in sys.modules:
+                module = Stub(sub)
+                module.__spec__ = importlib.machinery.ModuleSpec(sub, None)
+                sys.modules[sub] = module
+                if i > 1:
+                    setattr(sys.modules[".".join(parts[: i - 1])], parts[i - 1], module)
+
+
+def official_run(a: argparse.Namespace, x: dict) -> Timed:
+    """The step of the official ``DreamOPipeline.__call__``: its ids (``_prepare_latent_image_ids``), its
+    embeddings (target ``task[1]``, reference ``task[0] + idx[k]``) and its transformer call."""
+    sys.path.insert(0, a.official_path)
+    import diffusers.pipelines.flux.pipeline_flux  # noqa: F401  (libraries decide what exists before the stubs)
+
+    stub_missing()
+    # importing the official pipeline replaces FluxTransformer2DModel.forward (in this process only)
+    from dreamo.dreamo_pipeline import DreamOPipeline
+
+    dtype, dev = DTYPES[a.dtype], x["latents"].device
+    model = load_transformer(a)
     ids_of = DreamOPipeline._prepare_latent_image_ids
-    dev = x["latents"].device
     ids = [ids_of(1, *x["grid"], dev, dtype)]
     emb = [x["tables"].task[1].expand(1, x["latents"].shape[1], -1)]
     h0, w0 = x["grid"]
@@ -85,54 +180,150 @@ def official_step(model: torch.nn.Module, x: dict, dtype: torch.dtype):
         ids.append(ids_of(1, *x["rgrid"], dev, dtype, h0, w0))
         h0, w0 = h0 + x["rgrid"][0], w0 + x["rgrid"][1]
         emb.append((x["tables"].task[0] + x["tables"].idx[k + 1]).expand(1, ref.shape[1], -1))
-    img_ids = torch.cat(ids, dim=1)
-    img_ids = img_ids[0] if img_ids.ndim == 3 else img_ids
+    img_ids, embeddings = torch.cat(ids, dim=1), torch.cat(emb, dim=1)
     txt_ids = torch.zeros(x["embeds"].shape[1], 3, device=dev, dtype=dtype)
-    embeddings = torch.cat(emb, dim=1)
     hidden = torch.cat([x["latents"], *x["refs"]], dim=1)
+    reset_peak(a.device)
 
     def step():
-        return model(hidden_states=hidden, timestep=torch.full((1,), 0.5, device=dev, dtype=dtype),
-                     guidance=torch.full((1,), 3.5, device=dev), pooled_projections=x["pooled"],
+        return model(hidden_states=hidden, timestep=torch.full((1,), SIGMA, device=dev, dtype=dtype),
+                     guidance=torch.full((1,), GUIDANCE, device=dev), pooled_projections=x["pooled"],
                      encoder_hidden_states=x["embeds"], txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
                      embeddings=embeddings)[0][:, : x["latents"].shape[1]]
-    return step
+    return time_calls(step, a)
 
 
-def core_step(model: torch.nn.Module, x: dict, dtype: torch.dtype):
+def core_run(a: argparse.Namespace, x: dict) -> Timed:
+    from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+
+    dtype, dev = DTYPES[a.dtype], x["latents"].device
+    model = load_transformer(a)
     refs = [ReferenceTokens(r, x["rgrid"], k + 1) for k, r in enumerate(x["refs"])]
-    dev = x["latents"].device
-    return lambda: dreamo_transformer_forward(model, x["latents"], x["grid"], refs,
-                                              torch.full((1,), 0.5, device=dev, dtype=dtype),
-                                              torch.full((1,), 3.5, device=dev), x["pooled"], x["embeds"], x["tables"])
+    reset_peak(a.device)
+    return time_calls(lambda: dreamo_transformer_forward(
+        model, x["latents"], x["grid"], refs, torch.full((1,), SIGMA, device=dev, dtype=dtype),
+        torch.full((1,), GUIDANCE, device=dev), x["pooled"], x["embeds"], x["tables"]), a)
+
+
+def comfyui_model(a: argparse.Namespace):
+    """ComfyUI's FLUX ModelPatcher from the diffusers-format weights: keys converted and the config detected by
+    ComfyUI itself (as for a diffusers file), weights and compute in the run's dtype."""
+    import comfy.model_detection
+    import comfy.model_patcher
+    from safetensors.torch import load_file
+
+    sd = comfy.model_detection.convert_diffusers_mmdit(load_file(a.weights, device=a.device), "")
+    unet_config = comfy.model_detection.detect_unet_config(sd, "")
+    if unet_config is None or unet_config.get("image_model") != "flux":
+        raise RuntimeError("bench_official: ComfyUI did not detect the converted weights as FLUX")
+    # detection takes FLUX.1-dev's widths, heads and RoPE axes as given (0.3.64: hidden 3072, T5 4096 too): the
+    # same as the weights' for --size width / full; the smaller sizes state theirs
+    c = SIZES[a.size]
+    sizes = dict(hidden_size=c["num_attention_heads"] * c["attention_head_dim"], num_heads=c["num_attention_heads"],
+                 context_in_dim=c["joint_attention_dim"], vec_in_dim=c["pooled_projection_dim"],
+                 axes_dim=list(c["axes_dims_rope"]), depth=c["num_layers"], depth_single_blocks=c["num_single_layers"])
+    detected = {k: unet_config.get(k) for k in sizes}
+    if a.size in ("width", "full") and detected != sizes:
+        raise RuntimeError(f"bench_official: ComfyUI detected {detected}, the weights are {sizes}")
+    unet_config.update(sizes)
+    mc = comfy.model_detection.model_config_from_unet_config(unet_config, sd)
+    mc.set_inference_dtype(DTYPES[a.dtype], None)
+    base = mc.get_model({}, device=a.device)
+    base.load_model_weights(sd, "")
+    left = list(sd)  # load_model_weights pops every key it uses
+    if left:
+        raise RuntimeError(f"bench_official: weights ComfyUI did not take: {left[:5]}")
+    base.to(a.device)
+    dev = torch.device(a.device)
+    return comfy.model_patcher.ModelPatcher(base, load_device=dev, offload_device=dev)
+
+
+def comfyui_run(a: argparse.Namespace, x: dict) -> Timed:
+    """Our nodes on ComfyUI's FLUX: Load DreamO LoRA (tables only) + Apply DreamO Conditioning, then one guided
+    model call (cfg 1) per timed call. Tokens are unpacked to ComfyUI latents (references as raw VAE latents,
+    which ComfyUI's FLUX normalises itself); the output is packed back to target velocity tokens."""
+    from safetensors.torch import save_file
+
+    from bench.bench_comfy import load_harness
+    from dreamo_core.conditioning.packing import denormalize_latents, pack_latents, unpack_latents
+    from dreamo_core.spec import FLUX_DEV
+
+    os.environ["COMFYUI_PATH"] = a.comfyui_path
+    if a.comfyui_path not in sys.path:
+        sys.path.insert(0, a.comfyui_path)
+    import comfy.cli_args
+
+    # ComfyUI picks its attention at import: on a CPU its default is a sliced softmax (baddbmm + softmax + bmm);
+    # "comfyui-sdpa" is ComfyUI started with --use-pytorch-cross-attention (SDPA, its default on CUDA)
+    comfy.cli_args.args.use_pytorch_cross_attention = a.variant == "comfyui-sdpa"
+    h = load_harness()
+    import comfy.samplers
+    import folder_paths
+
+    model = comfyui_model(a)
+    tables_dir = Path(a.weights).parent / "loras"
+    tables_dir.mkdir(exist_ok=True)
+    save_file({"dreamo_task_embedding.weight": x["tables"].task.contiguous(),
+               "dreamo_idx_embedding.weight": x["tables"].idx.contiguous()}, str(tables_dir / "tables.safetensors"))
+    folder_paths.add_model_folder_path("loras", str(tables_dir), is_default=True)
+    folder_paths.filename_list_cache.clear()
+    (dreamo_model,) = h.run_node("DreamO_LoadLoRA", model=model, lora_name="None", strength=1.0,
+                                 embedding_name="tables.safetensors")
+    R = h.pack("nodes.references")
+    refs = R.DreamORefs(tuple(
+        R.EncodedReference(denormalize_latents(unpack_latents(r.float(), *x["rgrid"]), FLUX_DEV.latent_shift,
+                                               FLUX_DEV.latent_scale), "ip", k + 1) for k, r in enumerate(x["refs"])))
+    cond = [[x["embeds"], {"pooled_output": x["pooled"], "guidance": GUIDANCE}]]
+    patched, positive = h.run_node("DreamO_ApplyConditioning", model=dreamo_model, positive=cond, references=refs)
+    latent = unpack_latents(x["latents"].float(), *x["grid"])
+    done = {}
+
+    def sampler_fn(model_k, _x, sigmas, extra_args=None, callback=None, disable=None):
+        s = torch.full((1,), SIGMA, device=_x.device)
+        x_in = latent.to(_x.device)
+        reset_peak(a.device)
+        done["times"], denoised = time_calls(lambda: model_k(x_in, s, **(extra_args or {})), a)
+        done["out"] = pack_latents((x_in - denoised.float()) / SIGMA)
+        return denoised
+
+    guider = comfy.samplers.CFGGuider(patched)
+    guider.set_conds(positive, cond)
+    guider.set_cfg(1.0)
+    with torch.no_grad():
+        guider.sample(torch.zeros_like(latent), torch.zeros_like(latent), comfy.samplers.KSAMPLER(sampler_fn),
+                      torch.tensor([SIGMA, 0.0]), disable_pbar=True, seed=0)
+    return done["times"], done["out"]
+
+
+def stack(variant: str) -> str:
+    """What this subprocess runs on, for the table."""
+    if variant.startswith("comfyui"):
+        import comfy.ldm.modules.attention as attention
+        import comfyui_version
+
+        return (f"torch {torch.__version__}, ComfyUI {comfyui_version.__version__} "
+                f"({attention.optimized_attention.__name__})")
+    import diffusers
+
+    return f"torch {torch.__version__}, diffusers {diffusers.__version__}"
 
 
 def run_variant(a: argparse.Namespace) -> None:
-    """Child process: time ``a.repeat`` steps of one variant, save the output, print one JSON line."""
+    """Child process: time one variant, save its target velocity, print one JSON line."""
     from safetensors.torch import save_file
 
-    dtype = DTYPES[a.dtype]
-    model = build_transformer(a.size, a.device, dtype)
-    x = inputs(a, model)
-    step = (official_step if a.variant == "official" else core_step)(model, x, dtype)
-    times = []
-    with torch.no_grad():
-        out = step()  # warm-up
-        for _ in range(a.repeat):
-            sync(a.device)
-            t0 = time.perf_counter()
-            out = step()
-            sync(a.device)
-            times.append(time.perf_counter() - t0)
-    if a.device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux -> GiB
+    torch.set_grad_enabled(False)
+    x = inputs(a)
+    run = {"official": official_run, "core": core_run}.get(a.variant, comfyui_run)
+    times, out = run(a, x)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if a.device.startswith("cuda") else peak_rss_gib()
     save_file({"out": out.float().cpu().contiguous()}, a.save)
-    print(json.dumps({"seconds": statistics.median(times), "peak_gib": peak}))
+    print(json.dumps({"seconds": statistics.median(t[0] for t in times),
+                      "cpu_seconds": statistics.median(t[1] for t in times), "peak_gib": peak,
+                      "stack": stack(a.variant), "threads": torch.get_num_threads()}))
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=list(SIZES), default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -141,36 +332,93 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--refs", type=int, default=1)
     p.add_argument("--ref-res", type=int, default=512)
     p.add_argument("--text-tokens", type=int, default=512)
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)
+    p.add_argument("--repeat", type=int, default=3, help="timed calls per variant after one warm-up")
+    p.add_argument("--rounds", type=int, default=1, help="runs of every variant, in rotated order")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    p.add_argument("--official-path", default=os.environ.get("DREAMO_OFFICIAL_PATH", ""),
+                   help="checkout of bytedance/DreamO (default: $DREAMO_OFFICIAL_PATH)")
+    p.add_argument("--official-python", default=os.environ.get("DREAMO_OFFICIAL_PYTHON", sys.executable),
+                   help="interpreter of the official variant (default: $DREAMO_OFFICIAL_PYTHON, else this one)")
+    p.add_argument("--comfyui-path", default=os.environ.get("COMFYUI_PATH", ""),
+                   help="ComfyUI checkout of the comfyui variant (default: $COMFYUI_PATH)")
+    p.add_argument("--variant", choices=(*VARIANTS, "weights"), help=argparse.SUPPRESS)
+    p.add_argument("--weights", help=argparse.SUPPRESS)
     p.add_argument("--save", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
+    return p
+
+
+def checked_variants(a: argparse.Namespace) -> list[str]:
+    """The variants asked for, or SystemExit(2) naming the argument that is wrong or missing."""
+    names = [v.strip() for v in a.variants.split(",") if v.strip()]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad or not names:
+        raise SystemExit(f"bench_official: --variants {a.variants!r}: expected a comma-separated subset of "
+                         f"{', '.join(VARIANTS)}")
+    if "official" in names and not Path(a.official_path, "dreamo", "dreamo_pipeline.py").is_file():
+        raise SystemExit("bench_official: the official variant needs --official-path (or DREAMO_OFFICIAL_PATH): a "
+                         f"checkout of bytedance/DreamO holding dreamo/dreamo_pipeline.py; got {a.official_path!r}")
+    if any(v.startswith("comfyui") for v in names) and not Path(a.comfyui_path, "comfy", "samplers.py").is_file():
+        raise SystemExit("bench_official: the comfyui variant needs --comfyui-path (or COMFYUI_PATH): a ComfyUI "
+                         f"checkout; got {a.comfyui_path!r}")
+    if a.repeat < 1 or a.rounds < 1:
+        raise SystemExit("bench_official: --repeat and --rounds must be at least 1")
+    return names
+
+
+def child(a: argparse.Namespace, argv: list[str], variant: str, tmp: Path) -> dict:
+    """Run one subprocess of ``variant`` (its interpreter, cwd the repo root); its JSON line."""
+    python = a.official_python if variant == "official" else sys.executable
+    save = tmp / f"{variant}.safetensors"
+    cmd = [python, "-m", "bench.bench_official", *argv, "--variant", variant, "--weights", str(tmp / "weights.safetensors"),
+           "--save", str(save), "--official-path", a.official_path, "--comfyui-path", a.comfyui_path]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if done.returncode:
+        raise SystemExit(f"bench_official: the {variant} subprocess ({python}) failed:\n{done.stderr[-3000:]}")
+    if variant == "weights":
+        return {}
+    from safetensors.torch import load_file
+
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "out": load_file(str(save))["out"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    a = arguments().parse_args(argv)
+    if a.variant == "weights":
+        write_weights(a)
+        return 0
     if a.variant:
         run_variant(a)
         return 0
-    if not Path(os.environ.get("DREAMO_OFFICIAL_PATH", ""), "dreamo", "dreamo_pipeline.py").is_file():
-        print("bench_official: set DREAMO_OFFICIAL_PATH to a checkout of bytedance/DreamO "
-              "(the folder holding dreamo/dreamo_pipeline.py)", file=sys.stderr)
-        return 2
-    from safetensors.torch import load_file
-
-    results, outs = {}, {}
+    names = checked_variants(a)
+    runs: dict[str, list[dict]] = {v: [] for v in names}
     with tempfile.TemporaryDirectory() as tmp:
-        for v in VARIANTS:
-            save = str(Path(tmp) / f"{v}.safetensors")
-            args = [*(argv if argv is not None else sys.argv[1:]), "--variant", v, "--save", save]
-            done = subprocess.run([sys.executable, "-m", "bench.bench_official", *args], capture_output=True, text=True)
-            if done.returncode:
-                print(done.stderr[-3000:], file=sys.stderr)
-                return done.returncode
-            results[v] = json.loads(done.stdout.strip().splitlines()[-1])
-            outs[v] = load_file(save)["out"]
-    base = results["official"]["seconds"]
-    rows = [[v, f"{r['seconds'] * 1e3:.0f}", f"{base / r['seconds']:.3f}", f"{r['peak_gib']:.2f}",
-             f"{(outs[v] - outs['official']).abs().max().item():.2e}"] for v, r in results.items()]
-    mem = "GPU max allocated" if a.device.startswith("cuda") else "peak RSS"
-    print_table(f"one DreamO step, {a.size} {a.dtype} {a.device}, {a.out}px + {a.refs} x {a.ref_res}px refs",
-                ["variant", "ms", "speed-up vs official", f"{mem} GiB", "max |diff| vs official"], rows)
+        child(a, argv, "weights", Path(tmp))
+        for r in range(a.rounds):
+            for v in names[r % len(names):] + names[: r % len(names)]:
+                runs[v].append(child(a, argv, v, Path(tmp)))
+                print(f"  {v}: {runs[v][-1]['seconds'] * 1e3:.0f} ms", file=sys.stderr, flush=True)
+    base = names[0]
+    outs = {v: rs[-1]["out"] for v, rs in runs.items()}
+    cpu = not a.device.startswith("cuda")
+    rows = []
+    for v, rs in runs.items():
+        wall = statistics.median(b["seconds"] / r["seconds"] for b, r in zip(runs[base], rs))
+        row = [v, rs[-1]["stack"], f"{statistics.median(r['seconds'] for r in rs) * 1e3:.0f}", f"{wall:.2f}"]
+        if cpu:
+            own = statistics.median(b["cpu_seconds"] / r["cpu_seconds"] for b, r in zip(runs[base], rs))
+            row += [f"{statistics.median(r['cpu_seconds'] for r in rs) * 1e3:.0f}", f"{own:.2f}"]
+        row.append(f"{max(r['peak_gib'] for r in rs):.2f}")
+        row += [f"{(outs[v] - outs[w]).abs().max().item():.2e}" if w in outs else "n/a" for w in ("official", "core")]
+        rows.append(row)
+    header = ["variant", "stack", "step ms", f"speed-up vs {base}"]
+    if cpu:
+        header += ["CPU ms", f"CPU-time speed-up vs {base}"]
+    header += ["GPU max allocated GiB" if not cpu else "peak RSS GiB", "max abs diff vs official", "max abs diff vs core"]
+    scale = outs[base].abs().max().item()
+    print_table(f"one DreamO step, {a.size} {a.dtype} {a.device} ({runs[base][-1]['threads']} threads), {a.out}px + "
+                f"{a.refs} x {a.ref_res}px refs, {a.text_tokens} text tokens; median of {a.repeat} calls x "
+                f"{a.rounds} rounds; max abs {base} output {scale:.2e}", header, rows)
     return 0
 
 

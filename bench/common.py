@@ -81,6 +81,38 @@ def same_token_grid(total_tokens: int) -> tuple[int, int]:
     return 16, total_tokens // 16
 
 
+def reset_peak_rss() -> bool:
+    """Return freed heap to the OS and restart this process's peak-RSS count (Linux ``/proc/self/clear_refs``),
+    so that a later ``peak_rss_gib()`` measures from now on. False where the kernel does not allow it (the peak
+    then counts from the process start)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_gib() -> float:
+    """This process's peak resident memory in GiB: ``VmHWM`` (since the last ``reset_peak_rss``), else
+    ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**20  # kB
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 def fmt_mem(gib: float | None) -> str:
     return "n/a" if gib is None else f"{gib:.2f}"
 

@@ -1,0 +1,117 @@
+"""bench_official: every variant computes the same step on the same weights and tokens, its subprocesses load
+exactly the seeded model, and its peak-memory and stub helpers do what they say. The official and ComfyUI
+variants run where their checkout / interpreter / tree is given (DREAMO_OFFICIAL_PATH + DREAMO_OFFICIAL_PYTHON,
+COMFYUI_PATH), else they are skipped."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("diffusers")
+from bench import bench_official as B  # noqa: E402
+from bench.common import SIZES, peak_rss_gib, reset_peak_rss  # noqa: E402
+
+TINY = ["--size", "tiny", "--out", "64", "--ref-res", "32", "--refs", "2", "--text-tokens", "8", "--repeat", "1"]
+
+
+def run_children(tmp_path: Path, variants: list[str], extra: list[str] | None = None) -> dict[str, torch.Tensor]:
+    argv = [*TINY, *(extra or [])]
+    a = B.arguments().parse_args(argv)
+    B.child(a, argv, "weights", tmp_path)
+    return {v: B.child(a, argv, v, tmp_path)["out"] for v in variants}
+
+
+def in_process_core(seed: int) -> torch.Tensor:
+    """The core step on a model built here from its seed (no weights file), with the bench's seeded tokens."""
+    from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+    from dreamo_core.generator.tiny import flux_transformer
+
+    a = B.arguments().parse_args(TINY)
+    x = B.inputs(a)
+    model = flux_transformer(seed, "cpu", torch.float32, **SIZES["tiny"])
+    refs = [ReferenceTokens(r, x["rgrid"], k + 1) for k, r in enumerate(x["refs"])]
+    with torch.no_grad():
+        return dreamo_transformer_forward(model, x["latents"], x["grid"], refs, torch.full((1,), B.SIGMA),
+                                          torch.full((1,), B.GUIDANCE), x["pooled"], x["embeds"], x["tables"])
+
+
+def test_core_subprocess_equals_the_seeded_model_in_process(tmp_path):
+    out = run_children(tmp_path, ["core"])["core"]
+    assert out.shape == (1, 16, 64) and torch.isfinite(out).all()
+    # weights file -> meta model -> strict load: the same model (to float32 rounding: the loaded tensors sit
+    # at other addresses, so BLAS may take other kernel paths)
+    assert (out - in_process_core(0)).abs().max() <= 1e-6
+    assert (out - in_process_core(1)).abs().max() > 1e-3  # the check can fail: other weights, other output
+
+
+def comfy_tree() -> str:
+    return os.environ.get("COMFYUI_PATH", "")
+
+
+@pytest.mark.skipif(not Path(comfy_tree(), "comfy", "samplers.py").is_file(), reason="COMFYUI_PATH is not set")
+def test_comfyui_nodes_compute_the_core_step(tmp_path):
+    """ComfyUI's FLUX from the converted diffusers weights + Load DreamO LoRA + Apply DreamO Conditioning, two
+    references, float32: the same velocity as dreamo_core, with either ComfyUI attention."""
+    outs = run_children(tmp_path, ["core", "comfyui", "comfyui-sdpa"], ["--comfyui-path", comfy_tree()])
+    scale = outs["core"].abs().max().item()
+    assert scale > 0.1
+    for v in ("comfyui", "comfyui-sdpa"):
+        assert (outs[v] - outs["core"]).abs().max().item() <= 1e-5 * max(1.0, scale), v
+
+
+OFFICIAL = os.environ.get("DREAMO_OFFICIAL_PATH", ""), os.environ.get("DREAMO_OFFICIAL_PYTHON", "")
+
+
+@pytest.mark.skipif(not (Path(OFFICIAL[0], "dreamo", "dreamo_pipeline.py").is_file() and Path(OFFICIAL[1]).is_file()),
+                    reason="DREAMO_OFFICIAL_PATH / DREAMO_OFFICIAL_PYTHON are not set")
+def test_official_forward_under_its_interpreter_equals_core(tmp_path):
+    outs = run_children(tmp_path, ["official", "core"],
+                        ["--official-path", OFFICIAL[0], "--official-python", OFFICIAL[1]])
+    assert (outs["official"] - outs["core"]).abs().max().item() <= 1e-6
+
+
+@pytest.mark.parametrize(("argv", "names"), [
+    (["--variants", "core,fast"], "--variants"),
+    (["--variants", "official", "--official-path", "/nonexistent"], "--official-path"),
+    (["--variants", "comfyui", "--comfyui-path", "/nonexistent"], "--comfyui-path"),
+    (["--variants", "core", "--repeat", "0"], "--repeat"),
+])
+def test_bad_arguments_exit_naming_the_argument(argv, names):
+    with pytest.raises(SystemExit) as e:
+        B.main([*TINY, *argv])
+    assert names in str(e.value)
+
+
+def test_stub_stands_in_only_for_an_absent_library():
+    name = "dreamo_bench_absent_lib"
+    try:
+        B.stub_missing((f"{name}.utils", "json"))
+        utils = importlib.import_module(f"{name}.utils")
+        assert sys.modules[name].utils is utils
+        with pytest.raises(RuntimeError, match="bench stub"):
+            utils.make_grid()
+        assert importlib.import_module("json").dumps([1]) == "[1]"  # present: left alone
+        assert importlib.util.find_spec(name) is not None  # libraries probing it see a module with a spec
+    finally:
+        for k in (name, f"{name}.utils"):
+            sys.modules.pop(k, None)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+def test_peak_rss_counts_from_the_reset():
+    big = torch.ones(64 * 2**20)  # 256 MiB, touched
+    with_big = peak_rss_gib()
+    del big
+    assert reset_peak_rss()
+    after_reset = peak_rss_gib()
+    assert with_big - after_reset > 0.2  # the freed 256 MiB no longer count
+    again = torch.ones(32 * 2**20)  # 128 MiB
+    grown = peak_rss_gib() - after_reset
+    del again
+    assert 0.1 < grown < 0.2
