@@ -89,22 +89,26 @@ class CachedTextEncoder(nn.Module):
         slots = self.encoder.placeholder_slots(captions).to(rows.device)
         plain = (slots < 0).all(dim=1).tolist()
         entries: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        missing = []
+        missing: list[str] = []  # plain captions to encode, each once
         for i, c in enumerate(captions):
-            if plain[i]:
+            if plain[i] and c not in missing:
                 entry = self.read(c)
                 if entry is None:
-                    missing.append(i)
+                    missing.append(c)
                 else:
                     entries[i] = entry
                     self.hits += 1
+            elif plain[i]:
+                self.hits += 1  # a repeat of a caption encoded for this batch
         if missing:
             with torch.no_grad():
-                e, p, _ = self.encoder.encode([captions[i] for i in missing], rows)
-            for j, i in enumerate(missing):
-                self.write(captions[i], e[j], p[j])
-                entries[i] = self.memory[captions[i]]
+                e, p, _ = self.encoder.encode(missing, rows)
+            for j, c in enumerate(missing):
+                self.write(c, e[j], p[j])
             self.misses += len(missing)
+        for i, c in enumerate(captions):
+            if plain[i] and i not in entries:
+                entries[i] = self.memory[c]
         held = [i for i, is_plain in enumerate(plain) if not is_plain]
         if held:
             e, p, _ = self.encoder.encode([captions[i] for i in held], rows)
@@ -114,4 +118,6 @@ class CachedTextEncoder(nn.Module):
         dtype = next(iter(entries.values()))[0].dtype
         embeds = torch.stack([entries[i][0].to(rows.device, dtype) for i in range(len(captions))])
         pooled = torch.stack([entries[i][1].to(rows.device, dtype) for i in range(len(captions))])
+        if not held:  # keep the rows in the graph (zero gradient): DDP sees every parameter used, AdamW steps
+            embeds = embeds + rows.sum().to(dtype) * 0  # them as it would without the cache (a zero grad, not None)
         return embeds, pooled, slots
