@@ -51,12 +51,19 @@ def load_transformer(cfg: ModelConfig) -> nn.Module:
     """The frozen base transformer (in ``base_dtype``) with fp32 LoRA added (peft, per model) and the capture
     processors installed."""
     from diffusers import FluxTransformer2DModel
-    from peft import LoraConfig
 
     if cfg.pretrained:
         transformer = FluxTransformer2DModel.from_pretrained(cfg.pretrained, torch_dtype=base_dtype(cfg))
     else:
         transformer = nn.Module.to(tiny_transformer(cfg), base_dtype(cfg))  # (diffusers' .to warns for tiny models)
+    return add_trainables(transformer, cfg)
+
+
+def add_trainables(transformer: nn.Module, cfg: ModelConfig) -> nn.Module:
+    """Freeze ``transformer``, add the official-target LoRA (fp32, seeded), install the capture processors and,
+    with ``cfg.gradient_checkpointing``, diffusers' per-block checkpointing. In place; returns it."""
+    from peft import LoraConfig
+
     transformer.requires_grad_(False)
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank, init_lora_weights="gaussian",
                       target_modules=diffusers_target_names(len(transformer.transformer_blocks),
