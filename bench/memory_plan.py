@@ -34,9 +34,11 @@ official targets), and T5-XXL / CLIP-L are built on meta from their configs writ
 - Not included: the CUDA context and allocator slack (~1-3 GB in practice), the transient working set of one op
   in backward (gradients of the current block's activations), data loading, VAE encoding (no grad, transient).
 
-Throughput columns are FLOPs only (bench/flops.py: the transformer blocks' MACs x 2, x3 for forward + backward,
-x4 with checkpointing; T5 forward + backward for a placeholder caption), converted to seconds at an ASSUMED
-40 % of an H100's 989 dense bf16 TFLOP/s. They are a plan, not a measurement.
+Throughput columns are FLOPs only (bench/flops.py: the transformer blocks' MACs x 2 FLOP; forward + backward =
+2 forwards, since the frozen base's backward computes input gradients only (LoRA's weight gradients are ~1 % of
+that), 3 with checkpointing (one more forward); T5: forward + input-gradient backward = 2 forwards, for a
+placeholder caption), converted to seconds at an ASSUMED 40 % of an H100's 989 dense bf16 TFLOP/s. They are a
+plan, not a measurement.
 """
 
 from __future__ import annotations
@@ -279,7 +281,7 @@ def step_seconds(n_refs: int, ckpt: bool, image: int, ref: int) -> tuple[float, 
     image_tokens = tokens_for(image, image) + n_refs * tokens_for(ref, ref)
     macs = forward_flops(image_tokens).total
     t5_macs = T5_XXL["num_layers"] * FLUX_TEXT_TOKENS * (4 * T5_XXL["d_model"] ** 2 + 3 * T5_XXL["d_model"] * T5_XXL["d_ff"])
-    flops = 2 * macs * (4 if ckpt else 3) + 2 * t5_macs * 3
+    flops = 2 * macs * (3 if ckpt else 2) + 2 * t5_macs * 2
     return flops / 1e12, flops / (H100_BF16_FLOPS * ASSUMED_MFU)
 
 
