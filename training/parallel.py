@@ -80,6 +80,11 @@ def all_true(flag: bool) -> bool:
     return int(t) == 0
 
 
+def any_true(flag: bool) -> bool:
+    """True on every process when ``flag`` is True on any process."""
+    return not all_true(not flag)
+
+
 def fsdp_units(model: nn.Module) -> list[nn.Module]:
     """The modules sharded one by one: every FLUX double and single block and every T5 encoder block."""
     units = [*model.transformer.transformer_blocks, *model.transformer.single_transformer_blocks]
@@ -95,7 +100,10 @@ def shard_model(model: nn.Module, device: torch.device, bf16: bool) -> nn.Module
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
+    # cast_forward_inputs=False: autocast already sets the compute dtype, and FSDP's input cast rebuilds
+    # dataclass arguments, so the blocks would record into a copy of the RoutingCapture (found by the tests)
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None, reduce_dtype=torch.float32 if bf16 else None,
+                              cast_forward_inputs=False)
     for unit in fsdp_units(model):
         fully_shard(unit, mesh=mesh, mp_policy=mp)
     fully_shard(model, mesh=mesh, mp_policy=mp)

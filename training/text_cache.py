@@ -24,6 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .parallel import any_true
+
 
 def caption_key(caption: str) -> str:
     """sha256 hex digest of the caption's UTF-8 bytes."""
@@ -34,14 +36,17 @@ class CachedTextEncoder(nn.Module):
     """``encode(captions, rows)`` as the wrapped encoder, plain captions served from ``folder``.
 
     ``hits`` / ``misses`` count plain captions read from the cache (memory or disk) / encoded and written;
-    ``encoded_with_placeholders`` counts captions sent to the encoder because they hold placeholders."""
+    ``encoded_with_placeholders`` counts captions sent to the encoder because they hold placeholders;
+    ``stand_ins`` the encoder calls made only because another process needed one (``collective``)."""
 
     def __init__(self, encoder: nn.Module, folder: str | Path):
         super().__init__()
         self.encoder = encoder
+        # FSDP with T5's blocks sharded: every T5 call is a collective, so all processes must call it alike
+        self.collective = False
         self.folder = Path(folder) / encoder.identity()
         self.memory: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.hits = self.misses = self.encoded_with_placeholders = 0
+        self.hits = self.misses = self.encoded_with_placeholders = self.stand_ins = 0
 
     @property
     def t5_dim(self) -> int:
@@ -100,24 +105,33 @@ class CachedTextEncoder(nn.Module):
                     self.hits += 1
             elif plain[i]:
                 self.hits += 1  # a repeat of a caption encoded for this batch
-        if missing:
+        held = [i for i, is_plain in enumerate(plain) if not is_plain]
+        # under FSDP a process with nothing to encode runs its first caption too (and keeps it in the graph, as
+        # T5's backward all-gathers as well), when any process encodes
+        any_missing, any_held = (any_true(bool(missing)), any_true(bool(held))) if self.collective else (missing, held)
+        if any_missing:
             with torch.no_grad():
-                e, p, _ = self.encoder.encode(missing, rows)
+                e, p, _ = self.encoder.encode(missing or captions[:1], rows)
+            self.stand_ins += not missing
             for j, c in enumerate(missing):
                 self.write(c, e[j], p[j])
             self.misses += len(missing)
         for i, c in enumerate(captions):
             if plain[i] and i not in entries:
                 entries[i] = self.memory[c]
-        held = [i for i, is_plain in enumerate(plain) if not is_plain]
-        if held:
-            e, p, _ = self.encoder.encode([captions[i] for i in held], rows)
+        keep = None
+        if any_held:
+            e, p, _ = self.encoder.encode([captions[i] for i in held] or captions[:1], rows)
             self.encoded_with_placeholders += len(held)
+            self.stand_ins += not held
             for j, i in enumerate(held):
                 entries[i] = e[j], p[j]
+            keep = None if held else e.float().sum() + p.float().sum()
         dtype = next(iter(entries.values()))[0].dtype
         embeds = torch.stack([entries[i][0].to(rows.device, dtype) for i in range(len(captions))])
         pooled = torch.stack([entries[i][1].to(rows.device, dtype) for i in range(len(captions))])
         if not held:  # keep the rows in the graph (zero gradient): DDP sees every parameter used, AdamW steps
             embeds = embeds + rows.sum().to(dtype) * 0  # them as it would without the cache (a zero grad, not None)
+        if keep is not None:  # the collective stand-in call: in the graph, contributing zero
+            embeds = embeds + keep.to(dtype) * 0
         return embeds, pooled, slots

@@ -56,6 +56,7 @@ from .export import export_dreamo
 from .model import DreamOTrainModel, build_model
 from .parallel import all_true, broadcast_json, broadcast_tensors, grad_sync, is_sharded, shard_model
 from .sampling import euler_sample
+from .text_cache import CachedTextEncoder
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -329,6 +330,8 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     fsdp = cfg.distributed == "fsdp" and world > 1
     if fsdp:
         shard_model(model, acc.device, cfg.model.uses_bf16)
+        if isinstance(model.text_encoder, CachedTextEncoder):
+            model.text_encoder.collective = True  # T5 calls are collectives now
     trainables = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainables, lr=cfg.stages[0].lr, weight_decay=cfg.weight_decay)
     sampler = BatchSampler(groups, cfg.data.batch_size * k, cfg.data.plain_caption_prob, cfg.seed)

@@ -11,6 +11,9 @@ fsdp (``distributed: fsdp``, FSDP2 on gloo):
 3. ``straight``: the whole run; ``fsdp/straight.safetensors`` (parameters gathered from the shards).
 4. ``killed``: killed after step 3, resumed from the sharded checkpoint; ``fsdp/resumed.safetensors``, and
    ``fsdp/rank<i>.json`` with each process's local shard sizes.
+5. ``text``: the real text path (CLIP + T5 of a tiny random FLUX folder, T5's blocks sharded) with the text
+   cache: processes with and without placeholder captions in a micro-step must still call T5 alike (else FSDP's
+   all-gathers hang); ``fsdp/text_rank<i>.json`` with the losses and the cache's counters.
 """
 
 import json
@@ -85,6 +88,34 @@ def fsdp(overrides: list[str], root: Path) -> None:
         save_file(full, str(out / "resumed.safetensors"))
     (out / f"rank{rank}.json").write_text(json.dumps({"local": local, "full": {k: v.numel() for k, v in full.items()},
                                                       "steps_run": len(resumed.history["loss"])}))
+    folder = tiny_flux_folder(out / "flux", rank)
+    text = train(load_config(None, [*args, f"--output_dir={out / 'text'}", f"--model.pretrained={folder / 'transformer'}",
+                                    f"--model.text_encoder={folder}", "--model.text_max_tokens=12",
+                                    f"--model.text_cache={out / 'text_cache'}", "--checkpoint_every=100",
+                                    "--stages=[{name: s1, steps: 4, lr: 0.002, mixture: {subject: 1.0}}]"]))
+    enc = text.model.text_encoder
+    (out / f"text_rank{rank}.json").write_text(json.dumps({
+        "loss": text.history["loss"], "hits": enc.hits, "misses": enc.misses, "held": enc.encoded_with_placeholders,
+        "stand_ins": enc.stand_ins,
+        "t5_sharded": type(enc.encoder.t5.encoder.block[0]).__name__}))
+
+
+def tiny_flux_folder(path: Path, rank: int) -> Path:
+    """Process 0 writes the tiny random FLUX folder (tests/generator/tiny_flux_folder.py); the others wait for it."""
+    import importlib.util
+    import time
+
+    done = path / "DONE"
+    if rank == 0:
+        helper = Path(__file__).parents[1] / "generator" / "tiny_flux_folder.py"
+        spec = importlib.util.spec_from_file_location("tiny_flux_folder", helper)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.build_tiny_flux_folder(path)
+        done.write_text("1")
+    while not done.is_file():
+        time.sleep(0.2)
+    return path
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Two launches of ``scale_worker.py`` (``ddp``, ``fsdp``) with ``torch.distributed
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -116,3 +117,15 @@ def test_fsdp_two_processes_equal_one_and_resume_from_sharded_checkpoint(fsdp_ru
     assert shard["idx_embedding"].shape == (5, 32)  # rank 1's half of the (10, 32) table
     export = load_file(str(fsdp_run / "fsdp" / "straight" / "dreamo_trained.safetensors"))
     assert torch.equal(export["dreamo_idx_embedding.weight"], straight["idx_embedding"])  # exported from the shards
+
+
+def test_fsdp_with_sharded_t5_and_the_text_cache_does_not_hang(fsdp_run: Path) -> None:
+    reports = [json.loads((fsdp_run / "fsdp" / f"text_rank{r}.json").read_text()) for r in (0, 1)]
+    for r in reports:
+        assert len(r["loss"]) == 4 and all(math.isfinite(x) for x in r["loss"])
+        assert r["t5_sharded"].startswith("FSDP")  # T5's blocks really were sharded (T5 calls are collectives)
+    # both kinds of captions occurred (plain_caption_prob 0.5, one caption per process and micro-step), and the
+    # processes disagreed at least once: one called T5 only as the collective stand-in for the other
+    assert sum(r["held"] for r in reports) > 0 and sum(r["hits"] + r["misses"] for r in reports) > 0
+    assert sum(r["stand_ins"] for r in reports) > 0
+    assert (fsdp_run / "fsdp" / "text_cache").is_dir()
