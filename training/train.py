@@ -1,7 +1,10 @@
 """DreamO attention-routing trainer: ``python -m training.train CONFIG.yaml [--key=value ...]``.
 
-Also runs under ``accelerate launch`` (DDP): every process builds the same global batch plan and takes its own
-rows; process 0 writes checkpoints, samples and the exported DreamO file.
+Also runs under ``accelerate launch`` (DDP, or FSDP2 with ``distributed: fsdp``): every process builds the same
+global batch plan and takes its own rows; process 0 writes checkpoints (FSDP: every process its shards),
+samples and the exported DreamO file. ``grad_accum: k`` runs k micro-steps of ``data.batch_size`` rows per
+optimizer step (Accelerate's ``accumulate``: no gradient sync before the last). A resume is decided on process 0
+and broadcast (``resume``), so the other processes need not see ``output_dir``.
 
 Per step (paper Sec. 3.3): z_t = (1 - t) z0 + t eps; the model predicts v; L_diff = |v - (eps - z0)|²;
 L_route / L_holder come from the attention records of the chosen layers; L = Σ λ·L.
