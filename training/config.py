@@ -30,9 +30,18 @@ class ModelConfig:
     text_max_tokens: int = 16  # T5 sequence length (FLUX.1-dev: 512)
     codec: str = "pixel"  # "pixel": fixed linear stand-in for the VAE (tests/demo); "vae": diffusers AutoencoderKL
     vae_path: str = ""
-    bf16: bool = False  # bf16 autocast (GPU)
-    gradient_checkpointing: bool = False
+    # bf16: frozen base (transformer, CLIP/T5) stored in bf16 and bf16 autocast (Accelerate mixed precision); the
+    # trainables (LoRA, task/idx tables, placeholder rows) stay fp32. null = auto: bf16 for a pretrained model,
+    # fp32 for the tiny random one (CPU tests: exact fp32 references, CPU bf16 matmuls are slow).
+    bf16: bool | None = None
+    gradient_checkpointing: bool = False  # recompute each transformer block in backward (diffusers' checkpointing)
+    text_cache: str = ""  # folder: embeddings of captions without placeholders, encoded once (safetensors); "" = off
     seed: int = 0  # weights of the tiny random model
+
+    @property
+    def uses_bf16(self) -> bool:
+        """``bf16`` resolved: bf16 base + autocast for a pretrained model unless ``bf16: false``."""
+        return bool(self.pretrained) if self.bf16 is None else self.bf16
 
 
 @dataclass
@@ -40,7 +49,7 @@ class DataConfig:
     datasets: dict[str, str] = field(default_factory=dict)  # group name -> folder with metadata.jsonl
     buckets: list[list[int]] = field(default_factory=lambda: [[128, 128]])  # target (height, width), multiples of 16
     ref_res: int = 64  # reference area ~ ref_res**2 (official: 512 ip/style, 512 id crop)
-    batch_size: int = 4  # global batch (split over processes)
+    batch_size: int = 4  # global batch of one micro-step (split over processes); x grad_accum per optimizer step
     plain_caption_prob: float = 0.5  # paper: half the prompts without placeholders (L_holder dropped)
     on_bad_row: str = "stop"  # "stop" or "skip" (skipped rows are logged with file:line and reason)
 
@@ -74,6 +83,8 @@ class TrainConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
+    grad_accum: int = 1  # micro-steps per optimizer step (gradients synced on the last one only)
+    distributed: str = "ddp"  # "ddp" (replicas) or "fsdp" (FSDP2 fully_shard per transformer / T5 block)
     guidance: float = 3.5
     timestep_sampling: str = "logit_normal"  # or "uniform"
     checkpoint_every: int = 100
@@ -203,6 +214,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(f"config data.on_bad_row: expected 'stop' or 'skip', got {cfg.data.on_bad_row!r}")
     if cfg.timestep_sampling not in ("logit_normal", "uniform"):
         raise ValueError(f"config timestep_sampling: expected 'logit_normal' or 'uniform', got {cfg.timestep_sampling!r}")
+    if cfg.grad_accum < 1:
+        raise ValueError(f"config grad_accum: must be >= 1, got {cfg.grad_accum}")
+    if cfg.distributed not in ("ddp", "fsdp"):
+        raise ValueError(f"config distributed: expected 'ddp' or 'fsdp', got {cfg.distributed!r}")
     if cfg.checkpoint_every < 1:
         raise ValueError(f"config checkpoint_every: must be >= 1, got {cfg.checkpoint_every}")
     for key in ("keep_checkpoints", "sample_every", "log_every"):

@@ -9,6 +9,8 @@ literal caption text (as in the official pipeline, whose CLIP tokenizer has no p
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,6 +73,20 @@ class FluxTextEncoder(nn.Module):
         return self.t5_tokenizer(list(captions), padding="max_length", max_length=self.max_sequence_length,
                                  truncation=True, return_tensors="pt").input_ids
 
+    def placeholder_slots(self, captions: Sequence[str]) -> torch.Tensor:
+        """(B, T) placeholder row 0..9 per T5 token (-1 elsewhere); tokenization only, no encoder call."""
+        offset = self.t5_ids(captions) - self.first_placeholder_id
+        return torch.where(offset >= 0, offset, torch.full_like(offset, -1))
+
+    def identity(self) -> str:
+        """What the embeddings depend on besides the caption: sequence length, dtype, both configs and a
+        checksum of the first 256 rows of the T5 and CLIP token tables (a fingerprint, not a full weight hash)."""
+        configs = json.dumps([self.clip.config.to_dict(), self.t5.config.to_dict()], sort_keys=True, default=str)
+        crc = zlib.crc32(configs.encode())
+        for table in (self.t5.get_input_embeddings().weight, self.clip.get_input_embeddings().weight):
+            crc = zlib.crc32(table[:256].detach().float().cpu().numpy().tobytes(), crc)
+        return f"flux-T{self.max_sequence_length}-{self.t5.dtype}-{crc:08x}"
+
     def pooled(self, captions: Sequence[str]) -> torch.Tensor:
         """(B, clip_dim) CLIP pooled output of the literal captions (77 tokens)."""
         ids = self.clip_tokenizer(list(captions), padding="max_length", max_length=self.clip_tokenizer.model_max_length,
@@ -82,7 +98,7 @@ class FluxTextEncoder(nn.Module):
         pooled (B, clip_dim), slots (B, T) (placeholder row 0..9 per token, -1 elsewhere)."""
         ids = self.t5_ids(captions).to(self.t5.device)
         offset = ids - self.first_placeholder_id
-        slots = torch.where(offset >= 0, offset, torch.full_like(ids, -1))
+        slots = torch.where(offset >= 0, offset, torch.full_like(ids, -1))  # as placeholder_slots
         table = self.t5.get_input_embeddings()(ids)  # (B, T, t5_dim), frozen
         embeds = torch.where((slots >= 0)[..., None], rows.to(table.dtype)[slots.clamp_min(0)], table)
         prompt_embeds = self.t5(inputs_embeds=embeds, output_hidden_states=False)[0]

@@ -24,6 +24,7 @@ from .attention_capture import RoutingCapture, install_capture_processors
 from .config import ModelConfig
 from .flux_text import FluxTextEncoder
 from .text import TinyTextEncoder
+from .text_cache import CachedTextEncoder
 
 
 def tiny_transformer(cfg: ModelConfig) -> nn.Module:
@@ -34,15 +35,35 @@ def tiny_transformer(cfg: ModelConfig) -> nn.Module:
                             axes_dims_rope=list(cfg.axes_dims_rope)).train()
 
 
+def base_dtype(cfg: ModelConfig) -> torch.dtype:
+    """Storage dtype of the frozen base (transformer, CLIP / T5): bf16 with ``model.bf16`` (resolved), else fp32."""
+    return torch.bfloat16 if cfg.uses_bf16 else torch.float32
+
+
+def trainables_to_fp32(module: nn.Module) -> None:
+    """Cast every parameter that requires grad to fp32 in place (master weights of LoRA and the tables)."""
+    for p in module.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()
+
+
 def load_transformer(cfg: ModelConfig) -> nn.Module:
-    """The frozen base transformer with LoRA added (peft, per model) and the capture processors installed."""
+    """The frozen base transformer (in ``base_dtype``) with fp32 LoRA added (peft, per model) and the capture
+    processors installed."""
     from diffusers import FluxTransformer2DModel
-    from peft import LoraConfig
 
     if cfg.pretrained:
-        transformer = FluxTransformer2DModel.from_pretrained(cfg.pretrained, torch_dtype=torch.float32)
+        transformer = FluxTransformer2DModel.from_pretrained(cfg.pretrained, torch_dtype=base_dtype(cfg))
     else:
-        transformer = tiny_transformer(cfg)
+        transformer = nn.Module.to(tiny_transformer(cfg), base_dtype(cfg))  # (diffusers' .to warns for tiny models)
+    return add_trainables(transformer, cfg)
+
+
+def add_trainables(transformer: nn.Module, cfg: ModelConfig) -> nn.Module:
+    """Freeze ``transformer``, add the official-target LoRA (fp32, seeded), install the capture processors and,
+    with ``cfg.gradient_checkpointing``, diffusers' per-block checkpointing. In place; returns it."""
+    from peft import LoraConfig
+
     transformer.requires_grad_(False)
     lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha or cfg.lora_rank, init_lora_weights="gaussian",
                       target_modules=diffusers_target_names(len(transformer.transformer_blocks),
@@ -50,6 +71,7 @@ def load_transformer(cfg: ModelConfig) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
         transformer.add_adapter(lora)
+    trainables_to_fp32(transformer)
     install_capture_processors(transformer)
     if cfg.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
@@ -60,7 +82,7 @@ class DreamOTrainModel(nn.Module):
     """Transformer (LoRA trainable) + text encoder (frozen) + ``task_embedding`` (2, D), ``idx_embedding``
     (10, D), ``t5_embedding`` (10, t5_dim) placeholder rows ``[ref#1..9]``, ``[res]``."""
 
-    def __init__(self, transformer: nn.Module, text_encoder: TinyTextEncoder | FluxTextEncoder, init_std: float = 0.02,
+    def __init__(self, transformer: nn.Module, text_encoder: TinyTextEncoder | FluxTextEncoder | CachedTextEncoder, init_std: float = 0.02,
                  seed: int = 0):
         super().__init__()
         self.transformer, self.text_encoder = transformer, text_encoder
@@ -123,12 +145,15 @@ class DreamOTrainModel(nn.Module):
         return out[:, :n], capture
 
 
-def build_text_encoder(cfg: ModelConfig) -> TinyTextEncoder | FluxTextEncoder:
-    """CLIP-L + T5 from the FLUX folder ``cfg.text_encoder`` (bf16 weights with ``cfg.bf16``), else the tiny one."""
+def build_text_encoder(cfg: ModelConfig) -> TinyTextEncoder | FluxTextEncoder | CachedTextEncoder:
+    """CLIP-L + T5 from the FLUX folder ``cfg.text_encoder``, else the tiny one; frozen, in ``base_dtype``;
+    behind the disk cache of plain captions with ``cfg.text_cache``."""
     if cfg.text_encoder:
-        dtype = torch.bfloat16 if cfg.bf16 else torch.float32
-        return FluxTextEncoder.from_folder(cfg.text_encoder, cfg.text_max_tokens, dtype)
-    return TinyTextEncoder(cfg.joint_attention_dim, cfg.pooled_projection_dim, cfg.text_max_tokens, seed=cfg.seed)
+        encoder = FluxTextEncoder.from_folder(cfg.text_encoder, cfg.text_max_tokens, base_dtype(cfg))
+    else:
+        encoder = TinyTextEncoder(cfg.joint_attention_dim, cfg.pooled_projection_dim, cfg.text_max_tokens,
+                                  seed=cfg.seed).to(base_dtype(cfg))
+    return CachedTextEncoder(encoder, cfg.text_cache) if cfg.text_cache else encoder
 
 
 def build_model(cfg: ModelConfig) -> DreamOTrainModel:

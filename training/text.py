@@ -79,6 +79,16 @@ class TinyTextEncoder(nn.Module):
         """Std of the word table (scale for initialising the placeholder rows)."""
         return float(self.table.std())
 
+    def placeholder_slots(self, captions: Sequence[str]) -> torch.Tensor:
+        """(B, T) placeholder row per token (-1 elsewhere), as ``encode`` would see them (no encoding)."""
+        return self.tokenize(list(captions)).slots
+
+    def identity(self) -> str:
+        """What the embeddings depend on besides the caption: sizes and a checksum of the frozen tables."""
+        crc = zlib.crc32(self.table.float().numpy().tobytes())
+        crc = zlib.crc32(self.pool_proj.float().numpy().tobytes(), crc)
+        return f"tiny-d{self.t5_dim}-p{self.pooled_dim}-T{self.max_tokens}-v{self.vocab}-{self.table.dtype}-{crc:08x}"
+
     def encode(self, captions: Sequence[str], rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """rows: (10, t5_dim) placeholder rows, substituted at this encoder's *output*. Returns prompt_embeds
         (B, T, t5_dim), pooled (B, pooled_dim), slots (B, T) (placeholder row per token, -1 elsewhere)."""

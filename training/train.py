@@ -1,7 +1,10 @@
 """DreamO attention-routing trainer: ``python -m training.train CONFIG.yaml [--key=value ...]``.
 
-Also runs under ``accelerate launch`` (DDP): every process builds the same global batch plan and takes its own
-rows; process 0 writes checkpoints, samples and the exported DreamO file.
+Also runs under ``accelerate launch`` (DDP, or FSDP2 with ``distributed: fsdp``): every process builds the same
+global batch plan and takes its own rows; process 0 writes checkpoints (FSDP: every process its shards),
+samples and the exported DreamO file. ``grad_accum: k`` runs k micro-steps of ``data.batch_size`` rows per
+optimizer step (Accelerate's ``accumulate``: no gradient sync before the last). A resume is decided on process 0
+and broadcast (``resume``), so the other processes need not see ``output_dir``.
 
 Per step (paper Sec. 3.3): z_t = (1 - t) z0 + t eps; the model predicts v; L_diff = |v - (eps - z0)|²;
 L_route / L_holder come from the attention records of the chosen layers; L = Σ λ·L.
@@ -34,10 +37,19 @@ from dreamo_core.routing.losses import flow_matching_loss, noisy_latents, placeh
 
 from .attention_capture import select_layers
 from .checkpoint import (
+    CheckpointData,
+    CheckpointMismatchError,
+    apply_checkpoint,
+    check_resumable,
     latest_checkpoint,
-    load_checkpoint,
     prune_checkpoints,
+    read_checkpoint,
+    read_rng,
+    read_shards,
     save_checkpoint,
+    save_sharded_checkpoint,
+    shard_name,
+    trainable_state,
     write_text_atomic,
 )
 from .codec import PixelCodec, VAECodec, decode_tokens, encode_tokens
@@ -45,7 +57,9 @@ from .config import StageConfig, TrainConfig, check_paths, load_config
 from .data import BatchPlan, BatchSampler, DatasetError, load_sample, read_metadata
 from .export import export_dreamo
 from .model import DreamOTrainModel, build_model
+from .parallel import all_true, broadcast_json, broadcast_tensors, grad_sync, is_sharded, shard_model
 from .sampling import euler_sample
+from .text_cache import CachedTextEncoder
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -148,12 +162,16 @@ def compute_losses(model: torch.nn.Module, batch: Batch, cfg: TrainConfig, noise
     return out
 
 
-def save_samples(model: DreamOTrainModel, codec: PixelCodec | VAECodec, batch: Batch, path: Path) -> None:
-    """Sample the batch's first prompt with its references; write [refs | sample | target] as one PNG."""
+def save_samples(model: DreamOTrainModel, codec: PixelCodec | VAECodec, batch: Batch, path: Path,
+                 write: bool = True) -> None:
+    """Sample the batch's first prompt with its references; write [refs | sample | target] as one PNG (under
+    FSDP every process samples, a collective forward, and only ``write`` ones save)."""
     refs = [ReferenceTokens(r.tokens[:1], r.grid, r.index) for r in batch.refs]
     z = euler_sample(model, batch.grid, refs, batch.captions[:1])
     tiles = [decode_tokens(codec, r.tokens, r.grid)[0] for r in refs]
     tiles += [decode_tokens(codec, z, batch.grid)[0], decode_tokens(codec, batch.latents[:1], batch.grid)[0]]
+    if not write:
+        return
     h = max(x.shape[0] for x in tiles)
     tiles = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, h - x.shape[0]), value=1.0) for x in tiles]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,35 +231,126 @@ class TrainResult:
     process_index: int
 
 
+def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
+    """Accelerate with bf16 autocast (or none) and ``grad_accum`` micro-steps. Accelerate keeps one process-wide
+    state; a second run in the same process (tests, subject tuning) with another precision resets it (the
+    process group, Accelerate's PartialState, is kept)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state.get("_mixed_precision", mixed_precision) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, cpu=not torch.cuda.is_available(),
+                       gradient_accumulation_steps=grad_accum)
+
+
+def data_order(cfg: TrainConfig, groups: dict[str, list]) -> dict[str, Any]:
+    """What the data order and noise of a step depend on besides (seed, step); recorded in checkpoints."""
+    order = {"batch_size": cfg.data.batch_size, "grad_accum": cfg.grad_accum,
+             "datasets": {name: len(rows) for name, rows in sorted(groups.items())}, "buckets": cfg.data.buckets,
+             "plain_caption_prob": cfg.data.plain_caption_prob, "timestep_sampling": cfg.timestep_sampling}
+    return json.loads(json.dumps(order))  # JSON-normal form, as read back from state.json
+
+
+def resume_point(cfg: TrainConfig, out_dir: Path, order: dict[str, Any], rank: int,
+                 shards: int | None) -> dict[str, Any]:
+    """Process 0 alone: ``{"path", "step"}`` of the checkpoint to resume (path None: start at 0) or ``{"error"}``
+    (an incomplete ``latest``, another stage plan, data order or shard count); every process gets it by
+    broadcast. ``shards``: the number of FSDP processes, None when not sharded."""
+    if rank != 0:
+        return {}
+    try:
+        ck = latest_checkpoint(out_dir)
+        if ck is None:
+            return {"path": None, "step": 0}
+        state = json.loads((ck / "state.json").read_text())
+        if state["step"] > cfg.total_steps:
+            raise CheckpointMismatchError(f"{ck}: step {state['step']} is past the config's {cfg.total_steps} steps")
+        stage_no, stage, _ = stage_at(cfg, state["step"] - 1)
+        check_resumable(state, stage_no, stage.name, {"seed": cfg.seed, **order}, str(ck))
+        written = (state.get("sharded") or {}).get("world")
+        if written != shards:
+            was = f"sharded over {written} processes" if written else "not sharded"
+            now = f"sharded over {shards} processes" if shards else "not sharded (distributed: ddp or 1 process)"
+            raise CheckpointMismatchError(f"{ck}: the checkpoint is {was}, this run is {now}; resume with the "
+                                          "same distributed mode and process count")
+        return {"path": str(ck), "step": state["step"]}
+    except ValueError as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def resume(cfg: TrainConfig, acc: Accelerator, model: torch.nn.Module, opt: torch.optim.Optimizer,
+           order: dict[str, Any], out_dir: Path) -> int:
+    """Restore the checkpoint process 0 chose; returns its step (0 without one). DDP: process 0 reads the files
+    and broadcasts the tensors, so the other processes need not see ``output_dir``. FSDP: each process reads
+    its own shards from its ``output_dir`` (the step directory process 0 named)."""
+    shards = acc.num_processes if is_sharded(model) else None
+    point = broadcast_json(resume_point(cfg, out_dir, order, acc.process_index, shards))
+    if "error" in point:
+        raise CheckpointMismatchError(point["error"].split(": ", 1)[1])
+    if point["path"] is None:
+        return 0
+    path = out_dir / "checkpoints" / Path(point["path"]).name
+    main = acc.is_main_process
+    if is_sharded(model):
+        if not all_true(all((path / shard_name(kind, acc.process_index, acc.num_processes)).is_file()
+                            for kind in ("trainable", "optimizer"))):
+            raise CheckpointMismatchError(f"{path}: a process lacks its shards of this sharded checkpoint (FSDP "
+                                          "shards live in each process's own output_dir)")
+        state = broadcast_json(json.loads((path / "state.json").read_text()) if main else None)
+        rng = broadcast_tensors({"rng": read_rng(path)} if main else None)["rng"]
+        local = CheckpointData(state, *read_shards(path, acc.process_index, acc.num_processes), rng)
+    else:
+        ck = read_checkpoint(path) if main else None
+        local = CheckpointData(broadcast_json(ck.state if main else None), broadcast_tensors(ck.params if main else None),
+                               broadcast_tensors(ck.opt_tensors if main else None),
+                               broadcast_tensors({"rng": ck.rng_torch} if main else None)["rng"])
+    apply_checkpoint(local, model, opt, str(path))
+    logger.info("resuming from %s at step %d", path, point["step"])
+    return int(point["step"])
+
+
+def micro_shard(j: int, rank: int, world: int, accum: int) -> tuple[int, int]:
+    """(shard, shards) of micro-step j on process ``rank``: the step's global batch (batch_size x grad_accum
+    rows, one noise draw) is split into grad_accum x world shards, rows ``shard::shards``; with grad_accum 1
+    this is ``rank::world`` as without accumulation."""
+    return j * world + rank, accum * world
+
+
 def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel | None = None,
           export: bool = True) -> TrainResult:
     """Run (or resume) training. ``stop_at`` ends the run after that global step without a final checkpoint
     (tests use it to simulate a killed run). Datasets are checked before the model loads (DatasetError).
     ``model``: a prepared model instead of ``build_model(cfg.model)`` (subject tuning: base merged, tables frozen;
     only its parameters that require grad train); ``export=False`` skips ``dreamo_trained.safetensors``."""
-    from accelerate import Accelerator
-
     check_paths(cfg)
-    acc = Accelerator(mixed_precision="bf16" if cfg.model.bf16 else "no", cpu=not torch.cuda.is_available())
+    k = cfg.grad_accum
+    acc = make_accelerator("bf16" if cfg.model.uses_bf16 else "no", k)
+    world, rank = acc.num_processes, acc.process_index
     out_dir, log_path = Path(cfg.output_dir), Path(cfg.output_dir) / LOSS_LOG
     groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
               for name, path in cfg.data.datasets.items()}
+    order = data_order(cfg, groups)
     model = (build_model(cfg.model) if model is None else model).to(acc.device)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.stages[0].lr,
-                            weight_decay=cfg.weight_decay)
-    sampler = BatchSampler(groups, cfg.data.batch_size, cfg.data.plain_caption_prob, cfg.seed)
+    fsdp = cfg.distributed == "fsdp" and world > 1
+    if fsdp:
+        shard_model(model, acc.device, cfg.model.uses_bf16)
+        if isinstance(model.text_encoder, CachedTextEncoder):
+            model.text_encoder.collective = True  # T5 calls are collectives now
+    trainables = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainables, lr=cfg.stages[0].lr, weight_decay=cfg.weight_decay)
+    sampler = BatchSampler(groups, cfg.data.batch_size * k, cfg.data.plain_caption_prob, cfg.seed)
     codec = VAECodec(cfg.model.vae_path, acc.device) if cfg.model.codec == "vae" else PixelCodec()
-    start = 0
-    ck = latest_checkpoint(out_dir)
-    if ck is not None:
-        start = load_checkpoint(ck, model, opt)["step"]
-        logger.info("resuming from %s at step %d", ck, start)
+    start = resume(cfg, acc, model, opt, order, out_dir)
     if acc.is_main_process and cfg.log_every:
         out_dir.mkdir(parents=True, exist_ok=True)
         trim_loss_log(log_path, start)
-    ddp_model, opt = acc.prepare(model, opt)
-    history: dict[str, list[float]] = {k: [] for k in LOSS_TERMS}
+    if fsdp:
+        ddp_model, opt = model, acc.prepare(opt)  # FSDP2 already shards; Accelerate would wrap DDP around it
+    else:
+        ddp_model, opt = acc.prepare(model, opt)
+    history: dict[str, list[float]] = {key: [] for key in LOSS_TERMS}
     end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
     bar = tqdm(range(start, end), disable=not (acc.is_local_main_process and cfg.progress), desc="DreamO")
     for step in bar:
@@ -250,34 +359,54 @@ def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel 
         lr = learning_rate(stage, in_stage)
         for group in opt.param_groups:
             group["lr"] = lr
-        plan = sampler.plan(step, stage.mixture or {n: 1.0 for n in groups}, acc.process_index, acc.num_processes)
-        batch = make_batch(plan, codec, cfg.data.ref_res, stage.ref_token_drop, acc.device)
-        noise, t = step_noise(cfg, step, tuple(batch.latents.shape), acc.process_index, acc.num_processes)
-        with acc.autocast():
-            losses = compute_losses(ddp_model, batch, cfg, noise.to(acc.device), t.to(acc.device), layers)
-        means = reduced_losses(acc, losses, done, stage.name)  # before backward: all processes stop together
-        acc.backward(losses["loss"])
+        mixture = stage.mixture or {n: 1.0 for n in groups}
+        means = dict.fromkeys(LOSS_TERMS, 0.0)
+        local = dict.fromkeys(LOSS_TERMS, 0.0)
+        for j in range(k):
+            shard, shards = micro_shard(j, rank, world, k)
+            batch = make_batch(sampler.plan(step, mixture, shard, shards), codec, cfg.data.ref_res,
+                               stage.ref_token_drop, acc.device)
+            noise, t = step_noise(cfg, step, tuple(batch.latents.shape), shard, shards)
+            with grad_sync(acc, ddp_model) as sync:
+                assert sync == (j == k - 1), "gradient accumulation out of step with Accelerate's counter"
+                with acc.autocast():
+                    losses = compute_losses(ddp_model, batch, cfg, noise.to(acc.device), t.to(acc.device), layers)
+                micro = reduced_losses(acc, losses, done, stage.name)  # before backward: all processes stop together
+                acc.backward(losses["loss"])  # divided by grad_accum
+            for key in LOSS_TERMS:
+                means[key] += micro[key] / k
+                local[key] += float(losses[key].detach()) / k
         if cfg.max_grad_norm > 0:
-            norm = acc.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm)
+            if fsdp:
+                norm = torch.nn.utils.clip_grad_norm_(trainables, cfg.max_grad_norm)
+                norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+            else:
+                norm = acc.clip_grad_norm_(trainables, cfg.max_grad_norm)
             check_grad_norm(norm, done, stage.name)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        for k in history:
-            history[k].append(float(losses[k].detach()))
+        for key in history:
+            history[key].append(local[key])
         bar.set_postfix(stage=stage.name, loss=f"{means['loss']:.4f}", route=f"{means['route']:.3f}")
         if acc.is_main_process and cfg.log_every and done % cfg.log_every == 0:
             log_losses(log_path, {"step": done, "stage": stage.name, "lr": lr, **means})
         if done % cfg.checkpoint_every == 0 or done == cfg.total_steps:
+            if fsdp:
+                save_sharded_checkpoint(out_dir, done, stage_no, model, opt, cfg.seed, rank, world,
+                                        acc.wait_for_everyone, order, stage.name)
+            elif acc.is_main_process:
+                save_checkpoint(out_dir, done, stage_no, model, opt, cfg.seed, order, stage.name)
             if acc.is_main_process:
-                save_checkpoint(out_dir, done, stage_no, model, opt, cfg.seed)
                 prune_checkpoints(out_dir, cfg.keep_checkpoints)
             acc.wait_for_everyone()
-        if cfg.sample_every and done % cfg.sample_every == 0 and acc.is_main_process:
-            save_samples(model, codec, batch, out_dir / "samples" / f"step_{done:08d}.png")
-    if export and end == cfg.total_steps and acc.is_main_process:
-        path = export_dreamo(model, out_dir / "dreamo_trained.safetensors",
-                             torch.bfloat16 if cfg.model.bf16 else torch.float32)
-        logger.info("exported %s", path)
+        if cfg.sample_every and done % cfg.sample_every == 0 and (acc.is_main_process or fsdp):
+            save_samples(model, codec, batch, out_dir / "samples" / f"step_{done:08d}.png", acc.is_main_process)
+    if export and end == cfg.total_steps:
+        params = trainable_state(model) if fsdp else None  # gathered on every process (a collective)
+        if acc.is_main_process:
+            path = export_dreamo(model, out_dir / "dreamo_trained.safetensors",
+                                 torch.bfloat16 if cfg.model.uses_bf16 else torch.float32, params)
+            logger.info("exported %s", path)
     acc.wait_for_everyone()
     return TrainResult(history, model, acc.process_index)
 
@@ -305,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(e, 2)
     try:
         train(config)
-    except DatasetError as e:
+    except (DatasetError, CheckpointMismatchError) as e:
         return fail(e, 2)
     except NonFiniteLossError as e:
         return fail(e, 1)
