@@ -43,7 +43,7 @@ def write_row(root: Path, i: int, scene: Scene, self_ref: bool = False) -> dict:
     if self_ref:
         full = save_png(np.full((NATIVE, NATIVE), 255, np.uint8), root / "masks" / f"{i:05d}_full.png")
         refs.append({"image": target, "mask": full, "task": "ip", "index": 1})
-        return {"target": target, "caption": f"this image of a [ref#1] on a {scene.background} background",
+        return {"target": target, "caption": f"this image of a [ref#1] at {scene.places[0]} on a {scene.background} background",
                 "references": refs}
     for k, (ref, mask) in enumerate(zip(scene.references, scene.masks), start=1):
         refs.append({"image": save_png(ref, root / "refs" / f"{i:05d}_{k}.png"),

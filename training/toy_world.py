@@ -87,6 +87,7 @@ class Scene:
     masks: list[np.ndarray]
     references: list[np.ndarray]
     background: str
+    places: list[str]  # each subject's layout cell in words, e.g. "top left"
 
 
 def reference_image(subject: Subject) -> np.ndarray:
@@ -96,16 +97,25 @@ def reference_image(subject: Subject) -> np.ndarray:
     return ref
 
 
-def boxes(rng: np.random.Generator, n: int) -> list[tuple[int, int, int, int]]:
-    """n square boxes at random place and scale; two subjects take the left and right half (no overlap)."""
-    out = []
-    slot = NATIVE // n
-    for i in range(n):
-        side = int(rng.integers(11, 16 if n == 1 else 15))
-        x0 = i * slot + int(rng.integers(0, slot - side + 1))
-        y0 = int(rng.integers(0, NATIVE - side + 1))
+ROWS = ("top", "middle", "bottom")
+COLUMNS = ("left", "center", "right")
+CELL_CENTRES = (8, 16, 24)  # native px of the three rows / columns
+
+
+def boxes(rng: np.random.Generator, n: int) -> tuple[list[tuple[int, int, int, int]], list[str]]:
+    """n square boxes at a random cell of a 3x3 layout (two subjects: the left and the right column), +-1 px
+    jitter and a random side of 11..15 px; with the cell's words (``top left``), which the caption states."""
+    out, words = [], []
+    columns = [int(rng.integers(3))] if n == 1 else [0, 2]
+    for col in columns:
+        row = int(rng.integers(3))
+        side = int(rng.integers(11, 16))
+        cx, cy = CELL_CENTRES[col] + int(rng.integers(-1, 2)), CELL_CENTRES[row] + int(rng.integers(-1, 2))
+        x0 = min(max(cx - side // 2, 0), NATIVE - side)
+        y0 = min(max(cy - side // 2, 0), NATIVE - side)
         out.append((x0, y0, x0 + side - 1, y0 + side - 1))
-    return out
+        words.append(f"{ROWS[row]} {COLUMNS[col]}")
+    return out, words
 
 
 def make_scene(rng: np.random.Generator, subjects: list[Subject]) -> Scene:
@@ -113,8 +123,9 @@ def make_scene(rng: np.random.Generator, subjects: list[Subject]) -> Scene:
     bg = list(BACKGROUNDS)[int(rng.integers(len(BACKGROUNDS)))]
     image = np.empty((NATIVE, NATIVE, 3), np.uint8)
     image[:] = BACKGROUNDS[bg]
-    masks = [paint(image, s, b) for s, b in zip(subjects, boxes(rng, len(subjects)))]
-    return Scene(image, list(subjects), masks, [reference_image(s) for s in subjects], bg)
+    places, where = boxes(rng, len(subjects))
+    masks = [paint(image, s, b) for s, b in zip(subjects, places)]
+    return Scene(image, list(subjects), masks, [reference_image(s) for s in subjects], bg, where)
 
 
 def draw_subjects(rng: np.random.Generator, pool: tuple[Subject, ...], n: int) -> list[Subject]:
@@ -126,14 +137,15 @@ def draw_subjects(rng: np.random.Generator, pool: tuple[Subject, ...], n: int) -
 
 
 def caption(scene: Scene, placeholders: bool) -> str:
-    """``a [ref#1] and a [ref#2] on a gray background`` (or the subjects' words without placeholders)."""
+    """``a [ref#1] at top left and a [ref#2] at bottom right on a gray background`` (or the subjects' words
+    instead of the placeholders)."""
     names = [f"[ref#{k}]" if placeholders else s.words for k, s in enumerate(scene.subjects, start=1)]
-    return " and ".join(f"a {n}" for n in names) + f" on a {scene.background} background"
+    return " and ".join(f"a {n} at {p}" for n, p in zip(names, scene.places)) + f" on a {scene.background} background"
 
 
-def anonymous_caption(n: int, background: str) -> str:
-    """The text-only baseline's prompt: the scene without any subject identity (``an object and an object ...``)."""
-    return " and ".join(["an object"] * n) + f" on a {background} background"
+def anonymous_caption(scene: Scene) -> str:
+    """The text-only baseline's prompt: the scene's layout without any subject identity (``an object at ...``)."""
+    return " and ".join(f"an object at {p}" for p in scene.places) + f" on a {scene.background} background"
 
 
 def upscale(pixels: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from .checkpoint import (
     save_checkpoint,
     write_text_atomic,
 )
-from .codec import PixelCodec, VAECodec, decode_tokens, encode_tokens
+from .codec import PixelCodec, ToyCodec, VAECodec, decode_tokens, encode_tokens
 from .config import StageConfig, TrainConfig, check_paths, load_config
 from .data import BatchPlan, BatchSampler, DatasetError, load_sample, read_metadata
 from .export import export_dreamo
@@ -228,7 +228,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None) -> TrainResult:
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.stages[0].lr,
                             weight_decay=cfg.weight_decay)
     sampler = BatchSampler(groups, cfg.data.batch_size, cfg.data.plain_caption_prob, cfg.seed)
-    codec = VAECodec(cfg.model.vae_path, acc.device) if cfg.model.codec == "vae" else PixelCodec()
+    codec = {"vae": lambda: VAECodec(cfg.model.vae_path, acc.device), "toy": ToyCodec}.get(cfg.model.codec, PixelCodec)()
     start = 0
     ck = latest_checkpoint(out_dir)
     if ck is not None:
