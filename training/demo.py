@@ -29,13 +29,16 @@ from .config import load_config
 from .toy_base import train_base
 from .toy_data import eval_cases, write_toy_datasets
 from .toy_eval import Score, evaluate, generate
+from .toy_generate import LORA_RANK, load_trainer_model
 from .toy_metrics import bootstrap_difference
 from .train import train
 
 RUNS = (("with L_route", 1.0), ("without L_route", 0.0))
 
 
-def dreamo_overrides(out: Path, data: dict[str, Path], base: Path, steps: int, route: float) -> list[str]:
+
+def dreamo_overrides(out: Path, data: dict[str, Path], base: Path, steps: int, route: float,
+                     checkpoint_every: int = 0) -> list[str]:
     """The trainer config of one toy DreamO run: 20% subject warm-up, 70% all data, 10% self-reference quality
     stage with 95% reference-token drop (the paper's three stages, scaled down)."""
     s1, s3 = steps // 5, steps // 10
@@ -44,8 +47,9 @@ def dreamo_overrides(out: Path, data: dict[str, Path], base: Path, steps: int, r
         f"--output_dir={out}", f"--data.datasets={{{sets}}}", "--data.buckets=[[128, 128]]", "--data.ref_res=96",
         "--data.batch_size=8", f"--model.pretrained={base}", "--model.tiny_text=true", "--model.codec=toy",
         "--model.joint_attention_dim=64", "--model.pooled_projection_dim=64", "--model.text_max_tokens=24",
-        "--model.lora_rank=16",
-        f"--loss.route={route}", "--loss.holder=0.5", f"--checkpoint_every={steps}", "--keep_checkpoints=1",
+        f"--model.lora_rank={LORA_RANK}",
+        f"--loss.route={route}", "--loss.holder=0.5", f"--checkpoint_every={checkpoint_every or steps}",
+        f"--keep_checkpoints={0 if checkpoint_every else 1}",
         "--progress=false", "--log_every=25",
         f"--stages=[{{name: subject, steps: {s1}, lr: 0.001, warmup: 20, mixture: {{single: 1.0}}}}, "
         f"{{name: all, steps: {steps - s1 - s3}, lr: 0.001, mixture: {{single: 0.4, multi: 0.6}}}}, "
@@ -87,14 +91,27 @@ def grid_rows(models: dict, single: list, pairs: list, steps: int, n: int) -> li
     return rows
 
 
+def learning_curve(run_dir: Path, base: Path, single: list, pairs: list, steps: int) -> list[dict]:
+    """Fidelity and binding (one seed) of every checkpoint the run kept: the training curve."""
+    curve = []
+    for ck in sorted((run_dir / "checkpoints").glob("step_*")):
+        model = load_trainer_model(base, ck / "trainable.safetensors", LORA_RANK)
+        r = evaluate(model, single, pairs, 1, steps, ("refs",))["refs"]
+        curve.append({"step": int(ck.name.split("_")[1]), **{k: r[k].rate for k in ("fidelity", "color", "binding",
+                                                                                     "both_colors")}})
+    return curve
+
+
 def table(results: dict[str, dict[str, dict[str, Score]]], diff: tuple[float, float, float]) -> str:
     """The markdown metrics table."""
-    lines = ["| run | fidelity, 1 ref (colour+shape) | + pattern | binding, 2 refs | swaps |", "|---|---|---|---|---|"]
+    lines = ["| run | fidelity, 1 ref (colour + shape) | + pattern | colour only | binding, 2 refs | swaps | "
+             "both colours |", "|---|---|---|---|---|---|---|"]
     label = {"refs": "", "text_only": " — text only, no references", "text_words": " — no references, subject in words"}
     for run, by_mode in results.items():
         for mode, s in by_mode.items():
             lines.append(f"| {run}{label[mode]} | {s['fidelity'].text()} | {s['fidelity_pattern'].text()} | "
-                         f"{s['binding'].text()} | {s['swap'].text()} |")
+                         f"{s['color'].text()} | {s['binding'].text()} | {s['swap'].text()} | "
+                         f"{s['both_colors'].text()} |")
     lines.append(f"\nbinding with − without L_route: {diff[0]:+.2f}, paired bootstrap 95% [{diff[1]:+.2f}, {diff[2]:+.2f}]")
     return "\n".join(lines)
 
@@ -103,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--base", default="", help="an existing toy base folder (skips step 2), e.g. models/toy/base")
-    p.add_argument("--base-steps", type=int, default=1500)
-    p.add_argument("--steps", type=int, default=600, help="DreamO training steps per run")
+    p.add_argument("--base-steps", type=int, default=2500)
+    p.add_argument("--steps", type=int, default=800, help="DreamO training steps per run")
     p.add_argument("--cases", type=int, default=48, help="held-out scenes per kind (one / two references)")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds per held-out scene")
-    p.add_argument("--sample-steps", type=int, default=12)
+    p.add_argument("--sample-steps", type=int, default=10, help="10: the toy workflow's pinned steps")
+    p.add_argument("--curve-every", type=int, default=200, help="steps between learning-curve checkpoints")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
     p.add_argument("--save-toy", default="", help="copy the base and the L_route export here (e.g. models/toy)")
     args = p.parse_args(argv)
@@ -124,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     models = {}
     for name, route in RUNS:
         print(f"training DreamO '{name}' (λ_route={route}, {args.steps} steps) ...", flush=True)
-        cfg = load_config(None, dreamo_overrides(out / name.replace(" ", "_"), data, base, args.steps, route))
+        cfg = load_config(None, dreamo_overrides(out / name.replace(" ", "_"), data, base, args.steps, route,
+                                                 args.curve_every))
         models[name] = train(cfg).model
         timings[name] = time.time() - t0 - sum(timings.values())
     single, pairs = eval_cases(args.cases, 1, seed=1001), eval_cases(args.cases, 2, seed=1002)
@@ -134,12 +153,20 @@ def main(argv: list[str] | None = None) -> int:
     b = np.array(results[RUNS[1][0]]["refs"]["binding"].outcomes)
     diff = (float(a.mean() - b.mean()), *bootstrap_difference(a, b))
     write_grid(out / "grid.png", grid_rows(models, single, pairs, args.sample_steps, 4))
+    curves = {name: learning_curve(out / name.replace(" ", "_"), base, single[:24], pairs[:24], args.sample_steps)
+              for name, _ in RUNS}
     timings["evaluation"] = time.time() - t0 - sum(timings.values())
     md = table(results, diff)
     (out / "metrics.md").write_text(md + "\n")
     summary = {run: {mode: {k: {"rate": s.rate, "ci95": s.interval(), "n": len(s.outcomes)} for k, s in m.items()}
                      for mode, m in by.items()} for run, by in results.items()}
     summary["binding_difference"] = {"value": diff[0], "ci95": diff[1:]}
+    summary["learning_curve"] = curves
+    md += ("\n\nlearning curve (24 + 24 held-out scenes, seed 0), step: fidelity / colour only / binding / both "
+           "colours\n") + "\n".join(
+        f"- {name}: " + ", ".join(f"{c['step']}: {c['fidelity']:.2f} / {c['color']:.2f} / {c['binding']:.2f} / "
+                                  f"{c['both_colors']:.2f}" for c in curve)
+        for name, curve in curves.items())
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     if args.save_toy:
@@ -148,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         if base.resolve() != (keep / "base").resolve():
             shutil.copytree(base, keep / "base", dirs_exist_ok=True)
         shutil.copy(out / "with_L_route" / "dreamo_trained.safetensors", keep / "dreamo_toy.safetensors")
+        last = sorted((out / "with_L_route" / "checkpoints").glob("step_*"))[-1]
+        shutil.copy(last / "trainable.safetensors", keep / "trainable.safetensors")
     print(f"\nheld-out subjects: {len(single)} one-reference and {len(pairs)} two-reference scenes x {args.seeds} "
           f"seeds (95% Wilson intervals)\n{md}\n\nwrote {out / 'grid.png'} (columns: reference 1 | reference 2 | "
           f"with L_route | without L_route | text only)\ntimings (s): {summary['timings_s']}\n"

@@ -19,7 +19,7 @@ from .codec import ToyCodec, decode_tokens, encode_tokens
 from .model import DreamOTrainModel
 from .sampling import euler_sample
 from .toy_data import EvalCase
-from .toy_metrics import binding, fidelity, wilson
+from .toy_metrics import binding, fidelity, has_color, wilson
 from .toy_world import anonymous_caption, caption, downscale, upscale
 
 GRID = (8, 8)  # target token grid of a 128-px toy file (32 native px)
@@ -83,18 +83,22 @@ class Score:
 
 
 def score_single(images: np.ndarray, cases: list[EvalCase]) -> dict[str, Score]:
-    """``fidelity`` (colour + shape) and ``fidelity_pattern`` (and pattern) for one-subject cases."""
-    out = {"fidelity": Score(), "fidelity_pattern": Score()}
+    """``fidelity`` (colour + shape), ``fidelity_pattern`` (and pattern), ``color`` (colour only) for one-subject
+    cases."""
+    out = {"fidelity": Score(), "fidelity_pattern": Score(), "color": Score()}
     for img, c in zip(images, cases):
+        out["color"].outcomes.append(int(has_color(img, c.subjects[0].color)))
         out["fidelity"].outcomes.append(int(fidelity(img, c.subjects[0])))
         out["fidelity_pattern"].outcomes.append(int(fidelity(img, c.subjects[0], with_pattern=True)))
     return out
 
 
 def score_pair(images: np.ndarray, cases: list[EvalCase]) -> dict[str, Score]:
-    """``binding`` (both subjects, by colour + shape) and ``swap`` for two-subject cases."""
-    out = {"binding": Score(), "swap": Score()}
+    """``binding`` (both subjects, by colour + shape), ``swap``, ``both_colors`` (colour only) for two-subject
+    cases."""
+    out = {"binding": Score(), "swap": Score(), "both_colors": Score()}
     for img, c in zip(images, cases):
+        out["both_colors"].outcomes.append(int(all(has_color(img, s.color) for s in c.subjects)))
         b = binding(img, *c.subjects)
         out["binding"].outcomes.append(int(b.both))
         out["swap"].outcomes.append(int(b.swap))

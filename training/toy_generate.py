@@ -29,6 +29,7 @@ from .toy_base import GUIDANCE, toy_model_config
 
 TOY_DIR = Path(__file__).resolve().parents[1] / "models" / "toy"
 TOY_SIZE, TOY_REF_RES = 128, 96  # file pixels of a toy scene / reference
+LORA_RANK = 32  # the toy DreamO LoRA (hidden 96)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def load_toy_generator(base: str | Path = TOY_DIR / "base", dreamo: str | Path |
                            torch.float32)
 
 
-def toy_train_config(base: str | Path, lora_rank: int = 16):
+def toy_train_config(base: str | Path, lora_rank: int = LORA_RANK):
     """The trainer's ModelConfig of a toy DreamO run on ``base`` (what ``training.demo`` trains)."""
     from dataclasses import replace
 
@@ -102,7 +103,7 @@ def toy_train_config(base: str | Path, lora_rank: int = 16):
 
 
 def load_trainer_model(base: str | Path = TOY_DIR / "base", trainable: str | Path = TOY_DIR / "trainable.safetensors",
-                       lora_rank: int = 16):
+                       lora_rank: int = LORA_RANK):
     """The trainer's own ``DreamOTrainModel`` (peft LoRA, not merged) with a run's trainable tensors (the
     ``trainable.safetensors`` of its last checkpoint: LoRA A/B and the three tables, by parameter name)."""
     from safetensors.torch import load_file

@@ -92,6 +92,11 @@ def has_subject(found: list[Detection], color: str, shape: str, pattern: str | N
     return any(f.color == color and f.shape == shape and (pattern is None or f.pattern == pattern) for f in found)
 
 
+def has_color(image: np.ndarray, color: str) -> bool:
+    """A subject-sized region of ``color`` (any shape): the softer, colour-only score."""
+    return any(f.color == color for f in detect(image))
+
+
 def fidelity(image: np.ndarray, subject: Subject, with_pattern: bool = False) -> bool:
     """The image contains a subject of ``subject``'s colour and shape (and pattern)."""
     return has_subject(detect(image), subject.color, subject.shape, subject.pattern if with_pattern else None)

@@ -4,6 +4,7 @@ reach training data, the metric intervals match textbook values, and the sampler
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 from training.codec import ToyCodec, decode_tokens, encode_tokens
 from training.data import read_metadata
 from training.toy_data import eval_cases, write_group
-from training.toy_metrics import binding, bootstrap_difference, detect, fidelity, wilson
+from training.toy_metrics import binding, bootstrap_difference, detect, fidelity, has_color, wilson
 from training.toy_world import (
     ALL_SUBJECTS,
     BACKGROUNDS,
@@ -90,7 +91,7 @@ def test_held_out_subjects_never_reach_training_data(tmp_path):
     held = {s.words for s in HELD_OUT}
     for row in rows:
         assert not any(w in row["plain_caption"] for w in held)
-        assert row["caption"].startswith("a [ref#1] and a [ref#2] on a ")
+        assert re.fullmatch(r"a \[ref#1\] at \w+ left and a \[ref#2\] at \w+ right on a \w+ background", row["caption"])
     assert len(read_metadata(root, [[128, 128]], 96)) == 40  # the trainer's row check accepts every row
     for case in eval_cases(12, 2, seed=5):
         assert all(s in HELD_OUT for s in case.subjects) and len({s.color for s in case.subjects}) == 2
@@ -127,3 +128,13 @@ def test_sampler_schedule_is_the_generators_scheduler():
     noise = initial_noise(1, (8, 8), seed=3)
     raw = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(3))
     assert torch.equal(noise[0, 0, :4], torch.stack([raw[0, 0, 0, 0], raw[0, 0, 0, 1], raw[0, 0, 1, 0], raw[0, 0, 1, 1]]))
+
+
+def test_colour_only_score_accepts_a_blob_that_no_shape_fits():
+    img = np.full((32, 32, 3), BACKGROUNDS["sage"], np.uint8)
+    img[4:20, 4:8] = COLORS["green"]  # a 16 x 4 bar: too elongated for any subject shape
+    img[4:8, 4:20] = COLORS["green"]  # an L
+    found = detect(img)
+    assert [(d.color, d.shape) for d in found] == [("green", None)]
+    assert has_color(img, "green") and not has_color(img, "red")
+    assert not fidelity(img, Subject("green", "square", "solid"))
