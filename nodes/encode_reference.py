@@ -7,7 +7,13 @@ import torch
 from comfy_api.latest import io
 
 from ..dreamo_core.conditioning.packing import check_vae_latent
-from ..dreamo_core.conditioning.reference_images import TASKS, EmptyForegroundError, prepare_reference
+from ..dreamo_core.conditioning.reference_images import (
+    MAX_REF_RES,
+    MIN_REF_RES,
+    TASKS,
+    EmptyForegroundError,
+    prepare_reference,
+)
 from ..dreamo_core.spec import FLUX_DEV
 from .node_names import ENCODE_REFERENCE
 from .references import DreamORefs, EncodedReference
@@ -70,7 +76,7 @@ class EncodeDreamOReference(io.ComfyNode):
                 io.Int.Input("index", default=1, min=1, max=FLUX_DEV.max_refs,
                              tooltip="DreamO reference slot 1-9 (each reference needs its own index; [ref#i] in "
                                      "prompts refers to it). A batch uses index, index+1, ..."),
-                io.Int.Input("resolution", default=512, min=256, max=2048, step=16,
+                io.Int.Input("resolution", default=512, min=MIN_REF_RES, max=MAX_REF_RES, step=16,
                              tooltip="Reference area is about resolution^2 pixels (ip/style; id crops are 512). "
                                      "Higher keeps detail but costs time and editability."),
                 io.Mask.Input("mask", optional=True,

@@ -70,10 +70,11 @@ def flux_params(model: Any, where: str) -> Any:
 
 
 def spec_for_model(model: Any, where: str) -> DreamOSpec:
-    """DreamOSpec with the model's width, MLP ratio and block counts (FLUX.1-dev: 3072, 4.0, 19, 38)."""
+    """DreamOSpec with the model's width, MLP ratio, block counts and text width (the T5 placeholder rows are as
+    wide as the model's text input; FLUX.1-dev: 3072, 4.0, 19, 38, 4096)."""
     p = flux_params(model, where)
-    return DreamOSpec(hidden_size=p.hidden_size, mlp_ratio=p.mlp_ratio,
-                      num_double_blocks=p.depth, num_single_blocks=p.depth_single_blocks)
+    return DreamOSpec(hidden_size=p.hidden_size, mlp_ratio=p.mlp_ratio, num_double_blocks=p.depth,
+                      num_single_blocks=p.depth_single_blocks, t5_dim=p.context_in_dim)
 
 
 def attached_embeddings(model: Any) -> ConditionEmbeddings | None:

@@ -76,6 +76,9 @@ SOCKETS = {
     "VAEDecode": ([("samples", "LATENT"), ("vae", "VAE")], [("IMAGE", "IMAGE")], "", 240),
     "SaveImage": ([("images", "IMAGE")], [], "wimage", 340),
     "DreamO_ReferenceOptions": ([("references", "DREAMO_REFS")], [("references", "DREAMO_REFS")], "wwwwwwww", 320),
+    "DreamO_TextEncode": ([("clip", "CLIP"), ("model", "MODEL"), ("references", "DREAMO_REFS")],
+                          [("CONDITIONING", "CONDITIONING")], "textw", 420),
+    "ModelSamplingFlux": ([("model", "MODEL")], [("MODEL", "MODEL")], "wwww", 300),
     "DreamO_RoutingRecorder": ([("model", "MODEL")], [("model", "MODEL"), ("routing", "DREAMO_ROUTING")], "www", 320),
     "DreamO_RoutingPreview": ([("routing", "DREAMO_ROUTING"), ("image", "IMAGE")],
                               [("masks", "MASK"), ("overlay", "IMAGE")], "w", 300),
@@ -458,6 +461,73 @@ def build(title: str, what: str, prompt: str, refs: list[Ref], stack: list, step
     return ui
 
 
+TOY_PROMPT = "a [ref#1] at top left and a [ref#2] at bottom right on a gray background"
+TOY_STEPS, TOY_SIZE, TOY_REF_RES = 10, 128, 96  # training/toy_generate.py: the settings all three paths share
+
+
+def build_toy() -> dict:
+    """The toy DreamO of ``python -m training.demo`` (two references), pinned to the sampler settings under which
+    ComfyUI, the ``dreamo`` generator and the trainer's sampler give the same image: euler + simple, 10 steps
+    (1000 / 10 makes ``simple`` pick exactly the official linspace sigmas), ModelSamplingFlux 1.15 / 0.5 at the
+    image size (the generator's time shift), cfg 1, DreamO Text Encode for the [ref#i] rows."""
+    g = Graph()
+    g.note("\n".join([
+        "## DreamO toy: two subjects", "",
+        "The toy DreamO trained on a CPU by `python -m training.demo` (training/README.md): 32 x 32 px scenes of "
+        "shapes, stored 4x (128 px). The same seed gives the same image as the `dreamo` generator and the trainer's "
+        "sampler (tests/nodes/test_toy_workflow.py) with these settings: euler, simple, 10 steps, cfg 1, "
+        "ModelSamplingFlux 1.15 / 0.5 at 128 x 128, reference resolution 96, guidance 3.5.", "",
+        "**Files**: `models/toy/dreamo_toy.safetensors` (official DreamO format) → `models/loras/`. The toy base "
+        "(`models/toy/base`, head width 32), its hashed-word text encoder and its codec have no ComfyUI loader: "
+        "the three loaders here are stand-ins that the test replaces with the toy's (tests/nodes/toy_comfy.py); "
+        "a stock ComfyUI cannot load the toy by itself.", "",
+        "**Prompt**: `[ref#1]` / `[ref#2]` name the references; the toy knows 3 x 3 places (top left … bottom "
+        "right) and six backgrounds. It has no style task (`generate a same style image.` means nothing to it)."]),
+        760, 330)
+    unet = g.add("UNETLoader", ["dreamo_toy_base.safetensors", "default"], "models", "Toy base (stand-in loader)")
+    clip = g.add("DualCLIPLoader", ["dreamo_toy_text.safetensors", "dreamo_toy_text.safetensors", "flux", "default"],
+                 "prompt", "Toy text encoder (stand-in loader)")
+    vae = g.add("VAELoader", ["dreamo_toy_codec.safetensors"], "models", "Toy codec (stand-in loader)")
+    dreamo = g.add("DreamO_LoadLoRA", ["dreamo_toy.safetensors", 1.0, "None"], "models", "Toy DreamO LoRA + embeddings")
+    g.link(unet, 0, dreamo, "model")
+    shift = g.add("ModelSamplingFlux", [1.15, 0.5, TOY_SIZE, TOY_SIZE], "models", "FLUX time shift at 128 x 128")
+    g.link(dreamo, 0, shift, "model")
+    prev = None
+    for k in (1, 2):
+        img = g.add("LoadImage", [f"dreamo_toy_ref{k}.png", "image"], "refs", f"Subject {k} image")
+        enc = g.add("DreamO_EncodeReference", ["ip", k, TOY_REF_RES, False], "refs", f"Subject {k} reference")
+        g.link(img, 0, enc, "image")
+        g.link(vae, 0, enc, "vae")
+        if prev is not None:
+            g.link(prev, 0, enc, "references")
+        prev = enc
+    pos = g.add("DreamO_TextEncode", [TOY_PROMPT, 3.5], "prompt", "Prompt with [ref#1], [ref#2]")
+    g.link(clip, 0, pos, "clip")
+    g.link(dreamo, 0, pos, "model")
+    g.link(prev, 0, pos, "references")
+    neg = g.add("CLIPTextEncode", [""], "prompt", "Negative prompt (ignored at cfg 1)")
+    g.link(clip, 0, neg, "clip")
+    apply = g.add("DreamO_ApplyConditioning", [], "sample", "Apply DreamO")
+    g.link(shift, 0, apply, "model")
+    g.link(pos, 0, apply, "positive")
+    g.link(prev, 0, apply, "references")
+    latent = g.add("EmptySD3LatentImage", [TOY_SIZE, TOY_SIZE, 1], "sample", "Output size (toy: 128)")
+    ks = g.add("KSampler", [0, "fixed", TOY_STEPS, 1.0, "euler", "simple", 1.0], "sample", "Sampler (pinned)")
+    g.link(apply, 0, ks, "model")
+    g.link(apply, 1, ks, "positive")
+    g.link(neg, 0, ks, "negative")
+    g.link(latent, 0, ks, "latent_image")
+    dec = g.add("VAEDecode", [], "sample", "Decode")
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    save = g.add("SaveImage", ["DreamO"], "sample", "Save result")
+    g.link(dec, 0, save, "images")
+    ui = g.ui()
+    ui["extra"]["dreamo"] = {"title": "DreamO toy: two subjects", "description": "The CPU-trained toy DreamO of "
+                             "training/: two shape subjects placed by the prompt.", "needs": None}
+    return ui
+
+
 SUBJECT = Ref("dreamo_subject.png", "ip", 1, "Subject")
 FACE = Ref("dreamo_face.png", "id", 1, "Face")
 GARMENT_TIP = ("Garment: an image with a transparent background; its alpha is the mask (`invert_mask` on, since "
@@ -561,6 +631,7 @@ WORKFLOWS = {
              "- Bypass *Change only inside the mask* to let the whole picture be harmonised (it will drift from "
              "your background).\n"
              "- *Background size*: the output size (centre crop); set your picture's aspect."),
+    "dreamo_toy": build_toy(),
 }
 
 

@@ -28,7 +28,9 @@ class ModelConfig:
     embedding_init_std: float = 0.02  # task/idx/placeholder rows start as small noise
     text_encoder: str = ""  # diffusers FLUX folder (text_encoder, tokenizer, text_encoder_2, tokenizer_2); "" = tiny
     text_max_tokens: int = 16  # T5 sequence length (FLUX.1-dev: 512)
-    codec: str = "pixel"  # "pixel": fixed linear stand-in for the VAE (tests/demo); "vae": diffusers AutoencoderKL
+    tiny_text: bool = False  # with model.pretrained: the tiny text encoder (a toy base, training.toy_base)
+    codec: str = "pixel"  # "pixel": fixed linear stand-in for the VAE (tests); "toy": the toy world's exact codec
+    # (training.demo); "vae": diffusers AutoencoderKL
     vae_path: str = ""
     # bf16: frozen base (transformer, CLIP/T5) stored in bf16 and bf16 autocast (Accelerate mixed precision); the
     # trainables (LoRA, task/idx tables, placeholder rows) stay fp32. null = auto: bf16 for a pretrained model,
@@ -201,11 +203,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def validate(cfg: TrainConfig) -> None:
     """Cross-field checks, failing early with the key names."""
-    if cfg.model.pretrained and not cfg.model.text_encoder:
+    if cfg.model.pretrained and not cfg.model.text_encoder and not cfg.model.tiny_text:
         raise ValueError("config model.text_encoder: a pretrained transformer (model.pretrained) needs the FLUX folder "
                          "with its CLIP / T5 (text_encoder, tokenizer, text_encoder_2, tokenizer_2)")
-    if cfg.model.codec not in ("pixel", "vae"):
-        raise ValueError(f"config model.codec: expected 'pixel' or 'vae', got {cfg.model.codec!r}")
+    if cfg.model.codec not in ("pixel", "toy", "vae"):
+        raise ValueError(f"config model.codec: expected 'pixel', 'toy' or 'vae', got {cfg.model.codec!r}")
     if cfg.model.codec == "vae" and not cfg.model.vae_path:
         raise ValueError("config model.vae_path: model.codec 'vae' needs the folder of a diffusers AutoencoderKL")
     if cfg.loss.route_mode not in ("softmax", "logits"):

@@ -1,108 +1,188 @@
-"""CPU demonstration of L_route: ``python -m training.demo [--out runs/demo] [--steps 200]``.
+"""The toy DreamO, end to end on a CPU: ``python -m training.demo [--out runs/demo]``.
 
-Writes a synthetic dataset, trains the tiny model twice with identical settings except λ_route (on vs 0),
-then measures on held-out two-subject images how much of each reference's attention over the noisy image
-falls inside its subject's mask (response maps as the paper's Fig. 3, averaged over the double blocks, t=0.5),
-prints the numbers and writes ``sheet.png``: target | per reference: image, mask, map with L_route, map
-without | samples of both runs.
+1. writes the toy world's training sets (``training.toy_data``: 1 or 2 subjects = shape x colour x pattern on
+   random backgrounds, references on white, exact masks, ``[ref#i]`` captions; six subjects held out);
+2. trains the toy base from scratch (``training.toy_base``: a tiny FLUX text-to-image model, every weight) unless
+   ``--base`` names one (e.g. the repo's ``models/toy/base``);
+3. trains DreamO on the frozen base twice with the real trainer (``training.train``: LoRA on the official targets
+   + tables + placeholder rows; flow matching + L_route + L_holder; three stages), identical except λ_route (1 vs 0),
+   each exported in the official DreamO file format (``dreamo_trained.safetensors``);
+4. measures on held-out subjects, with the trainer's sampler (the generator's schedule and noise): subject fidelity
+   (one reference), attribute binding (two), the text-only baseline, with Wilson 95% intervals over cases x seeds,
+   and the paired bootstrap interval of binding with minus without L_route;
+5. writes ``grid.png`` (references -> with L_route | without | text only), ``metrics.json``, ``metrics.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from dreamo_core.generator.flux_forward import ReferenceTokens
-
-from .codec import PixelCodec, decode_tokens
 from .config import load_config
-from .data import BatchPlan, read_metadata
-from .model import DreamOTrainModel
-from .sampling import euler_sample, mass_inside, response_maps
-from .synthetic import make_synthetic_dataset
-from .train import Batch, make_batch, train
+from .toy_base import train_base
+from .toy_data import eval_cases, write_toy_datasets
+from .toy_eval import Score, evaluate, generate
+from .toy_generate import LORA_RANK, load_trainer_model
+from .toy_metrics import bootstrap_difference
+from .train import train
+
+RUNS = (("with L_route", 1.0), ("without L_route", 0.0))
 
 
-def overrides(out: Path, data: Path, steps: int, route: float) -> list[str]:
-    warm = steps * 3 // 10
+
+def dreamo_overrides(out: Path, data: dict[str, Path], base: Path, steps: int, route: float,
+                     checkpoint_every: int = 0) -> list[str]:
+    """The trainer config of one toy DreamO run: 20% subject warm-up, 70% all data, 10% self-reference quality
+    stage with 95% reference-token drop (the paper's three stages, scaled down)."""
+    s1, s3 = steps // 5, steps // 10
+    sets = ", ".join(f"{k}: '{v}'" for k, v in data.items())
     return [
-        f"--output_dir={out}", f"--data.datasets={{single: '{data / 'single'}', multi: '{data / 'multi'}'}}",
-        "--data.buckets=[[128, 128]]", "--data.ref_res=64", "--data.batch_size=4", "--model.lora_rank=16",
-        f"--loss.route={route}", "--loss.holder=0.5", f"--checkpoint_every={steps}",
-        f"--stages=[{{name: warmup, steps: {warm}, lr: 0.001, warmup: 10, mixture: {{single: 1.0}}}}, "
-        f"{{name: all, steps: {steps - warm}, lr: 0.001, mixture: {{single: 0.4, multi: 0.6}}}}]",
+        f"--output_dir={out}", f"--data.datasets={{{sets}}}", "--data.buckets=[[128, 128]]", "--data.ref_res=96",
+        "--data.batch_size=8", f"--model.pretrained={base}", "--model.tiny_text=true", "--model.codec=toy",
+        "--model.joint_attention_dim=64", "--model.pooled_projection_dim=64", "--model.text_max_tokens=24",
+        f"--model.lora_rank={LORA_RANK}",
+        f"--loss.route={route}", "--loss.holder=0.5", f"--checkpoint_every={checkpoint_every or steps}",
+        f"--keep_checkpoints={0 if checkpoint_every else 1}",
+        "--progress=false", "--log_every=25",
+        f"--stages=[{{name: subject, steps: {s1}, lr: 0.001, warmup: 20, mixture: {{single: 1.0}}}}, "
+        f"{{name: all, steps: {steps - s1 - s3}, lr: 0.001, mixture: {{single: 0.4, multi: 0.6}}}}, "
+        f"{{name: quality, steps: {s3}, lr: 0.0003, mixture: {{self: 1.0}}, ref_token_drop: 0.95}}]",
     ]
 
 
-def eval_batch(data: Path) -> Batch:
-    rows = read_metadata(data / "eval", [[128, 128]], 64)
-    return make_batch(BatchPlan(rows, [False] * len(rows), 0), PixelCodec(), 64, 0.0, torch.device("cpu"))
+def tile(native: np.ndarray, px: int = 96) -> np.ndarray:
+    """A native image (h, w, 3) in [0, 1] or uint8 -> uint8 (px, px, 3) by pixel repetition, centred on white."""
+    img = native if native.dtype == np.uint8 else (np.clip(native, 0, 1) * 255).round().astype(np.uint8)
+    rep = px // max(img.shape[:2])
+    img = img.repeat(rep, 0).repeat(rep, 1)
+    out = np.full((px, px, 3), 255, np.uint8)
+    y, x = (px - img.shape[0]) // 2, (px - img.shape[1]) // 2
+    out[y : y + img.shape[0], x : x + img.shape[1]] = img
+    return out
 
 
-def heat(m: torch.Tensor, grid: tuple[int, int], size: int) -> torch.Tensor:
-    """(N,) response -> (size, size, 3) heat map in [0, 1] (black = none, yellow = most)."""
-    m = (m / m.max().clamp_min(1e-8)).reshape(1, 1, *grid)
-    m = F.interpolate(m, size=(size, size), mode="nearest")[0, 0]
-    return torch.stack([m, m * 0.85, m * 0.1], dim=-1)
+def write_grid(path: Path, rows: list[list[np.ndarray]]) -> None:
+    """Rows of equally many tiles -> one PNG with 4-px white gutters."""
+    pad = 4
+    lines = [np.concatenate([np.pad(t, ((pad, pad), (pad, pad), (0, 0)), constant_values=255) for t in r], 1)
+             for r in rows]
+    width = max(line.shape[1] for line in lines)
+    lines = [np.pad(line, ((0, 0), (0, width - line.shape[1]), (0, 0)), constant_values=255) for line in lines]
+    Image.fromarray(np.concatenate(lines, 0)).save(path)
 
 
-def write_sheet(path: Path, batch: Batch, maps: dict[str, torch.Tensor], samples: dict[str, torch.Tensor], rows: int) -> None:
-    codec, size = PixelCodec(), 128
-    targets = decode_tokens(codec, batch.latents, batch.grid)
-    lines = []
-    for b in range(rows):
-        tiles = [targets[b]]
-        for j, r in enumerate(batch.refs):
-            ref = decode_tokens(codec, r.tokens[b : b + 1], r.grid)[0]
-            tiles.append(F.pad(ref, (0, 0, 0, size - ref.shape[1], 0, size - ref.shape[0]), value=1.0))
-            tiles.append(heat(batch.masks[j, b], batch.grid, size))
-            tiles += [heat(maps[k][j, b], batch.grid, size) for k in ("with L_route", "without")]
-        tiles += [decode_tokens(codec, samples[k][b : b + 1], batch.grid)[0] for k in ("with L_route", "without")]
-        lines.append(torch.cat([F.pad(t, (0, 0, 2, 2, 2, 2), value=1.0) for t in tiles], dim=1))
-    Image.fromarray((torch.cat(lines, dim=0).clamp(0, 1) * 255).byte().numpy()).save(path)
+def grid_rows(models: dict, single: list, pairs: list, steps: int, n: int) -> list[list[np.ndarray]]:
+    """Per case: reference(s) | with L_route | without L_route | text only (seed 0, the first ``n`` cases)."""
+    rows = []
+    blank = np.full((96, 96, 3), 255, np.uint8)
+    for cases in (single[:n], pairs[:n]):
+        gens = {name: generate(m, cases, "refs", 0, steps) for name, m in models.items()}
+        base = generate(models[RUNS[0][0]], cases, "text_only", 0, steps)
+        for i, c in enumerate(cases):
+            refs = [tile(r) for r in c.scene.references] + [blank] * (2 - len(c.subjects))
+            rows.append(refs + [tile(gens[name][i]) for name, _ in RUNS] + [tile(base[i])])
+    return rows
+
+
+def learning_curve(run_dir: Path, base: Path, single: list, pairs: list, steps: int) -> list[dict]:
+    """Fidelity and binding (one seed) of every checkpoint the run kept: the training curve."""
+    curve = []
+    for ck in sorted((run_dir / "checkpoints").glob("step_*")):
+        model = load_trainer_model(base, ck / "trainable.safetensors", LORA_RANK)
+        r = evaluate(model, single, pairs, 1, steps, ("refs",))["refs"]
+        curve.append({"step": int(ck.name.split("_")[1]), **{k: r[k].rate for k in ("fidelity", "color", "binding",
+                                                                                     "both_colors")}})
+    return curve
+
+
+def table(results: dict[str, dict[str, dict[str, Score]]], diff: tuple[float, float, float]) -> str:
+    """The markdown metrics table."""
+    lines = ["| run | fidelity, 1 ref (colour + shape) | + pattern | colour only | binding, 2 refs | swaps | "
+             "both colours |", "|---|---|---|---|---|---|---|"]
+    label = {"refs": "", "text_only": " — text only, no references", "text_words": " — no references, subject in words"}
+    for run, by_mode in results.items():
+        for mode, s in by_mode.items():
+            lines.append(f"| {run}{label[mode]} | {s['fidelity'].text()} | {s['fidelity_pattern'].text()} | "
+                         f"{s['color'].text()} | {s['binding'].text()} | {s['swap'].text()} | "
+                         f"{s['both_colors'].text()} |")
+    lines.append(f"\nbinding with − without L_route: {diff[0]:+.2f}, paired bootstrap 95% [{diff[1]:+.2f}, {diff[2]:+.2f}]")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--route", type=float, default=1.0, help="λ_route of the 'with' run")
+    p.add_argument("--base", default="", help="an existing toy base folder (skips step 2), e.g. models/toy/base")
+    p.add_argument("--base-steps", type=int, default=2500)
+    p.add_argument("--steps", type=int, default=800, help="DreamO training steps per run")
+    p.add_argument("--cases", type=int, default=48, help="held-out scenes per kind (one / two references)")
+    p.add_argument("--seeds", type=int, default=3, help="sampling seeds per held-out scene")
+    p.add_argument("--sample-steps", type=int, default=10, help="10: the toy workflow's pinned steps")
+    p.add_argument("--curve-every", type=int, default=200, help="steps between learning-curve checkpoints")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared 2-core machine)")
+    p.add_argument("--save-toy", default="", help="copy the base and the L_route export here (e.g. models/toy)")
     args = p.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     out, t0 = Path(args.out), time.time()
-    data = out / "data"
-    make_synthetic_dataset(data / "single", 48, seed=0, max_refs=1)
-    make_synthetic_dataset(data / "multi", 48, seed=1, max_refs=2)
-    make_synthetic_dataset(data / "eval", 16, seed=99, fixed_refs=2)
-    ev = eval_batch(data)
-    models: dict[str, DreamOTrainModel] = {}
-    for name, route in (("with L_route", args.route), ("without", 0.0)):
-        print(f"training '{name}' (λ_route={route}, {args.steps} steps) ...", flush=True)
-        models[name] = train(load_config(None, overrides(out / name.replace(" ", "_"), data, args.steps, route))).model
-    maps, samples = {}, {}
-    refs = [ReferenceTokens(r.tokens, r.grid, r.index) for r in ev.refs]
-    area = (ev.masks > 0.5).float().mean(-1)  # uniform attention puts exactly this much mass inside
-    print(f"\nheld-out two-subject images: {ev.latents.shape[0]}; mean mask area (= mass inside for uniform attention): "
-          f"{area.mean():.3f}")
-    for name, model in models.items():
-        model.eval()
-        maps[name] = response_maps(model, ev.latents, ev.grid, refs, ev.captions)
-        samples[name] = euler_sample(model, ev.grid, refs, ev.captions, steps=8)
-        inside = mass_inside(maps[name], ev.masks)
-        print(f"{name:>13}: attention mass inside the subject's mask: {inside.mean():.3f} "
-              f"(ref1 {inside[0].mean():.3f}, ref2 {inside[1].mean():.3f}); vs uniform x{(inside / area).mean():.2f}")
-    write_sheet(out / "sheet.png", ev, maps, samples, rows=4)
-    print(f"\nwrote {out / 'sheet.png'}  (columns: target | per reference: image, mask, map with L_route, map "
-          f"without | sample with L_route, sample without)\ntotal time {time.time() - t0:.0f} s")
+    timings: dict[str, float] = {}
+    data = write_toy_datasets(out / "data")
+    timings["data"] = time.time() - t0
+    base = Path(args.base) if args.base else None
+    if base is None:
+        print(f"training the toy base from scratch ({args.base_steps} steps) ...", flush=True)
+        base = train_base(out / "base", steps=args.base_steps)
+        timings["base"] = time.time() - t0 - sum(timings.values())
+    models = {}
+    for name, route in RUNS:
+        print(f"training DreamO '{name}' (λ_route={route}, {args.steps} steps) ...", flush=True)
+        cfg = load_config(None, dreamo_overrides(out / name.replace(" ", "_"), data, base, args.steps, route,
+                                                 args.curve_every))
+        models[name] = train(cfg).model
+        timings[name] = time.time() - t0 - sum(timings.values())
+    single, pairs = eval_cases(args.cases, 1, seed=1001), eval_cases(args.cases, 2, seed=1002)
+    results = {RUNS[0][0]: evaluate(models[RUNS[0][0]], single, pairs, args.seeds, args.sample_steps),
+               RUNS[1][0]: evaluate(models[RUNS[1][0]], single, pairs, args.seeds, args.sample_steps, ("refs",))}
+    a = np.array(results[RUNS[0][0]]["refs"]["binding"].outcomes)
+    b = np.array(results[RUNS[1][0]]["refs"]["binding"].outcomes)
+    diff = (float(a.mean() - b.mean()), *bootstrap_difference(a, b))
+    write_grid(out / "grid.png", grid_rows(models, single, pairs, args.sample_steps, 4))
+    curves = {name: learning_curve(out / name.replace(" ", "_"), base, single[:24], pairs[:24], args.sample_steps)
+              for name, _ in RUNS}
+    timings["evaluation"] = time.time() - t0 - sum(timings.values())
+    md = table(results, diff)
+    (out / "metrics.md").write_text(md + "\n")
+    summary = {run: {mode: {k: {"rate": s.rate, "ci95": s.interval(), "n": len(s.outcomes)} for k, s in m.items()}
+                     for mode, m in by.items()} for run, by in results.items()}
+    summary["binding_difference"] = {"value": diff[0], "ci95": diff[1:]}
+    summary["learning_curve"] = curves
+    md += ("\n\nlearning curve (24 + 24 held-out scenes, seed 0), step: fidelity / colour only / binding / both "
+           "colours\n") + "\n".join(
+        f"- {name}: " + ", ".join(f"{c['step']}: {c['fidelity']:.2f} / {c['color']:.2f} / {c['binding']:.2f} / "
+                                  f"{c['both_colors']:.2f}" for c in curve)
+        for name, curve in curves.items())
+    summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
+    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+    if args.save_toy:
+        keep = Path(args.save_toy)
+        keep.mkdir(parents=True, exist_ok=True)
+        if base.resolve() != (keep / "base").resolve():
+            shutil.copytree(base, keep / "base", dirs_exist_ok=True)
+        shutil.copy(out / "with_L_route" / "dreamo_trained.safetensors", keep / "dreamo_toy.safetensors")
+        last = sorted((out / "with_L_route" / "checkpoints").glob("step_*"))[-1]
+        shutil.copy(last / "trainable.safetensors", keep / "trainable.safetensors")
+    print(f"\nheld-out subjects: {len(single)} one-reference and {len(pairs)} two-reference scenes x {args.seeds} "
+          f"seeds (95% Wilson intervals)\n{md}\n\nwrote {out / 'grid.png'} (columns: reference 1 | reference 2 | "
+          f"with L_route | without L_route | text only)\ntimings (s): {summary['timings_s']}\n"
+          f"total time {time.time() - t0:.0f} s")
     return 0
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=3)
     raise SystemExit(main())

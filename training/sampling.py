@@ -1,33 +1,56 @@
 """Sampling and response-map evaluation during / after training (both without gradients).
 
 Samples use the plain diffusers DreamO forward ``dreamo_core.generator.flux_forward.dreamo_transformer_forward`` with
-the trained tables, i.e. exactly what inference will run.
+the trained tables, i.e. exactly what inference will run, on the generator's schedule and noise: the noise is
+``randn(B, 16, 2 rows, 2 cols)`` from a CPU generator seeded ``seed`` (as ``DreamOGenerator.initial_noise`` and
+ComfyUI's ``prepare_noise``), packed; the sigmas are the official ``linspace(1, 1/steps, steps)`` time-shifted by
+``flux_mu`` of the target's token count, then 0 (as the diffusers scheduler the generator uses, and ComfyUI's
+``euler`` + ``simple`` scheduler on a FLUX model patched by ``ModelSamplingFlux`` with the image's size).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from dreamo_core.conditioning.packing import pack_latents
 from dreamo_core.conditioning.position_ids import TokenGrid
 from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.generator.schedule import dreamo_sigmas, flux_mu
 
 from .attention_capture import select_layers
 from .model import DreamOTrainModel
 
 
+def initial_noise(batch: int, target_grid: TokenGrid, seed: int) -> torch.Tensor:
+    """(B, N, 64) packed noise drawn as (B, 16, 2 rows, 2 cols) from a CPU generator seeded ``seed``."""
+    g = torch.Generator("cpu").manual_seed(seed)
+    return pack_latents(torch.randn(batch, 16, 2 * target_grid[0], 2 * target_grid[1], generator=g))
+
+
+def shifted_sigmas(steps: int, n_tokens: int) -> torch.Tensor:
+    """(steps + 1,) float32: ``dreamo_sigmas(steps)`` time-shifted by ``flux_mu(n_tokens)``, then 0."""
+    mu = flux_mu(n_tokens)
+    sig = [math.exp(mu) / (math.exp(mu) + (1.0 / s - 1.0)) for s in dreamo_sigmas(steps)]
+    return torch.tensor(sig + [0.0], dtype=torch.float32)
+
+
 @torch.no_grad()
 def euler_sample(model: DreamOTrainModel, target_grid: TokenGrid, refs: list[ReferenceTokens], captions: list[str],
-                 steps: int = 8, guidance: float = 3.5, seed: int = 0) -> torch.Tensor:
-    """Rectified-flow Euler sampler from t=1 (noise) to t=0. Returns packed latents (B, N, 64)."""
+                 steps: int = 8, guidance: float = 3.5, seed: int = 0, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Rectified-flow Euler sampler from noise (sigma 1) to sigma 0 on ``shifted_sigmas``; ``refs=[]`` is plain
+    text-to-image (no DreamO tables). Returns packed latents (B, N, 64)."""
     b, n = len(captions), target_grid[0] * target_grid[1]
     device = model.task_embedding.device
-    z = torch.randn(b, n, 64, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = (initial_noise(b, target_grid, seed) if noise is None else noise).to(device)
     prompt_embeds, pooled, _ = model.encode_text(captions)
-    sigmas = torch.linspace(1.0, 0.0, steps + 1)
+    sigmas = shifted_sigmas(steps, n)
     g = torch.full((b,), guidance, device=device)
+    tables = model.tables if refs else None
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         v = dreamo_transformer_forward(model.transformer, z, target_grid, refs, torch.full((b,), float(s), device=device),
-                                       g, pooled, prompt_embeds, model.tables)
+                                       g, pooled, prompt_embeds, tables)
         z = z + (s_next - s) * v  # dz/dt = v = eps - z0
     return z
 

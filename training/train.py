@@ -52,7 +52,7 @@ from .checkpoint import (
     trainable_state,
     write_text_atomic,
 )
-from .codec import PixelCodec, VAECodec, decode_tokens, encode_tokens
+from .codec import PixelCodec, ToyCodec, VAECodec, decode_tokens, encode_tokens
 from .config import StageConfig, TrainConfig, check_paths, load_config
 from .data import BatchPlan, BatchSampler, DatasetError, load_sample, read_metadata
 from .export import export_dreamo
@@ -341,7 +341,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel 
     trainables = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainables, lr=cfg.stages[0].lr, weight_decay=cfg.weight_decay)
     sampler = BatchSampler(groups, cfg.data.batch_size * k, cfg.data.plain_caption_prob, cfg.seed)
-    codec = VAECodec(cfg.model.vae_path, acc.device) if cfg.model.codec == "vae" else PixelCodec()
+    codec = {"vae": lambda: VAECodec(cfg.model.vae_path, acc.device), "toy": ToyCodec}.get(cfg.model.codec, PixelCodec)()
     start = resume(cfg, acc, model, opt, order, out_dir)
     if acc.is_main_process and cfg.log_every:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -400,7 +400,8 @@ def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel 
                 prune_checkpoints(out_dir, cfg.keep_checkpoints)
             acc.wait_for_everyone()
         if cfg.sample_every and done % cfg.sample_every == 0 and (acc.is_main_process or fsdp):
-            save_samples(model, codec, batch, out_dir / "samples" / f"step_{done:08d}.png", acc.is_main_process)
+            with acc.autocast():  # a bf16 base samples under the training's autocast
+                save_samples(model, codec, batch, out_dir / "samples" / f"step_{done:08d}.png", acc.is_main_process)
     if export and end == cfg.total_steps:
         params = trainable_state(model) if fsdp else None  # gathered on every process (a collective)
         if acc.is_main_process:

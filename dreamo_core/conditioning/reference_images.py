@@ -17,6 +17,7 @@ Task = Literal["ip", "id", "style"]
 TASKS: tuple[str, ...] = get_args(Task)  # ip: subject/object (try-on: ip on a garment); id: a face; style
 ID_CROP_SIZE = 512  # the official id path always yields a 512x512 aligned face crop, whatever ref_res is
 MIN_SIDE = 16
+MIN_REF_RES, MAX_REF_RES = 64, 2048  # 64: small enough for the toy world's 96-px references (training/toy_world.py)
 MAX_SIDE = 16384
 EMPTY_FOREGROUND = 1.0 / 255.0  # a foreground whose largest value is below one 8-bit step selects nothing
 
@@ -129,8 +130,8 @@ def prepare_reference(
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)} (try-on is 'ip' on a garment), got {task!r}")
-    if not isinstance(ref_res, int) or ref_res < 256 or ref_res > 2048 or ref_res % 16:
-        raise ValueError(f"ref_res must be a multiple of 16 between 256 and 2048, got {ref_res!r}")
+    if not isinstance(ref_res, int) or ref_res < MIN_REF_RES or ref_res > MAX_REF_RES or ref_res % 16:
+        raise ValueError(f"ref_res must be a multiple of 16 between {MIN_REF_RES} and {MAX_REF_RES}, got {ref_res!r}")
     rgb, alpha = to_rgb(image)
     if mask is not None:
         rgb = composite_on_white(rgb, mask, "mask")

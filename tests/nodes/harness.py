@@ -264,7 +264,7 @@ def write_loras(folder: Path) -> None:
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    t5 = torch.randn(12, 4096, generator=torch.Generator().manual_seed(9))
+    t5 = torch.randn(12, CTX, generator=torch.Generator().manual_seed(9))  # as wide as the model's text input
     files = {
         "dreamo.safetensors": {**xlabs_lora(), **tiny_tables(), "dreamo_t5_embedding.weight": t5},
         "dreamo_comfyui.safetensors": comfy_lora(),

@@ -41,7 +41,7 @@ def hf_ids(clip, text):
 
 
 def test_load_lora_attaches_the_last_ten_t5_rows(dreamo_with_rows):
-    t5 = torch.randn(12, 4096, generator=torch.Generator().manual_seed(9))  # as written by harness.write_loras
+    t5 = torch.randn(12, h.CTX, generator=torch.Generator().manual_seed(9))  # as written by harness.write_loras
     assert torch.equal(dreamo_with_rows.get_attachment("dreamo_t5_rows"), t5[-10:])
 
 

@@ -1,0 +1,113 @@
+"""The toy world's base model — its FLUX.1-dev: a tiny ``FluxTransformer2DModel`` trained from scratch (full
+training, every weight) as a text-to-image model of toy scenes, before any DreamO training.
+
+DreamO then trains a LoRA + its tables on this frozen base (``training.demo``), as the paper does on FLUX.1-dev.
+Scenes are drawn fresh every step (1 or 2 training subjects, plain captions ``a red striped circle on a gray
+background``; with probability ``ANONYMOUS_P`` the subjects are named ``object``, so the text-only baseline's
+prompt is one the base knows). Flow matching exactly as the trainer: z_t = (1 - t) z0 + t eps, target eps - z0.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dreamo_core.generator.flux_forward import dreamo_transformer_forward
+from dreamo_core.routing.losses import flow_matching_loss, noisy_latents
+
+from .codec import ToyCodec, encode_tokens
+from .config import ModelConfig
+from .model import build_text_encoder, tiny_transformer
+from .toy_world import TRAIN_SUBJECTS, anonymous_caption, caption, draw_subjects, make_scene, upscale
+
+ANONYMOUS_P = 0.1
+GUIDANCE = 3.5  # the toy base is conditioned on a constant FLUX guidance (FLUX.1-dev is guidance-distilled)
+
+
+def toy_model_config(seed: int = 0) -> ModelConfig:
+    """The toy transformer's sizes (hidden 96 = 3 heads x 32, 2 double + 2 single blocks, text width 64)."""
+    return ModelConfig(num_layers=2, num_single_layers=2, attention_head_dim=32, num_attention_heads=3,
+                       joint_attention_dim=64, pooled_projection_dim=64, axes_dims_rope=[8, 12, 12],
+                       text_max_tokens=24, seed=seed)
+
+
+@dataclass
+class BaseBatch:
+    latents: torch.Tensor  # (B, 64, 64) packed tokens
+    captions: list[str]
+
+
+def scene_batch(rng: np.random.Generator, codec: ToyCodec, size: int) -> BaseBatch:
+    """``size`` fresh scenes (1 or 2 training subjects) encoded to tokens, with their plain captions."""
+    images, captions = [], []
+    for _ in range(size):
+        scene = make_scene(rng, draw_subjects(rng, TRAIN_SUBJECTS, 1 + int(rng.random() < 0.5)))
+        images.append(upscale(scene.image))
+        anonymous = rng.random() < ANONYMOUS_P
+        captions.append(anonymous_caption(scene) if anonymous else caption(scene, False))
+    pixels = torch.from_numpy(np.stack(images)).float() / 255.0
+    return BaseBatch(encode_tokens(codec, pixels)[0], captions)
+
+
+def base_velocity(transformer: torch.nn.Module, text, z_t: torch.Tensor, t: torch.Tensor, captions: list[str],
+                  grid: tuple[int, int]) -> torch.Tensor:
+    """The plain FLUX forward (no references, no DreamO tables) on the tiny text encoder's embeddings."""
+    embeds, pooled = text.encode_plain(captions)
+    return dreamo_transformer_forward(transformer, z_t, grid, [], t, torch.full_like(t, GUIDANCE), pooled, embeds, None)
+
+
+class PlainText:
+    """The tiny text encoder without placeholder rows (captions of the base have none)."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.encoder = build_text_encoder(cfg)
+        self.rows = torch.zeros(10, cfg.joint_attention_dim)
+
+    def encode_plain(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds, pooled, _ = self.encoder.encode(captions, self.rows)
+        return embeds, pooled
+
+
+def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 1e-3, seed: int = 0,
+               log_every: int = 100, ema_decay: float = 0.995) -> Path:
+    """Train the toy base from scratch; write the exponential moving average of its weights (``ema_decay``;
+    sharper samples than the last iterate) to ``out`` as a diffusers folder (config.json + safetensors)."""
+    cfg = toy_model_config(seed)
+    transformer = tiny_transformer(cfg)
+    ema = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
+    text, codec = PlainText(cfg), ToyCodec()
+    opt = torch.optim.AdamW(transformer.parameters(), lr=lr, weight_decay=0.0)
+    rng = np.random.default_rng(seed + 100)
+    g = torch.Generator().manual_seed(seed + 200)
+    t0, running = time.time(), []
+    for step in range(steps):
+        warm, cos = min(1.0, (step + 1) / 100), 0.5 * (1 + math.cos(math.pi * step / steps))
+        for group in opt.param_groups:
+            group["lr"] = lr * warm * (0.1 + 0.9 * cos)
+        b = scene_batch(rng, codec, batch)
+        noise = torch.randn(b.latents.shape, generator=g)
+        t = torch.sigmoid(torch.randn(batch, generator=g))
+        pred = base_velocity(transformer, text, noisy_latents(b.latents, noise, t), t, b.captions, (8, 8))
+        loss = flow_matching_loss(pred, b.latents, noise)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            decay = min(ema_decay, (1 + step) / (10 + step))  # short memory at the start
+            for k, v in transformer.state_dict().items():
+                ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+        running.append(float(loss.detach()))
+        if log_every and (step + 1) % log_every == 0:
+            print(f"  base step {step + 1}/{steps}: flow loss {np.mean(running):.4f} ({time.time() - t0:.0f} s)",
+                  flush=True)
+            running = []
+    out = Path(out)
+    transformer.load_state_dict(ema)
+    transformer.eval().save_pretrained(str(out), safe_serialization=True)
+    return out
