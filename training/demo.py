@@ -45,7 +45,7 @@ def dreamo_overrides(out: Path, data: dict[str, Path], base: Path, steps: int, r
     sets = ", ".join(f"{k}: '{v}'" for k, v in data.items())
     return [
         f"--output_dir={out}", f"--data.datasets={{{sets}}}", "--data.buckets=[[128, 128]]", "--data.ref_res=96",
-        "--data.batch_size=8", f"--model.pretrained={base}", "--model.tiny_text=true", "--model.codec=toy",
+        "--data.batch_size=8", f"--model.pretrained={base}", "--model.tiny_text=true", "--model.codec=toy", "--model.bf16=false",
         "--model.joint_attention_dim=64", "--model.pooled_projection_dim=64", "--model.text_max_tokens=24",
         f"--model.lora_rank={LORA_RANK}",
         f"--loss.route={route}", "--loss.holder=0.5", f"--checkpoint_every={checkpoint_every or steps}",

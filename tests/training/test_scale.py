@@ -61,6 +61,12 @@ def test_bf16_run_tracks_the_fp32_run(tiny_config, tmp_path: Path) -> None:
     assert {p.dtype for p in bf16.model.parameters() if not p.requires_grad} == {torch.bfloat16}
 
 
+def test_bf16_run_writes_its_samples(tiny_config, tmp_path: Path) -> None:
+    # sample_every samples a bf16 base from fp32 noise: outside autocast this is a dtype error mid-training
+    run(tiny_config, tmp_path / "bf16s", "--model.bf16=true", "--sample_every=2")
+    assert sorted(p.name for p in (tmp_path / "bf16s" / "samples").iterdir())[:1] == ["step_00000002.png"]
+
+
 def test_grad_accum_k_at_batch_b_equals_one_step_at_batch_kb(tiny_config, tmp_path: Path) -> None:
     big = run(tiny_config, tmp_path / "b4", "--data.batch_size=4", "--log_every=1")
     acc = run(tiny_config, tmp_path / "b2x2", "--data.batch_size=2", "--grad_accum=2", "--log_every=1")
