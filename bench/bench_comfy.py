@@ -60,12 +60,16 @@ def load_harness():
     return h
 
 
-def build_model(size: str, dtype: torch.dtype, device: str):
+def build_model(size: str, dtype: torch.dtype, device: str, harness):
+    """Plain ComfyUI FLUX ModelPatcher with seeded random weights: the config detected by ComfyUI from a FLUX.1
+    key signature, as a real file is (fields newer versions add, e.g. ``txt_ids_dims``, filled by ComfyUI), with
+    only the sizes of ``SIZES[size]``."""
+    import comfy.model_detection
     import comfy.model_patcher
     import comfy.supported_models
 
-    cfg = dict(image_model="flux", in_channels=16, out_channels=16, mlp_ratio=4.0, theta=10000, patch_size=2,
-               qkv_bias=True, guidance_embed=True, **SIZES[size])
+    cfg = comfy.model_detection.detect_unet_config(harness.flux1_key_signature(), "")
+    cfg.update(SIZES[size])
     mc = comfy.supported_models.Flux(cfg)
     mc.set_inference_dtype(dtype, None)
     with torch.device(device):
@@ -112,7 +116,7 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
     import folder_paths
     from safetensors.torch import save_file
 
-    model, cfg = build_model(size, dtype, device)
+    model, cfg = build_model(size, dtype, device, h)
     hidden = cfg["hidden_size"]
     spec = DreamOSpec(hidden_size=hidden, num_double_blocks=cfg["depth"], num_single_blocks=cfg["depth_single_blocks"],
                       t5_dim=cfg["context_in_dim"])
