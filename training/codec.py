@@ -102,3 +102,10 @@ def encode_tokens(codec: PixelCodec | ToyCodec | VAECodec, pixels: torch.Tensor)
 def decode_tokens(codec: PixelCodec | ToyCodec | VAECodec, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(B, N, 64) tokens -> (B, H, W, 3) in [0, 1]."""
     return (codec.decode(unpack_latents(tokens, *grid)).permute(0, 2, 3, 1) + 1.0) / 2.0
+
+
+def make_codec(kind: str, vae_path: str | None, device: torch.device | str = "cpu") -> PixelCodec | ToyCodec | VAECodec:
+    """The codec ``model.codec`` names: ``vae`` (``model.vae_path``), ``toy`` or ``pixel``."""
+    if kind == "vae":
+        return VAECodec(vae_path, device)
+    return ToyCodec() if kind == "toy" else PixelCodec()

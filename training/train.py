@@ -52,7 +52,7 @@ from .checkpoint import (
     trainable_state,
     write_text_atomic,
 )
-from .codec import PixelCodec, ToyCodec, VAECodec, decode_tokens, encode_tokens
+from .codec import PixelCodec, VAECodec, decode_tokens, encode_tokens, make_codec
 from .config import StageConfig, TrainConfig, check_paths, load_config
 from .data import BatchPlan, BatchSampler, DatasetError, load_sample, read_metadata
 from .export import export_dreamo
@@ -341,7 +341,7 @@ def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel 
     trainables = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainables, lr=cfg.stages[0].lr, weight_decay=cfg.weight_decay)
     sampler = BatchSampler(groups, cfg.data.batch_size * k, cfg.data.plain_caption_prob, cfg.seed)
-    codec = {"vae": lambda: VAECodec(cfg.model.vae_path, acc.device), "toy": ToyCodec}.get(cfg.model.codec, PixelCodec)()
+    codec = make_codec(cfg.model.codec, cfg.model.vae_path, acc.device)
     start = resume(cfg, acc, model, opt, order, out_dir)
     if acc.is_main_process and cfg.log_every:
         out_dir.mkdir(parents=True, exist_ok=True)

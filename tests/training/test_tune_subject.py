@@ -207,3 +207,33 @@ def test_bad_inputs_exit_2_with_one_line(inputs, tmp_path: Path, capsys, change,
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("training.tune_subject: error: ") and words in err[-1], err
     assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_regular_dataset_is_mixed_into_the_tune(inputs, tmp_path: Path) -> None:
+    from training.data import BatchSampler, read_metadata
+    from training.synthetic import make_synthetic_dataset
+
+    regular = tmp_path / "regular"
+    make_synthetic_dataset(regular, 6, seed=3, max_refs=1)
+    a, extra = args_for(inputs, tmp_path / "r" / "lora.safetensors", "--steps", "6", "--rank", "4",
+                        "--regular", str(regular), "--regular-weight", "0.4")
+    res = tune(a, extra)
+    assert len(res.history["loss"]) == 6
+    cfg = tune_config(a, extra, tmp_path / "r" / "lora_tune", prior=False)
+    assert cfg.stages[0].mixture == pytest.approx({"subject": 0.6, "regular": 0.4})
+    groups = {k: read_metadata(v, cfg.data.buckets, cfg.data.ref_res) for k, v in cfg.data.datasets.items()}
+    targets = {r.target for r in groups["regular"]}
+    drawn = [BatchSampler(groups, cfg.data.batch_size, 0.0, cfg.seed).plan(s, cfg.stages[0].mixture) for s in range(6)]
+    assert any(p.rows[0].target in targets for p in drawn)  # the tune's own step plans draw regular rows
+    assert any(p.rows[0].target not in targets for p in drawn)
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--regular", "NOWHERE"], "--regular NOWHERE: expected a dataset folder with metadata.jsonl"),
+    (["--regular-weight", "1.0"], "--regular-weight must be in [0, 1)"),
+], ids=["regular-missing", "regular-weight"])
+def test_bad_regular_options_exit_2(inputs, tmp_path: Path, capsys, extra, words) -> None:
+    argv = [str(inputs["image"]), "--mask", str(inputs["mask"]), "--out", str(tmp_path / "o.safetensors"),
+            "--base", str(inputs["base"]), "--views", "2", "--size", "64", "--steps", "1", *TINY, *extra]
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err.strip().splitlines()[-1]
