@@ -344,6 +344,23 @@ def add_fusion_latent(g: Graph, vae: int, fuse: Fuse) -> int:
     return noise
 
 
+def add_sampling(g: Graph, model: tuple[int, int], positive: int, negative: int, latent: int, vae: int,
+                 sampler: list, title: str) -> int:
+    """KSampler (``sampler`` = its widget values) -> VAEDecode -> SaveImage in the sample group; returns the
+    decode node. ``model`` is (node, output slot); ``positive`` is Apply's output 1."""
+    ks = g.add("KSampler", sampler, "sample", title)
+    g.link(model[0], model[1], ks, "model")
+    g.link(positive, 1, ks, "positive")
+    g.link(negative, 0, ks, "negative")
+    g.link(latent, 0, ks, "latent_image")
+    dec = g.add("VAEDecode", [], "sample", "Decode")
+    g.link(ks, 0, dec, "samples")
+    g.link(vae, 0, dec, "vae")
+    save = g.add("SaveImage", ["DreamO"], "sample", "Save result")
+    g.link(dec, 0, save, "images")
+    return dec
+
+
 def build(title: str, what: str, prompt: str, refs: list[Ref], stack: list, steps: int, guidance: float,
           pre_stack: tuple = (), preview: bool = False, needs: str | None = None, tips: str = "",
           fuse: Fuse | None = None, note_height: int | None = None) -> dict:
@@ -439,17 +456,9 @@ def build(title: str, what: str, prompt: str, refs: list[Ref], stack: list, step
         sampler_model = g.add("DreamO_RoutingRecorder", ["all", 0.0, 1.0], "sample", "Record routing")
         g.link(apply, 0, sampler_model, "model")
     denoise = 1.0 if fuse is None else fuse.denoise
-    ks = g.add("KSampler", [42, "fixed", steps, 1.0, "euler", "simple", denoise], "sample",
-               "Sampler (cfg 1)" if fuse is None else f"Sampler (cfg 1, denoise {denoise:g})")
-    g.link(sampler_model, 0, ks, "model")
-    g.link(apply, 1, ks, "positive")
-    g.link(neg_txt, 0, ks, "negative")
-    g.link(latent, 0, ks, "latent_image")
-    dec = g.add("VAEDecode", [], "sample", "Decode")
-    g.link(ks, 0, dec, "samples")
-    g.link(vae, 0, dec, "vae")
-    save = g.add("SaveImage", ["DreamO"], "sample", "Save result")
-    g.link(dec, 0, save, "images")
+    dec = add_sampling(g, (sampler_model, 0), apply, neg_txt, latent, vae,
+                       [42, "fixed", steps, 1.0, "euler", "simple", denoise],
+                       "Sampler (cfg 1)" if fuse is None else f"Sampler (cfg 1, denoise {denoise:g})")
     if preview:
         pv = g.add("DreamO_RoutingPreview", [0.6], "sample", "Where each reference landed")
         g.link(sampler_model, 1, pv, "routing")
@@ -512,16 +521,8 @@ def build_toy() -> dict:
     g.link(pos, 0, apply, "positive")
     g.link(prev, 0, apply, "references")
     latent = g.add("EmptySD3LatentImage", [TOY_SIZE, TOY_SIZE, 1], "sample", "Output size (toy: 128)")
-    ks = g.add("KSampler", [0, "fixed", TOY_STEPS, 1.0, "euler", "simple", 1.0], "sample", "Sampler (pinned)")
-    g.link(apply, 0, ks, "model")
-    g.link(apply, 1, ks, "positive")
-    g.link(neg, 0, ks, "negative")
-    g.link(latent, 0, ks, "latent_image")
-    dec = g.add("VAEDecode", [], "sample", "Decode")
-    g.link(ks, 0, dec, "samples")
-    g.link(vae, 0, dec, "vae")
-    save = g.add("SaveImage", ["DreamO"], "sample", "Save result")
-    g.link(dec, 0, save, "images")
+    add_sampling(g, (apply, 0), apply, neg, latent, vae, [0, "fixed", TOY_STEPS, 1.0, "euler", "simple", 1.0],
+                 "Sampler (pinned)")
     ui = g.ui()
     ui["extra"]["dreamo"] = {"title": "DreamO toy: two subjects", "description": "The CPU-trained toy DreamO of "
                              "training/: two shape subjects placed by the prompt.", "needs": None}

@@ -332,11 +332,25 @@ def seen_position_ids(model_patcher):
         handle.remove()
 
 
-def prompt_executor(server):
-    """ComfyUI's PromptExecutor with the classic cache. Newer versions take ``cache_args`` (``lru``, ``ram``,
+class SilentServer:
+    """The PromptServer stand-in a PromptExecutor reports to (progress and queue messages dropped)."""
+
+    client_id = None
+    last_node_id = None
+
+    def send_sync(self, *args, **kwargs):
+        pass
+
+    def queue_updated(self):
+        pass
+
+
+def prompt_executor(server=None):
+    """ComfyUI's PromptExecutor (reporting to ``server``, default a SilentServer) with the classic cache. Newer versions take ``cache_args`` (``lru``, ``ram``,
     ``ram_inactive``, read on every run) instead of ``cache_size``: the signature decides, not the version."""
     import execution
 
+    server = SilentServer() if server is None else server
     params = inspect.signature(execution.PromptExecutor).parameters
     if "cache_args" in params:
         return execution.PromptExecutor(server, cache_type=False, cache_args={"lru": 0, "ram": 0.0, "ram_inactive": 0.0})

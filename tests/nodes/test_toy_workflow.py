@@ -48,17 +48,6 @@ def loader(output_type: str, make, widgets: dict):
     return Loader
 
 
-class Server:
-    client_id = None
-    last_node_id = None
-
-    def send_sync(self, *args, **kwargs):
-        pass
-
-    def queue_updated(self):
-        pass
-
-
 @pytest.fixture
 def toy_comfy(tmp_path, monkeypatch):
     import folder_paths
@@ -99,7 +88,7 @@ def run_workflow(out: Path, seed: int) -> tuple[np.ndarray, dict]:
     assert valid, (error, node_errors)
     for old in out.glob("*.png"):
         old.unlink()
-    executor = h.prompt_executor(Server())
+    executor = h.prompt_executor()
     executor.execute(prompt, "toy", {}, outputs)
     assert executor.success, executor.status_messages[-1:]
     (saved,) = sorted(out.glob("DreamO_0*.png"))

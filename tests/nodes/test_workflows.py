@@ -120,17 +120,6 @@ def needs_preprocessing(ui) -> bool:
     return any(n["type"] in PREPROCESSING for n in ui["nodes"])
 
 
-class Server:
-    client_id = None
-    last_node_id = None
-
-    def send_sync(self, *args, **kwargs):
-        pass
-
-    def queue_updated(self):
-        pass
-
-
 def load_ui(path):
     return json.loads(path.read_text())
 
@@ -243,7 +232,7 @@ def test_workflow_executes_on_tiny_models(path, comfy_dirs):
     prompt = shrink(ui_to_api(ui, nodes.NODE_CLASS_MAPPINGS))
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
     assert valid, (error, node_errors)
-    executor = h.prompt_executor(Server())
+    executor = h.prompt_executor()
     executor.execute(prompt, "test", {}, outputs)
     assert executor.success, executor.status_messages[-1:]
     saved = sorted(comfy_dirs.glob("DreamO_0*.png"))  # the result; DreamO_routing_* are routing overlays
@@ -303,7 +292,7 @@ def test_background_fusion_changes_only_inside_the_noise_mask(comfy_dirs, noise_
     prompt["901"] = {"class_type": "SaveLatent", "inputs": {"samples": [ks, 0], "filename_prefix": "fusion_out"}}
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
     assert valid, (error, node_errors)
-    executor = h.prompt_executor(Server())
+    executor = h.prompt_executor()
     executor.execute(prompt, "test", {}, outputs)
     assert executor.success, executor.status_messages[-1:]
     before, after = saved_latent(comfy_dirs, "fusion_in"), saved_latent(comfy_dirs, "fusion_out")
