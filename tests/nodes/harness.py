@@ -332,6 +332,21 @@ def seen_position_ids(model_patcher):
         handle.remove()
 
 
+@contextlib.contextmanager
+def io_directories(inputs: Path, outputs: Path):
+    """ComfyUI's input / output folders pointed at ``inputs`` / ``outputs`` for the block, restored after."""
+    import folder_paths
+
+    old_in, old_out = folder_paths.get_input_directory(), folder_paths.get_output_directory()
+    folder_paths.set_input_directory(str(inputs))
+    folder_paths.set_output_directory(str(outputs))
+    try:
+        yield outputs
+    finally:
+        folder_paths.set_input_directory(old_in)
+        folder_paths.set_output_directory(old_out)
+
+
 class SilentServer:
     """The PromptServer stand-in a PromptExecutor reports to (progress and queue messages dropped)."""
 

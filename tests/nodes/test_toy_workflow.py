@@ -67,12 +67,8 @@ def toy_comfy(tmp_path, monkeypatch):
     folder_paths.filename_list_cache.clear()
     for k, s in enumerate(SUBJECTS, start=1):
         Image.fromarray(upscale(reference_image(s))).save(inp / f"dreamo_toy_ref{k}.png")
-    old_in, old_out = folder_paths.get_input_directory(), folder_paths.get_output_directory()
-    folder_paths.set_input_directory(str(inp))
-    folder_paths.set_output_directory(str(out))
-    yield out
-    folder_paths.set_input_directory(old_in)
-    folder_paths.set_output_directory(old_out)
+    with h.io_directories(inp, out):
+        yield out
     folder_paths.filename_list_cache.clear()
 
 

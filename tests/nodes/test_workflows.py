@@ -177,7 +177,6 @@ def test_workflow_matches_live_registry(path):
 
 @pytest.fixture
 def comfy_dirs(tmp_path, loras_dir, monkeypatch):
-    import folder_paths
 
     import nodes
 
@@ -199,12 +198,8 @@ def comfy_dirs(tmp_path, loras_dir, monkeypatch):
         px[..., 3] = 255
         px[:8, :, 3] = 0  # a transparent band: LoadImage's MASK is 1 there
         Image.fromarray(px, "RGBA").save(inp / f"{name}.png")
-    old_in, old_out = folder_paths.get_input_directory(), folder_paths.get_output_directory()
-    folder_paths.set_input_directory(str(inp))
-    folder_paths.set_output_directory(str(out))
-    yield out
-    folder_paths.set_input_directory(old_in)
-    folder_paths.set_output_directory(old_out)
+    with h.io_directories(inp, out):
+        yield out
 
 
 def shrink(prompt):

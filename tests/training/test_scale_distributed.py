@@ -37,22 +37,23 @@ def launch(mode: str, out: Path, overrides: list[str]) -> tuple[str, str]:
         return "timed out", proc.communicate()[0][-4000:]
 
 
+def launched(kind: str, overrides_for, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The output folder of a finished 2-process ``kind`` launch (the test fails with its output otherwise)."""
+    out = tmp_path_factory.mktemp(f"scale_{kind}")
+    status, output = launch(kind, out, overrides_for(out))
+    if status != "exit 0":
+        pytest.fail(f"2-process {kind.upper()} launch failed ({status}):\n{output}")
+    return out
+
+
 @pytest.fixture(scope="module")
 def ddp_run(overrides_for, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("scale_ddp")
-    status, output = launch("ddp", out, overrides_for(out))
-    if status != "exit 0":
-        pytest.fail(f"2-process DDP launch failed ({status}):\n{output}")
-    return out
+    return launched("ddp", overrides_for, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def fsdp_run(overrides_for, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("scale_fsdp")
-    status, output = launch("fsdp", out, overrides_for(out))
-    if status != "exit 0":
-        pytest.fail(f"2-process FSDP launch failed ({status}):\n{output}")
-    return out
+    return launched("fsdp", overrides_for, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
