@@ -152,7 +152,7 @@ def build_text_encoder(cfg: ModelConfig) -> TinyTextEncoder | FluxTextEncoder | 
         encoder = FluxTextEncoder.from_folder(cfg.text_encoder, cfg.text_max_tokens, base_dtype(cfg))
     else:
         encoder = TinyTextEncoder(cfg.joint_attention_dim, cfg.pooled_projection_dim, cfg.text_max_tokens,
-                                  seed=cfg.seed).to(base_dtype(cfg))
+                                  seed=cfg.seed, context=cfg.tiny_text_context).to(base_dtype(cfg))
     return CachedTextEncoder(encoder, cfg.text_cache) if cfg.text_cache else encoder
 
 

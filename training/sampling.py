@@ -38,19 +38,30 @@ def shifted_sigmas(steps: int, n_tokens: int) -> torch.Tensor:
 
 @torch.no_grad()
 def euler_sample(model: DreamOTrainModel, target_grid: TokenGrid, refs: list[ReferenceTokens], captions: list[str],
-                 steps: int = 8, guidance: float = 3.5, seed: int = 0, noise: torch.Tensor | None = None) -> torch.Tensor:
+                 steps: int = 8, guidance: float = 3.5, seed: int = 0, noise: torch.Tensor | None = None,
+                 true_cfg: float = 1.0, negative_prompt: str = "", neg_guidance: float = 3.5) -> torch.Tensor:
     """Rectified-flow Euler sampler from noise (sigma 1) to sigma 0 on ``shifted_sigmas``; ``refs=[]`` is plain
-    text-to-image (no DreamO tables). Returns packed latents (B, N, 64)."""
+    text-to-image (no DreamO tables). ``true_cfg > 1`` adds the official true-CFG pass (``negative_prompt``, no
+    references, no DreamO tables): ``v = v_neg + true_cfg * (v - v_neg)``. Returns packed latents (B, N, 64)."""
+    if true_cfg < 1.0:
+        raise ValueError(f"true_cfg must be >= 1 (1 disables it), got {true_cfg}")
     b, n = len(captions), target_grid[0] * target_grid[1]
     device = model.task_embedding.device
     z = (initial_noise(b, target_grid, seed) if noise is None else noise).to(device)
     prompt_embeds, pooled, _ = model.encode_text(captions)
+    if true_cfg > 1:
+        neg_embeds, neg_pooled, _ = model.encode_text([negative_prompt] * b)
+        neg_g = torch.full((b,), neg_guidance, device=device)
     sigmas = shifted_sigmas(steps, n)
     g = torch.full((b,), guidance, device=device)
     tables = model.tables if refs else None
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-        v = dreamo_transformer_forward(model.transformer, z, target_grid, refs, torch.full((b,), float(s), device=device),
-                                       g, pooled, prompt_embeds, tables)
+        sigma = torch.full((b,), float(s), device=device)
+        v = dreamo_transformer_forward(model.transformer, z, target_grid, refs, sigma, g, pooled, prompt_embeds, tables)
+        if true_cfg > 1:
+            v_neg = dreamo_transformer_forward(model.transformer, z, target_grid, [], sigma, neg_g, neg_pooled,
+                                               neg_embeds, None)
+            v = v_neg + true_cfg * (v - v_neg)
         z = z + (s_next - s) * v  # dz/dt = v = eps - z0
     return z
 

@@ -80,7 +80,8 @@ class ToyClip:
                 rows[i] = plain[i] = table[tok]
         words = max(1, sum(1 for tok, *_ in entries if isinstance(tok, torch.Tensor) or tok != 0))
         pooled = plain.sum(0) / words @ self.encoder.pool_proj
-        return [[rows[None], {"pooled_output": pooled[None], **(add_dict or {})}]]
+        embeds = self.encoder.contextualize(rows[None])  # the rows enter the encoder's context, as in T5
+        return [[embeds, {"pooled_output": pooled[None], **(add_dict or {})}]]
 
 
 class ToyComfyVAE:
