@@ -28,16 +28,16 @@ from PIL import Image
 
 from dreamo_core.generator.loading import LoraRequest
 from training.subject_lora import subject_tune_model
+from training.toy_base import toy_model_overrides
 from training.toy_data import EvalCase, write_group
 from training.toy_eval import generate, score_single
-from training.toy_generate import TOY_DIR
+from training.toy_generate import TOY_DIR, TOY_REF_RES
 from training.toy_metrics import wilson
 from training.toy_world import HELD_OUT, make_scene, upscale
 from training.tune_subject import build_parser, tune, tune_config
 
-TOY_OVERRIDES = [f"--model.pretrained={TOY_DIR / 'base'}", "--model.tiny_text=true", "--model.codec=toy",
-                 "--model.bf16=false", "--model.joint_attention_dim=64", "--model.pooled_projection_dim=64",
-                 "--model.text_max_tokens=24", "--data.ref_res=96", "--progress=false", "--log_every=0"]
+TOY_OVERRIDES = [*toy_model_overrides(TOY_DIR / "base"), "--timestep_sampling=uniform",
+                 f"--data.ref_res={TOY_REF_RES}", "--progress=false", "--log_every=0"]
 
 
 def subject_cases(index: int, n: int, seed: int) -> list[EvalCase]:

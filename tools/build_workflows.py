@@ -471,20 +471,23 @@ def build(title: str, what: str, prompt: str, refs: list[Ref], stack: list, step
 
 
 TOY_PROMPT = "a [ref#1] at top left and a [ref#2] at bottom right on a gray background"
-TOY_STEPS, TOY_SIZE, TOY_REF_RES = 10, 128, 96  # training/toy_generate.py: the settings all three paths share
+TOY_STEPS, TOY_SIZE, TOY_REF_RES, TOY_CFG = 10, 128, 96, 3.0  # training/toy_generate.py, toy_base.py: the
+# settings all three paths share
 
 
 def build_toy() -> dict:
     """The toy DreamO of ``python -m training.demo`` (two references), pinned to the sampler settings under which
     ComfyUI, the ``dreamo`` generator and the trainer's sampler give the same image: euler + simple, 10 steps
     (1000 / 10 makes ``simple`` pick exactly the official linspace sigmas), ModelSamplingFlux 1.15 / 0.5 at the
-    image size (the generator's time shift), cfg 1, DreamO Text Encode for the [ref#i] rows."""
+    image size (the generator's time shift), true CFG 3 with an empty negative prompt (the negative pass gets no
+    references), DreamO Text Encode for the [ref#i] rows."""
     g = Graph()
     g.note("\n".join([
         "## DreamO toy: two subjects", "",
         "The toy DreamO trained on a CPU by `python -m training.demo` (training/README.md): 32 x 32 px scenes of "
         "shapes, stored 4x (128 px). The same seed gives the same image as the `dreamo` generator and the trainer's "
-        "sampler (tests/nodes/test_toy_workflow.py) with these settings: euler, simple, 10 steps, cfg 1, "
+        "sampler (tests/nodes/test_toy_workflow.py) with these settings: euler, simple, 10 steps, cfg 3 (empty "
+        "negative prompt: the negative pass runs without the references), "
         "ModelSamplingFlux 1.15 / 0.5 at 128 x 128, reference resolution 96, guidance 3.5.", "",
         "**Files**: `models/toy/dreamo_toy.safetensors` (official DreamO format) → `models/loras/`. The toy base "
         "(`models/toy/base`, head width 32), its hashed-word text encoder and its codec have no ComfyUI loader: "
@@ -514,14 +517,14 @@ def build_toy() -> dict:
     g.link(clip, 0, pos, "clip")
     g.link(dreamo, 0, pos, "model")
     g.link(prev, 0, pos, "references")
-    neg = g.add("CLIPTextEncode", [""], "prompt", "Negative prompt (ignored at cfg 1)")
+    neg = g.add("CLIPTextEncode", [""], "prompt", "Negative prompt (empty; runs without references)")
     g.link(clip, 0, neg, "clip")
     apply = g.add("DreamO_ApplyConditioning", [], "sample", "Apply DreamO")
     g.link(shift, 0, apply, "model")
     g.link(pos, 0, apply, "positive")
     g.link(prev, 0, apply, "references")
     latent = g.add("EmptySD3LatentImage", [TOY_SIZE, TOY_SIZE, 1], "sample", "Output size (toy: 128)")
-    add_sampling(g, (apply, 0), apply, neg, latent, vae, [0, "fixed", TOY_STEPS, 1.0, "euler", "simple", 1.0],
+    add_sampling(g, (apply, 0), apply, neg, latent, vae, [0, "fixed", TOY_STEPS, TOY_CFG, "euler", "simple", 1.0],
                  "Sampler (pinned)")
     ui = g.ui()
     ui["extra"]["dreamo"] = {"title": "DreamO toy: two subjects", "description": "The CPU-trained toy DreamO of "

@@ -26,14 +26,14 @@ import torch
 from PIL import Image
 
 from .config import load_config
-from .toy_base import train_base
+from .toy_base import toy_model_overrides, train_base
 from .toy_data import eval_cases, write_toy_datasets
 from .toy_eval import Score, evaluate, generate
-from .toy_generate import LORA_RANK, load_trainer_model
+from .toy_generate import LORA_RANK, TOY_REF_RES, TOY_SIZE, load_trainer_model
 from .toy_metrics import bootstrap_difference
 from .train import train
 
-RUNS = (("with L_route", 1.0), ("without L_route", 0.0))
+RUNS = (("with L_route", 0.1), ("without L_route", 0.0))  # λ 1 overwhelms the flow loss here (training/README)
 
 
 
@@ -44,9 +44,8 @@ def dreamo_overrides(out: Path, data: dict[str, Path], base: Path, steps: int, r
     s1, s3 = steps // 5, steps // 10
     sets = ", ".join(f"{k}: '{v}'" for k, v in data.items())
     return [
-        f"--output_dir={out}", f"--data.datasets={{{sets}}}", "--data.buckets=[[128, 128]]", "--data.ref_res=96",
-        "--data.batch_size=8", f"--model.pretrained={base}", "--model.tiny_text=true", "--model.codec=toy", "--model.bf16=false",
-        "--model.joint_attention_dim=64", "--model.pooled_projection_dim=64", "--model.text_max_tokens=24",
+        f"--output_dir={out}", f"--data.datasets={{{sets}}}", f"--data.buckets=[[{TOY_SIZE}, {TOY_SIZE}]]", f"--data.ref_res={TOY_REF_RES}",
+        "--data.batch_size=8", *toy_model_overrides(base), "--timestep_sampling=uniform",
         f"--model.lora_rank={LORA_RANK}",
         f"--loss.route={route}", "--loss.holder=0.5", f"--checkpoint_every={checkpoint_every or steps}",
         f"--keep_checkpoints={0 if checkpoint_every else 1}",
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--base", default="", help="an existing toy base folder (skips step 2), e.g. models/toy/base")
-    p.add_argument("--base-steps", type=int, default=2500)
+    p.add_argument("--base-steps", type=int, default=6000)
     p.add_argument("--steps", type=int, default=800, help="DreamO training steps per run")
     p.add_argument("--cases", type=int, default=48, help="held-out scenes per kind (one / two references)")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds per held-out scene")

@@ -4,7 +4,11 @@ training, every weight) as a text-to-image model of toy scenes, before any Dream
 DreamO then trains a LoRA + its tables on this frozen base (``training.demo``), as the paper does on FLUX.1-dev.
 Scenes are drawn fresh every step (1 or 2 training subjects, plain captions ``a red striped circle on a gray
 background``; with probability ``ANONYMOUS_P`` the subjects are named ``object``, so the text-only baseline's
-prompt is one the base knows). Flow matching exactly as the trainer: z_t = (1 - t) z0 + t eps, target eps - z0.
+prompt is one the base knows; with probability ``EMPTY_P`` the caption is ``""``, the unconditional that true CFG
+needs). Flow matching exactly as the trainer: z_t = (1 - t) z0 + t eps, target eps - z0, with t uniform (the
+logit-normal of FLUX leaves sigma > 0.95, where the sampler starts, almost untrained at this budget). The text
+encoder mixes in each token's five previous tokens (``tiny_text_context``): FLUX gives all text tokens one
+position, and a bag of words cannot say which colour and shape belong to which place.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from .toy_world import TRAIN_SUBJECTS, anonymous_caption, caption, draw_subjects
 
 ANONYMOUS_P = 0.1
 GUIDANCE = 3.5  # the toy base is conditioned on a constant FLUX guidance (FLUX.1-dev is guidance-distilled)
+EMPTY_P = 0.1  # captions dropped to "" (the unconditional of true CFG)
+TOY_CFG = 3.0  # true CFG scale of every toy sampling path (negative prompt "": no references, no subject)
 
 
 def toy_model_config(seed: int = 0) -> ModelConfig:
@@ -34,7 +40,17 @@ def toy_model_config(seed: int = 0) -> ModelConfig:
     throughout (``bf16: false``: the toy base is a pretrained folder, which would otherwise mean a bf16 base)."""
     return ModelConfig(num_layers=2, num_single_layers=2, attention_head_dim=32, num_attention_heads=3,
                        joint_attention_dim=64, pooled_projection_dim=64, axes_dims_rope=[8, 12, 12],
-                       text_max_tokens=24, seed=seed, bf16=False)
+                       text_max_tokens=24, tiny_text_context=5, seed=seed, bf16=False)
+
+
+def toy_model_overrides(base: str | Path) -> list[str]:
+    """The trainer's ``--model.*`` overrides for a DreamO run on the toy base folder ``base`` (``training.demo``,
+    ``bench.tune_subject_toy``): the tiny text encoder of ``toy_model_config``, the toy codec, fp32."""
+    c = toy_model_config()
+    return [f"--model.pretrained={base}", "--model.tiny_text=true", "--model.codec=toy", "--model.bf16=false",
+            f"--model.joint_attention_dim={c.joint_attention_dim}",
+            f"--model.pooled_projection_dim={c.pooled_projection_dim}",
+            f"--model.text_max_tokens={c.text_max_tokens}", f"--model.tiny_text_context={c.tiny_text_context}"]
 
 
 @dataclass
@@ -50,7 +66,8 @@ def scene_batch(rng: np.random.Generator, codec: ToyCodec, size: int) -> BaseBat
         scene = make_scene(rng, draw_subjects(rng, TRAIN_SUBJECTS, 1 + int(rng.random() < 0.5)))
         images.append(upscale(scene.image))
         anonymous = rng.random() < ANONYMOUS_P
-        captions.append(anonymous_caption(scene) if anonymous else caption(scene, False))
+        text = anonymous_caption(scene) if anonymous else caption(scene, False)
+        captions.append("" if rng.random() < EMPTY_P else text)
     pixels = torch.from_numpy(np.stack(images)).float() / 255.0
     return BaseBatch(encode_tokens(codec, pixels)[0], captions)
 
@@ -92,7 +109,7 @@ def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 
             group["lr"] = lr * warm * (0.1 + 0.9 * cos)
         b = scene_batch(rng, codec, batch)
         noise = torch.randn(b.latents.shape, generator=g)
-        t = torch.sigmoid(torch.randn(batch, generator=g))
+        t = torch.rand(batch, generator=g)  # uniform: the sampler's first steps (sigma near 1) are trained too
         pred = base_velocity(transformer, text, noisy_latents(b.latents, noise, t), t, b.captions, (8, 8))
         loss = flow_matching_loss(pred, b.latents, noise)
         loss.backward()

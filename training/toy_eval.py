@@ -18,6 +18,7 @@ from dreamo_core.generator.flux_forward import ReferenceTokens
 from .codec import ToyCodec, decode_tokens, encode_tokens
 from .model import DreamOTrainModel
 from .sampling import euler_sample
+from .toy_base import TOY_CFG
 from .toy_data import EvalCase
 from .toy_metrics import binding, fidelity, has_color, wilson
 from .toy_world import anonymous_caption, caption, downscale, upscale
@@ -52,14 +53,16 @@ def native_images(codec: ToyCodec, latents: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def generate(model: DreamOTrainModel, cases: list[EvalCase], mode: str, seed: int, steps: int,
-             codec: ToyCodec | None = None, chunk: int = 32) -> np.ndarray:
-    """Native images (B, 32, 32, 3) for ``cases`` in ``mode``, sampled with noise seed ``seed + chunk start``."""
+             codec: ToyCodec | None = None, chunk: int = 32, true_cfg: float = TOY_CFG) -> np.ndarray:
+    """Native images (B, 32, 32, 3) for ``cases`` in ``mode``, sampled with noise seed ``seed + chunk start``
+    and true CFG ``true_cfg`` (negative prompt ``""``: no references, no subject, no place)."""
     codec = codec or ToyCodec()
     out = []
     for start in range(0, len(cases), chunk):
         part = cases[start : start + chunk]
         refs = case_references(part, codec) if mode == "refs" else []
-        z = euler_sample(model, GRID, refs, prompts(part, mode), steps=steps, seed=seed * 1000 + start)
+        z = euler_sample(model, GRID, refs, prompts(part, mode), steps=steps, seed=seed * 1000 + start,
+                         true_cfg=true_cfg, negative_prompt="")
         out.append(native_images(codec, z))
     return np.concatenate(out)
 

@@ -25,7 +25,7 @@ from dreamo_core.spec import FLUX_DEV, DreamOSpec
 
 from .codec import ToyCodec
 from .model import build_text_encoder
-from .toy_base import GUIDANCE, toy_model_config
+from .toy_base import GUIDANCE, TOY_CFG, toy_model_config
 
 TOY_DIR = Path(__file__).resolve().parents[1] / "models" / "toy"
 TOY_SIZE, TOY_REF_RES = 128, 96  # file pixels of a toy scene / reference
@@ -123,7 +123,7 @@ def load_trainer_model(base: str | Path = TOY_DIR / "base", trainable: str | Pat
 def toy_settings(seed: int, steps: int = 12) -> GenerationSettings:
     """The generator settings the trainer's sampler reproduces: 128 px, the trainer's guidance, references at 96."""
     return GenerationSettings(width=TOY_SIZE, height=TOY_SIZE, steps=steps, guidance=GUIDANCE, seed=seed,
-                              ref_res=TOY_REF_RES)
+                              ref_res=TOY_REF_RES, true_cfg=TOY_CFG, negative_prompt="", neg_guidance=GUIDANCE)
 
 
 def main(argv: list[str] | None = None) -> int:

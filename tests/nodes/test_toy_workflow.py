@@ -27,6 +27,7 @@ from workflow_api import ui_to_api  # noqa: E402
 from dreamo_core.generator.pipeline import ReferenceInput  # noqa: E402
 from training.codec import ToyCodec, decode_tokens  # noqa: E402
 from training.sampling import euler_sample  # noqa: E402
+from training.toy_base import TOY_CFG  # noqa: E402
 from training.toy_eval import GRID, case_references  # noqa: E402
 from training.toy_generate import TOY_DIR, load_toy_generator, load_trainer_model, toy_settings  # noqa: E402
 from training.toy_world import HELD_OUT, Subject, reference_image, upscale  # noqa: E402
@@ -111,7 +112,9 @@ def test_toy_workflow_equals_generator_and_trainer_sampler(toy_comfy, seed):
             self.scene = type("S", (), {"references": [reference_image(s) for s in SUBJECTS]})()
             self.subjects = list(SUBJECTS)
 
-    z = euler_sample(model, GRID, case_references([Case()], ToyCodec()), [text], steps=steps, seed=seed)
+    cfg = next(n for n in prompt.values() if n["class_type"] == "KSampler")["inputs"]["cfg"]
+    z = euler_sample(model, GRID, case_references([Case()], ToyCodec()), [text], steps=steps, seed=seed,
+                     true_cfg=cfg, negative_prompt="")
     trainer = decode_tokens(ToyCodec(), z, GRID)[0]
     assert comfy_img.shape == (128, 128, 3)
     assert (gen - trainer).abs().max() < 2e-4  # float agreement of the two torch paths
@@ -126,7 +129,8 @@ def test_toy_workflow_equals_generator_and_trainer_sampler(toy_comfy, seed):
 def test_the_workflow_pins_the_settings_the_paths_share():
     ui = json.loads(WORKFLOW.read_text())
     by_type = {n["type"]: n["widgets_values"] for n in ui["nodes"]}
-    assert by_type["KSampler"][2:6] == [10, 1.0, "euler", "simple"]  # 1000 / 10 steps: simple = official sigmas
+    assert by_type["KSampler"][2:6] == [10, TOY_CFG, "euler", "simple"]  # 1000 / 10 steps: simple = official sigmas
+    assert by_type["CLIPTextEncode"] == [""]  # the true-CFG negative prompt of the generator and the sampler
     assert by_type["ModelSamplingFlux"] == [1.15, 0.5, 128, 128]
     assert by_type["EmptySD3LatentImage"][:2] == [128, 128]
     assert by_type["DreamO_EncodeReference"][2] == 96 and by_type["DreamO_TextEncode"][1] == 3.5

@@ -13,6 +13,7 @@ from training.codec import ToyCodec, decode_tokens
 from training.config import load_config
 from training.demo import dreamo_overrides
 from training.sampling import euler_sample
+from training.toy_base import TOY_CFG
 from training.toy_data import eval_cases, write_toy_datasets
 from training.toy_eval import GRID, case_references, prompts
 from training.toy_generate import TOY_DIR, load_toy_generator, load_trainer_model, toy_settings
@@ -23,7 +24,8 @@ STEPS = 10
 
 
 def trainer_image(model, case, seed: int) -> torch.Tensor:
-    z = euler_sample(model, GRID, case_references([case], ToyCodec()), prompts([case], "refs"), steps=STEPS, seed=seed)
+    z = euler_sample(model, GRID, case_references([case], ToyCodec()), prompts([case], "refs"), steps=STEPS, seed=seed,
+                     true_cfg=TOY_CFG, negative_prompt="")
     return decode_tokens(ToyCodec(), z, GRID)[0]
 
 
