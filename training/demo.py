@@ -44,7 +44,8 @@ def dreamo_overrides(out: Path, data: dict[str, Path], base: Path, steps: int, r
     s1, s3 = steps // 5, steps // 10
     sets = ", ".join(f"{k}: '{v}'" for k, v in data.items())
     return [
-        f"--output_dir={out}", f"--data.datasets={{{sets}}}", f"--data.buckets=[[{TOY_SIZE}, {TOY_SIZE}]]", f"--data.ref_res={TOY_REF_RES}",
+        f"--output_dir={out}", f"--data.datasets={{{sets}}}", f"--data.buckets=[[{TOY_SIZE}, {TOY_SIZE}]]",
+        f"--data.ref_res={TOY_REF_RES}",
         "--data.batch_size=8", *toy_model_overrides(base), "--timestep_sampling=uniform",
         f"--model.lora_rank={LORA_RANK}",
         f"--loss.route={route}", "--loss.holder=0.5", f"--checkpoint_every={checkpoint_every or steps}",

@@ -16,7 +16,7 @@ import torch
 
 from dreamo_core.conditioning.packing import pack_latents
 from dreamo_core.conditioning.position_ids import TokenGrid
-from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward, true_cfg_velocity
 from dreamo_core.generator.schedule import dreamo_sigmas, flux_mu
 
 from .attention_capture import select_layers
@@ -61,7 +61,7 @@ def euler_sample(model: DreamOTrainModel, target_grid: TokenGrid, refs: list[Ref
         if true_cfg > 1:
             v_neg = dreamo_transformer_forward(model.transformer, z, target_grid, [], sigma, neg_g, neg_pooled,
                                                neg_embeds, None)
-            v = v_neg + true_cfg * (v - v_neg)
+            v = true_cfg_velocity(v, v_neg, true_cfg)
         z = z + (s_next - s) * v  # dz/dt = v = eps - z0
     return z
 

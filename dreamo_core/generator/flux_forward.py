@@ -129,3 +129,9 @@ def dreamo_transformer_forward(
     with added_to_output(transformer.x_embedder, inputs.embedding):
         out = transformer(**call)[0]
     return out[:, :n_target]
+
+
+def true_cfg_velocity(v_pos: torch.Tensor, v_neg: torch.Tensor, scale: float) -> torch.Tensor:
+    """The official true-CFG combination ``v_neg + scale * (v_pos - v_neg)`` (any shape; ``v_neg`` comes from the
+    negative prompt's pass without references or DreamO embeddings)."""
+    return v_neg + scale * (v_pos - v_neg)

@@ -21,7 +21,7 @@ from ..conditioning.placement import Box
 from ..conditioning.reference_images import prepare_reference, to_model_range
 from ..conditioning.reference_strength import ReferenceControl, check_percent_range, strength_to_bias
 from ..spec import FLUX_DEV
-from .flux_forward import ReferenceTokens, dreamo_transformer_forward
+from .flux_forward import ReferenceTokens, dreamo_transformer_forward, true_cfg_velocity
 from .schedule import dreamo_sigmas, flux_mu, percent_to_sigma
 
 Progress = Callable[[int, int], None]
@@ -159,7 +159,7 @@ class DreamOGenerator:
                 neg_g = torch.full((1,), s.neg_guidance, device=self.device, dtype=torch.float32)
                 v_neg = dreamo_transformer_forward(self.transformer, latents, grid, [], sigma, neg_g, neg_pooled,
                                                    neg_embeds, None)
-                v = v_neg + s.true_cfg * (v - v_neg)
+                v = true_cfg_velocity(v, v_neg, s.true_cfg)
             latents = self.scheduler.step(v, t, latents, return_dict=False)[0]
             if progress is not None:
                 progress(i + 1, len(timesteps))
