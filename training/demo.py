@@ -5,11 +5,12 @@
 2. trains the toy base from scratch (``training.toy_base``: a tiny FLUX text-to-image model, every weight) unless
    ``--base`` names one (e.g. the repo's ``models/toy/base``);
 3. trains DreamO on the frozen base twice with the real trainer (``training.train``: LoRA on the official targets
-   + tables + placeholder rows; flow matching + L_route + L_holder; three stages), identical except λ_route (1 vs 0),
-   each exported in the official DreamO file format (``dreamo_trained.safetensors``);
+   + tables + placeholder rows; flow matching + L_route + L_holder; three stages), identical except λ_route
+   (0.1 vs 0), each exported in the official DreamO file format (``dreamo_trained.safetensors``);
 4. measures on held-out subjects, with the trainer's sampler (the generator's schedule and noise): subject fidelity
    (one reference), attribute binding (two), the text-only baseline, with Wilson 95% intervals over cases x seeds,
-   and the paired bootstrap interval of binding with minus without L_route;
+   and the paired bootstrap interval of binding with minus without L_route; and the ceiling: the frozen base
+   alone told the subjects in words (held-out and training subjects), with its curve over the base's training;
 5. writes ``grid.png`` (references -> with L_route | without | text only), ``metrics.json``, ``metrics.md``.
 """
 
@@ -26,14 +27,23 @@ import torch
 from PIL import Image
 
 from .config import load_config
-from .toy_base import toy_model_overrides, train_base
+from .toy_base import snapshot_dir, toy_model_overrides, train_base
 from .toy_data import eval_cases, write_toy_datasets
-from .toy_eval import Score, evaluate, generate
+from .toy_eval import Score, evaluate, generate, load_base_model, routing_mass
 from .toy_generate import LORA_RANK, TOY_REF_RES, TOY_SIZE, load_trainer_model
 from .toy_metrics import bootstrap_difference
+from .toy_world import TRAIN_SUBJECTS
 from .train import train
 
 RUNS = (("with L_route", 0.1), ("without L_route", 0.0))  # λ 1 overwhelms the flow loss here (training/README)
+BASE_ROW = "toy base alone"
+ROWS = (  # (table label, results key, mode)
+    ("with L_route (λ 0.1)", RUNS[0][0], "refs"),
+    ("without L_route", RUNS[1][0], "refs"),
+    ("text only, no references", RUNS[0][0], "text_only"),
+    ("toy base alone, held-out subjects in words", BASE_ROW, "held_out"),
+    ("toy base alone, training subjects in words (the ceiling)", BASE_ROW, "training"),
+)
 
 
 
@@ -102,18 +112,27 @@ def learning_curve(run_dir: Path, base: Path, single: list, pairs: list, steps: 
     return curve
 
 
-def table(results: dict[str, dict[str, dict[str, Score]]], diff: tuple[float, float, float]) -> str:
-    """The markdown metrics table."""
+def table(rows: list[tuple[str, dict[str, Score]]], diff: tuple[float, float, float]) -> str:
+    """The markdown metrics table: one (label, scores) per row."""
     lines = ["| run | fidelity, 1 ref (colour + shape) | + pattern | colour only | binding, 2 refs | swaps | "
              "both colours |", "|---|---|---|---|---|---|---|"]
-    label = {"refs": "", "text_only": " — text only, no references", "text_words": " — no references, subject in words"}
-    for run, by_mode in results.items():
-        for mode, s in by_mode.items():
-            lines.append(f"| {run}{label[mode]} | {s['fidelity'].text()} | {s['fidelity_pattern'].text()} | "
-                         f"{s['color'].text()} | {s['binding'].text()} | {s['swap'].text()} | "
-                         f"{s['both_colors'].text()} |")
+    for label, s in rows:
+        lines.append(f"| {label} | {s['fidelity'].text()} | {s['fidelity_pattern'].text()} | {s['color'].text()} | "
+                     f"{s['binding'].text()} | {s['swap'].text()} | {s['both_colors'].text()} |")
     lines.append(f"\nbinding with − without L_route: {diff[0]:+.2f}, paired bootstrap 95% [{diff[1]:+.2f}, {diff[2]:+.2f}]")
     return "\n".join(lines)
+
+
+def base_curve(base: Path, single: list, pairs: list, steps: int) -> list[dict]:
+    """The base alone from words (one seed) at each snapshot ``train_base`` wrote and at the end: how well the
+    frozen base draws what it is told as it trains (DreamO cannot draw better than its base)."""
+    folders = sorted(snapshot_dir(base).glob("step_*"), key=lambda f: int(f.name.split("_")[1]))
+    curve = []
+    for folder in folders + [base]:
+        r = evaluate(load_base_model(folder), single, pairs, 1, steps, ("text_words",))["text_words"]
+        step = int(folder.name.split("_")[1]) if folder != base else None
+        curve.append({"step": step, **{k: r[k].rate for k in ("fidelity", "color", "binding", "both_colors")}})
+    return curve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(args.base) if args.base else None
     if base is None:
         print(f"training the toy base from scratch ({args.base_steps} steps) ...", flush=True)
-        base = train_base(out / "base", steps=args.base_steps)
+        base = train_base(out / "base", steps=args.base_steps, snapshot_every=args.base_steps // 3)
         timings["base"] = time.time() - t0 - sum(timings.values())
     models = {}
     for name, route in RUNS:
@@ -147,26 +166,50 @@ def main(argv: list[str] | None = None) -> int:
         models[name] = train(cfg).model
         timings[name] = time.time() - t0 - sum(timings.values())
     single, pairs = eval_cases(args.cases, 1, seed=1001), eval_cases(args.cases, 2, seed=1002)
-    results = {RUNS[0][0]: evaluate(models[RUNS[0][0]], single, pairs, args.seeds, args.sample_steps),
+    results = {RUNS[0][0]: evaluate(models[RUNS[0][0]], single, pairs, args.seeds, args.sample_steps,
+                                    ("refs", "text_only")),
                RUNS[1][0]: evaluate(models[RUNS[1][0]], single, pairs, args.seeds, args.sample_steps, ("refs",))}
+    # the ceiling: the frozen base alone, told the subjects in words (held out, and seen in training)
+    known = eval_cases(args.cases, 1, seed=1003, pool=TRAIN_SUBJECTS), eval_cases(args.cases, 2, seed=1004,
+                                                                                  pool=TRAIN_SUBJECTS)
+    plain = load_base_model(base)
+    results[BASE_ROW] = {"held_out": evaluate(plain, single, pairs, args.seeds, args.sample_steps, ("text_words",))[
+        "text_words"], "training": evaluate(plain, *known, args.seeds, args.sample_steps, ("text_words",))["text_words"]}
     a = np.array(results[RUNS[0][0]]["refs"]["binding"].outcomes)
     b = np.array(results[RUNS[1][0]]["refs"]["binding"].outcomes)
     diff = (float(a.mean() - b.mean()), *bootstrap_difference(a, b))
+    mass = {name: routing_mass(models[name], pairs) for name, _ in RUNS}
+    mass_diff = bootstrap_difference(mass[RUNS[0][0]].mass, mass[RUNS[1][0]].mass)
     write_grid(out / "grid.png", grid_rows(models, single, pairs, args.sample_steps, 4))
     curves = {name: learning_curve(out / name.replace(" ", "_"), base, single[:24], pairs[:24], args.sample_steps)
               for name, _ in RUNS}
+    curve_of_base = base_curve(base, known[0], known[1], args.sample_steps) if snapshot_dir(base).is_dir() else []
     timings["evaluation"] = time.time() - t0 - sum(timings.values())
-    md = table(results, diff)
+    md = table([(label, results[run][mode]) for label, run, mode in ROWS], diff)
+    md += ("\n\nattention routing (share of each reference's image attention on its own subject; held-out "
+           "two-subject scenes at sigma 0.5, the layers L_route trains): "
+           + ", ".join(f"{name} {m.mass.mean():.2f}" for name, m in mass.items())
+           + f", uniform attention {mass[RUNS[0][0]].chance.mean():.2f}; with − without "
+           f"{mass[RUNS[0][0]].mass.mean() - mass[RUNS[1][0]].mass.mean():+.2f}, paired bootstrap 95% "
+           f"[{mass_diff[0]:+.2f}, {mass_diff[1]:+.2f}]")
     (out / "metrics.md").write_text(md + "\n")
     summary = {run: {mode: {k: {"rate": s.rate, "ci95": s.interval(), "n": len(s.outcomes)} for k, s in m.items()}
                      for mode, m in by.items()} for run, by in results.items()}
     summary["binding_difference"] = {"value": diff[0], "ci95": diff[1:]}
+    summary["routing_mass"] = {**{name: float(m.mass.mean()) for name, m in mass.items()},
+                               "uniform": float(mass[RUNS[0][0]].chance.mean()), "difference_ci95": mass_diff}
     summary["learning_curve"] = curves
+    summary["base_curve"] = curve_of_base
     md += ("\n\nlearning curve (24 + 24 held-out scenes, seed 0), step: fidelity / colour only / binding / both "
            "colours\n") + "\n".join(
         f"- {name}: " + ", ".join(f"{c['step']}: {c['fidelity']:.2f} / {c['color']:.2f} / {c['binding']:.2f} / "
                                   f"{c['both_colors']:.2f}" for c in curve)
         for name, curve in curves.items())
+    if curve_of_base:
+        md += ("\n\nbase curve (the toy base alone, training subjects in words, 48 + 48 scenes, seed 0), base step: "
+               "fidelity / colour only / binding / both colours\n- " + ", ".join(
+                   f"{c['step'] or args.base_steps}: {c['fidelity']:.2f} / {c['color']:.2f} / {c['binding']:.2f} / "
+                   f"{c['both_colors']:.2f}" for c in curve_of_base))
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     if args.save_toy:

@@ -92,9 +92,11 @@ class PlainText:
 
 
 def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 1e-3, seed: int = 0,
-               log_every: int = 100, ema_decay: float = 0.995) -> Path:
+               log_every: int = 100, ema_decay: float = 0.995, snapshot_every: int = 0) -> Path:
     """Train the toy base from scratch; write the exponential moving average of its weights (``ema_decay``;
-    sharper samples than the last iterate) to ``out`` as a diffusers folder (config.json + safetensors)."""
+    sharper samples than the last iterate) to ``out`` as a diffusers folder (config.json + safetensors).
+    ``snapshot_every`` > 0 also writes the average so far every that many steps (before the last) to
+    ``snapshot_dir(out) / step_N`` (the base's learning curve); snapshots do not change the training."""
     cfg = toy_model_config(seed)
     transformer = tiny_transformer(cfg)
     ema = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
@@ -120,12 +122,26 @@ def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 
             decay = min(ema_decay, (1 + step) / (10 + step))  # short memory at the start
             for k, v in transformer.state_dict().items():
                 ema[k].lerp_(v, 1 - decay) if v.is_floating_point() else ema[k].copy_(v)
+        if snapshot_every and (step + 1) % snapshot_every == 0 and step + 1 < steps:
+            save_state(transformer, ema, snapshot_dir(out) / f"step_{step + 1}")
         running.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
             print(f"  base step {step + 1}/{steps}: flow loss {np.mean(running):.4f} ({time.time() - t0:.0f} s)",
                   flush=True)
             running = []
+    save_state(transformer, ema, Path(out))
+    return Path(out)
+
+
+def snapshot_dir(out: str | Path) -> Path:
+    """Where ``train_base(out, snapshot_every=...)`` writes its snapshots: ``<out>_snapshots`` beside ``out``."""
     out = Path(out)
-    transformer.load_state_dict(ema)
-    transformer.eval().save_pretrained(str(out), safe_serialization=True)
-    return out
+    return out.parent / f"{out.name}_snapshots"
+
+
+def save_state(transformer: torch.nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """Write ``transformer`` with the weights ``state`` as a diffusers folder; its own weights are put back."""
+    own = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
+    transformer.load_state_dict(state)
+    transformer.save_pretrained(str(folder), safe_serialization=True)
+    transformer.load_state_dict(own)

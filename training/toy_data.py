@@ -84,14 +84,15 @@ class EvalCase:
         return self.scene.subjects
 
 
-def eval_cases(n: int, n_subjects: int, seed: int) -> list[EvalCase]:
-    """``n`` scenes of held-out subjects only (``HELD_OUT``), cycling over them so each is used equally."""
+def eval_cases(n: int, n_subjects: int, seed: int, pool: tuple[Subject, ...] = HELD_OUT) -> list[EvalCase]:
+    """``n`` scenes of subjects from ``pool`` (default the held-out ones; ``TRAIN_SUBJECTS`` for the base's
+    in-distribution ceiling), one subject cycling over the pool so each is used equally."""
     rng = np.random.default_rng(seed)
     cases = []
     for i in range(n):
         if n_subjects == 1:
-            subjects = [HELD_OUT[i % len(HELD_OUT)]]
+            subjects = [pool[i % len(pool)]]
         else:
-            subjects = draw_subjects(rng, HELD_OUT, n_subjects)
+            subjects = draw_subjects(rng, pool, n_subjects)
         cases.append(EvalCase(make_scene(rng, subjects)))
     return cases

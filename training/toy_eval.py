@@ -9,6 +9,7 @@ together: how far text alone gets). Fidelity with one reference, binding with tw
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,9 +17,10 @@ import torch
 from dreamo_core.generator.flux_forward import ReferenceTokens
 
 from .codec import ToyCodec, decode_tokens, encode_tokens
-from .model import DreamOTrainModel
-from .sampling import euler_sample
-from .toy_base import TOY_CFG
+from .data import mask_to_tokens
+from .model import DreamOTrainModel, build_text_encoder
+from .sampling import euler_sample, mass_inside, response_maps
+from .toy_base import TOY_CFG, toy_model_config
 from .toy_data import EvalCase
 from .toy_metrics import binding, fidelity, has_color, wilson
 from .toy_world import anonymous_caption, caption, downscale, upscale
@@ -49,6 +51,16 @@ def native_images(codec: ToyCodec, latents: torch.Tensor) -> np.ndarray:
     """(B, 64, 64) toy latents -> (B, 32, 32, 3) native images in [0, 1]."""
     pixels = decode_tokens(codec, latents, GRID).cpu().numpy()
     return np.stack([downscale(p) for p in pixels])
+
+
+def load_base_model(base: str | Path) -> DreamOTrainModel:
+    """The frozen toy base alone (diffusers folder ``base``: no LoRA; its tables exist but are unused without
+    references) with the tiny text encoder, so that ``generate(..., "text_words", ...)`` samples exactly the base
+    from words: the ceiling of what DreamO, a LoRA on this base, can draw."""
+    from diffusers import FluxTransformer2DModel
+
+    transformer = FluxTransformer2DModel.from_pretrained(str(base), torch_dtype=torch.float32).eval()
+    return DreamOTrainModel(transformer, build_text_encoder(toy_model_config())).eval()
 
 
 @torch.no_grad()
@@ -122,3 +134,27 @@ def evaluate(model: DreamOTrainModel, single: list[EvalCase], pairs: list[EvalCa
                 merged.setdefault(k, Score()).outcomes.extend(s.outcomes)
         results[mode] = merged
     return results
+
+
+@dataclass
+class RoutingMass:
+    """Share of each reference's image attention inside its own subject (``mass``) and the share uniform
+    attention would give (``chance``: the mask's share of the tokens), one value per (reference, case)."""
+
+    mass: np.ndarray
+    chance: np.ndarray
+
+
+@torch.no_grad()
+def routing_mass(model: DreamOTrainModel, cases: list[EvalCase], sigma: float = 0.5,
+                 patterns: tuple[str, ...] = ("transformer_blocks.*",)) -> RoutingMass:
+    """Where each reference looks on the noisy true scene (``sampling.response_maps`` at ``sigma``, the layers
+    L_route trains): the attention-routing effect of L_route, measured on held-out scenes."""
+    codec = ToyCodec()
+    pixels = torch.from_numpy(np.stack([upscale(c.scene.image) for c in cases])).float() / 255.0
+    latents, grid = encode_tokens(codec, pixels)
+    masks = torch.stack([torch.stack([mask_to_tokens(torch.from_numpy(upscale(m)).float()[..., None])
+                                      for m in c.scene.masks]) for c in cases], dim=1)  # (n_refs, B, N)
+    maps = response_maps(model, latents, grid, case_references(cases, codec), prompts(cases, "refs"), sigma, patterns)
+    inside = (masks > 0.5).float()
+    return RoutingMass(mass_inside(maps, masks).flatten().numpy(), inside.mean(-1).flatten().numpy())

@@ -126,7 +126,7 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def bootstrap_difference(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of mean(a) - mean(b) for paired 0/1 outcomes (resampling the pairs)."""
+    """95% percentile interval of mean(a) - mean(b) for paired outcomes (0/1 or real; resampling the pairs)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(a), size=(draws, len(a)))
