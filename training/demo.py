@@ -206,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{c['both_colors']:.2f}" for c in curve)
         for name, curve in curves.items())
     if curve_of_base:
-        md += ("\n\nbase curve (the toy base alone, training subjects in words, 48 + 48 scenes, seed 0), base step: "
+        md += ("\n\nbase curve (the toy base alone, training subjects in words, "
+               f"{args.cases} + {args.cases} scenes, seed 0), base step: "
                "fidelity / colour only / binding / both colours\n- " + ", ".join(
                    f"{c['step'] or args.base_steps}: {c['fidelity']:.2f} / {c['color']:.2f} / {c['binding']:.2f} / "
                    f"{c['both_colors']:.2f}" for c in curve_of_base))
