@@ -29,7 +29,7 @@ from .toy_base import GUIDANCE, TOY_CFG, toy_model_config
 
 TOY_DIR = Path(__file__).resolve().parents[1] / "models" / "toy"
 TOY_SIZE, TOY_REF_RES = 128, 96  # file pixels of a toy scene / reference
-LORA_RANK = 32  # the toy DreamO LoRA (hidden 96)
+LORA_RANK = 32  # the toy DreamO LoRA (hidden 128)
 
 
 @dataclass
