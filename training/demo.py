@@ -112,14 +112,19 @@ def learning_curve(run_dir: Path, base: Path, single: list, pairs: list, steps: 
     return curve
 
 
-def table(rows: list[tuple[str, dict[str, Score]]], diff: tuple[float, float, float]) -> str:
+PAIRED = {"binding": "binding", "both_colors": "both colours"}  # with − without L_route, paired bootstrap
+
+
+def table(rows: list[tuple[str, dict[str, Score]]], diffs: dict[str, tuple[float, float, float]]) -> str:
     """The markdown metrics table: one (label, scores) per row."""
     lines = ["| run | fidelity, 1 ref (colour + shape) | + pattern | colour only | binding, 2 refs | swaps | "
              "both colours |", "|---|---|---|---|---|---|---|"]
     for label, s in rows:
         lines.append(f"| {label} | {s['fidelity'].text()} | {s['fidelity_pattern'].text()} | {s['color'].text()} | "
                      f"{s['binding'].text()} | {s['swap'].text()} | {s['both_colors'].text()} |")
-    lines.append(f"\nbinding with − without L_route: {diff[0]:+.2f}, paired bootstrap 95% [{diff[1]:+.2f}, {diff[2]:+.2f}]")
+    lines.append("")
+    lines += [f"{PAIRED[k]} with − without L_route: {d[0]:+.2f}, paired bootstrap 95% [{d[1]:+.2f}, {d[2]:+.2f}]"
+              for k, d in diffs.items()]
     return "\n".join(lines)
 
 
@@ -175,9 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     plain = load_base_model(base)
     results[BASE_ROW] = {"held_out": evaluate(plain, single, pairs, args.seeds, args.sample_steps, ("text_words",))[
         "text_words"], "training": evaluate(plain, *known, args.seeds, args.sample_steps, ("text_words",))["text_words"]}
-    a = np.array(results[RUNS[0][0]]["refs"]["binding"].outcomes)
-    b = np.array(results[RUNS[1][0]]["refs"]["binding"].outcomes)
-    diff = (float(a.mean() - b.mean()), *bootstrap_difference(a, b))
+    diffs = {}
+    for k in PAIRED:
+        a, b = (np.array(results[name]["refs"][k].outcomes) for name, _ in RUNS)
+        diffs[k] = (float(a.mean() - b.mean()), *bootstrap_difference(a, b))
     mass = {name: routing_mass(models[name], pairs) for name, _ in RUNS}
     mass_diff = bootstrap_difference(mass[RUNS[0][0]].mass, mass[RUNS[1][0]].mass)
     write_grid(out / "grid.png", grid_rows(models, single, pairs, args.sample_steps, 4))
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
               for name, _ in RUNS}
     curve_of_base = base_curve(base, known[0], known[1], args.sample_steps) if snapshot_dir(base).is_dir() else []
     timings["evaluation"] = time.time() - t0 - sum(timings.values())
-    md = table([(label, results[run][mode]) for label, run, mode in ROWS], diff)
+    md = table([(label, results[run][mode]) for label, run, mode in ROWS], diffs)
     md += ("\n\nattention routing (share of each reference's image attention on its own subject; held-out "
            "two-subject scenes at sigma 0.5, the layers L_route trains): "
            + ", ".join(f"{name} {m.mass.mean():.2f}" for name, m in mass.items())
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "metrics.md").write_text(md + "\n")
     summary = {run: {mode: {k: {"rate": s.rate, "ci95": s.interval(), "n": len(s.outcomes)} for k, s in m.items()}
                      for mode, m in by.items()} for run, by in results.items()}
-    summary["binding_difference"] = {"value": diff[0], "ci95": diff[1:]}
+    summary.update({f"{k}_difference": {"value": d[0], "ci95": d[1:]} for k, d in diffs.items()})
     summary["routing_mass"] = {**{name: float(m.mass.mean()) for name, m in mass.items()},
                                "uniform": float(mass[RUNS[0][0]].chance.mean()), "difference_ci95": mass_diff}
     summary["learning_curve"] = curves
