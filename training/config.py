@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+ROUTE_LAYERS = ("transformer_blocks.*",)  # default layers of L_route / L_holder (fnmatch patterns): the double blocks
+
 
 @dataclass
 class ModelConfig:
@@ -63,7 +65,7 @@ class LossConfig:
     route: float = 0.5
     holder: float = 0.5
     route_mode: str = "softmax"  # "softmax" (default, see dreamo_core/losses.py) or "logits" (paper literal)
-    route_layers: list[str] = field(default_factory=lambda: ["transformer_blocks.*"])  # fnmatch patterns
+    route_layers: list[str] = field(default_factory=lambda: list(ROUTE_LAYERS))  # fnmatch patterns
 
 
 @dataclass

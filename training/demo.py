@@ -128,14 +128,14 @@ def table(rows: list[tuple[str, dict[str, Score]]], diffs: dict[str, tuple[float
     return "\n".join(lines)
 
 
-def base_curve(base: Path, single: list, pairs: list, steps: int) -> list[dict]:
-    """The base alone from words (one seed) at each snapshot ``train_base`` wrote and at the end: how well the
-    frozen base draws what it is told as it trains (DreamO cannot draw better than its base)."""
-    folders = sorted(snapshot_dir(base).glob("step_*"), key=lambda f: int(f.name.split("_")[1]))
+def base_curve(base: Path, final_step: int | None, single: list, pairs: list, steps: int) -> list[dict]:
+    """The base alone from words (one seed) at each snapshot ``train_base`` wrote and at the end (``final_step``;
+    None when the base was not trained in this run): how well the frozen base draws what it is told as it trains
+    (DreamO cannot draw better than its base)."""
+    snapshots = {int(f.name.split("_")[1]): f for f in snapshot_dir(base).glob("step_*")}
     curve = []
-    for folder in folders + [base]:
+    for step, folder in [*sorted(snapshots.items()), (final_step, base)]:
         r = evaluate(load_base_model(folder), single, pairs, 1, steps, ("text_words",))["text_words"]
-        step = int(folder.name.split("_")[1]) if folder != base else None
         curve.append({"step": step, **{k: r[k].rate for k in ("fidelity", "color", "binding", "both_colors")}})
     return curve
 
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     write_grid(out / "grid.png", grid_rows(models, single, pairs, args.sample_steps, 4))
     curves = {name: learning_curve(out / name.replace(" ", "_"), base, single[:24], pairs[:24], args.sample_steps)
               for name, _ in RUNS}
-    curve_of_base = base_curve(base, known[0], known[1], args.sample_steps) if snapshot_dir(base).is_dir() else []
+    trained_here = "base" in timings
+    curve_of_base = (base_curve(base, args.base_steps if trained_here else None, *known, args.sample_steps)
+                     if snapshot_dir(base).is_dir() else [])
     timings["evaluation"] = time.time() - t0 - sum(timings.values())
     md = table([(label, results[run][mode]) for label, run, mode in ROWS], diffs)
     md += ("\n\nattention routing (share of each reference's image attention on its own subject; held-out "
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         md += ("\n\nbase curve (the toy base alone, training subjects in words, "
                f"{args.cases} + {args.cases} scenes, seed 0), base step: "
                "fidelity / colour only / binding / both colours\n- " + ", ".join(
-                   f"{c['step'] or args.base_steps}: {c['fidelity']:.2f} / {c['color']:.2f} / {c['binding']:.2f} / "
+                   f"{c['step'] or 'final'}: {c['fidelity']:.2f} / {c['color']:.2f} / {c['binding']:.2f} / "
                    f"{c['both_colors']:.2f}" for c in curve_of_base))
     summary["timings_s"] = {k: round(v, 1) for k, v in timings.items()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))

@@ -20,6 +20,7 @@ from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transform
 from dreamo_core.generator.schedule import dreamo_sigmas, flux_mu
 
 from .attention_capture import select_layers
+from .config import ROUTE_LAYERS
 from .model import DreamOTrainModel
 
 
@@ -68,7 +69,7 @@ def euler_sample(model: DreamOTrainModel, target_grid: TokenGrid, refs: list[Ref
 
 @torch.no_grad()
 def response_maps(model: DreamOTrainModel, latents: torch.Tensor, target_grid: TokenGrid, refs: list[ReferenceTokens],
-                  captions: list[str], sigma: float = 0.5, patterns: tuple[str, ...] = ("transformer_blocks.*",),
+                  captions: list[str], sigma: float = 0.5, patterns: tuple[str, ...] = ROUTE_LAYERS,
                   seed: int = 0) -> torch.Tensor:
     """Softmax response of each reference over the noisy target (attention probability, normalised over target
     tokens), averaged over the chosen layers, at noise level ``sigma``. Returns (n_refs, B, N), rows sum to 1."""

@@ -146,15 +146,14 @@ class RoutingMass:
 
 
 @torch.no_grad()
-def routing_mass(model: DreamOTrainModel, cases: list[EvalCase], sigma: float = 0.5,
-                 patterns: tuple[str, ...] = ("transformer_blocks.*",)) -> RoutingMass:
-    """Where each reference looks on the noisy true scene (``sampling.response_maps`` at ``sigma``, the layers
-    L_route trains): the attention-routing effect of L_route, measured on held-out scenes."""
+def routing_mass(model: DreamOTrainModel, cases: list[EvalCase], sigma: float = 0.5) -> RoutingMass:
+    """Where each reference looks on the noisy true scene (``sampling.response_maps`` at ``sigma``, in the layers
+    L_route trains by default): the attention-routing effect of L_route, measured on held-out scenes."""
     codec = ToyCodec()
     pixels = torch.from_numpy(np.stack([upscale(c.scene.image) for c in cases])).float() / 255.0
     latents, grid = encode_tokens(codec, pixels)
     masks = torch.stack([torch.stack([mask_to_tokens(torch.from_numpy(upscale(m)).float()[..., None])
                                       for m in c.scene.masks]) for c in cases], dim=1)  # (n_refs, B, N)
-    maps = response_maps(model, latents, grid, case_references(cases, codec), prompts(cases, "refs"), sigma, patterns)
+    maps = response_maps(model, latents, grid, case_references(cases, codec), prompts(cases, "refs"), sigma)
     inside = (masks > 0.5).float()
     return RoutingMass(mass_inside(maps, masks).flatten().numpy(), inside.mean(-1).flatten().numpy())
