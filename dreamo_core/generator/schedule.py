@@ -6,17 +6,19 @@ import math
 
 import numpy as np
 
+from ..spec import FLUX_DEV
+
 FLUX_SCHEDULER_CONFIG = dict(
-    base_image_seq_len=256, max_image_seq_len=4096, base_shift=0.5, max_shift=1.15, shift=3.0,
-    use_dynamic_shifting=True, time_shift_type="exponential", num_train_timesteps=1000,
+    base_image_seq_len=FLUX_DEV.base_seq_len, max_image_seq_len=FLUX_DEV.max_seq_len, base_shift=FLUX_DEV.base_shift,
+    max_shift=FLUX_DEV.max_shift, shift=3.0, use_dynamic_shifting=True, time_shift_type="exponential",
+    num_train_timesteps=1000,
 )
 
 
-def flux_mu(target_tokens: int, base_len: int = 256, max_len: int = 4096, base_shift: float = 0.5,
-            max_shift: float = 1.15) -> float:
-    """Dynamic time-shift mu, linear in the number of NOISY tokens only (references do not count)."""
-    m = (max_shift - base_shift) / (max_len - base_len)
-    return target_tokens * m + (base_shift - m * base_len)
+def flux_mu(target_tokens: int) -> float:
+    """Dynamic time-shift mu, linear in the number of NOISY tokens only (references do not count):
+    ``FLUX_DEV.time_shift_mu``."""
+    return FLUX_DEV.time_shift_mu(target_tokens)
 
 
 def percent_to_sigma(percent: float, mu: float) -> float:

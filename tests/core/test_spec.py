@@ -63,3 +63,24 @@ def test_non_positive_sizes_rejected(name, value):
 def test_mlp_ratio_must_give_integer_width(ratio):
     with pytest.raises(ValueError, match=r"mlp_ratio must give an integer MLP width"):
         DreamOSpec(hidden_size=32, mlp_ratio=ratio)
+
+
+def test_flux_dev_facts_build_the_real_model_and_schedule():
+    """The FLUX.1-dev facts other rooms read (head width, pooled width, RoPE axes, schedule shifts) against diffusers:
+    the transformer built from ``diffusers_config()`` is the default FLUX.1-dev one, and ``time_shift_mu`` is the
+    scheduler's own mu (diffusers' ``calculate_shift`` in the Flux pipeline) at several token counts."""
+    import torch
+    from diffusers import FluxTransformer2DModel
+    from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+
+    with torch.device("meta"):
+        ours = FluxTransformer2DModel(**FLUX_DEV.diffusers_config())
+        theirs = FluxTransformer2DModel(guidance_embeds=True)
+    def sizes(config):
+        return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in config.items() if not k.startswith("_")}
+
+    assert sizes(ours.config) == sizes(theirs.config)
+    assert FLUX_DEV.num_heads * FLUX_DEV.attention_head_dim == FLUX_DEV.hidden_size
+    for tokens in (256, 1024, 4096, 6000):
+        assert FLUX_DEV.time_shift_mu(tokens) == pytest.approx(calculate_shift(tokens), abs=1e-12)
+    assert FLUX_DEV.route_layers == ("transformer_blocks.2", "transformer_blocks.8", "transformer_blocks.14")
