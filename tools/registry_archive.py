@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 
