@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..conditioning.embeddings import ConditionEmbeddings
+from ..conditioning.placeholders import placeholder_index
 from ..spec import FLUX_DEV, DreamOSpec
 
 TINY_HIDDEN = 32
@@ -92,8 +93,9 @@ class TinyPromptEncoder:
         words = prompt.split()[: self.seq_len]
         rows = torch.zeros(self.seq_len, self.table.shape[1])
         for i, w in enumerate(words):
-            if self.placeholder_rows is not None and w.startswith("[ref#") and w.endswith("]") and w[5:-1].isdigit():
-                rows[i] = self.placeholder_rows[int(w[5:-1]) - 1]
+            index = placeholder_index(w)
+            if self.placeholder_rows is not None and index is not None:
+                rows[i] = self.placeholder_rows[index - 1]
             else:
                 rows[i] = self.table[self.token_id(w)]
         pooled = rows[: max(len(words), 1)].mean(0) @ self.pool
