@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from bench.common import (
-    DTYPES,
+    BENCH_DTYPE_BY_NAME,
     HEADER,
     SIZES,
     build_transformer,
@@ -48,9 +48,8 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
         profile: bool = False) -> None:
     model = build_transformer(size, device, dtype)
     c = model.config
-    hidden = c.num_attention_heads * c.attention_head_dim
-    spec = DreamOSpec(hidden_size=hidden, num_double_blocks=c.num_layers, num_single_blocks=c.num_single_layers,
-                      t5_dim=c.joint_attention_dim)
+    spec = DreamOSpec.of_diffusers_config(c)
+    px, channels = spec.token_pixels, spec.packed_channels
     tables = tiny_tables(spec).to(device, dtype)
     g = torch.Generator().manual_seed(0)
     embeds = torch.randn(1, text_tokens, c.joint_attention_dim, generator=g).to(device, dtype)
@@ -60,16 +59,16 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
     rows = []
 
     def plain_forward(grid_t: tuple[int, int]):
-        latents = torch.randn(1, grid_t[0] * grid_t[1], 64, generator=g).to(device, dtype)
+        latents = torch.randn(1, grid_t[0] * grid_t[1], channels, generator=g).to(device, dtype)
         return partial(model, hidden_states=latents, timestep=sigma, guidance=guidance, pooled_projections=pooled,
                        encoder_hidden_states=embeds, txt_ids=torch.zeros(text_tokens, 3, device=device, dtype=dtype),
                        img_ids=dreamo_position_ids(grid_t, [], dtype).to(device), return_dict=False)
 
     for out, n_refs, ref_res in GRIDS[grid]:
-        grid_t = (out // 16, out // 16)
-        latents = torch.randn(1, grid_t[0] * grid_t[1], 64, generator=g).to(device, dtype)
-        refs = [ReferenceTokens(torch.randn(1, (ref_res // 16) ** 2, 64, generator=g).to(device, dtype),
-                                (ref_res // 16, ref_res // 16), k + 1) for k in range(n_refs)]
+        grid_t = (out // px, out // px)
+        latents = torch.randn(1, grid_t[0] * grid_t[1], channels, generator=g).to(device, dtype)
+        refs = [ReferenceTokens(torch.randn(1, (ref_res // px) ** 2, channels, generator=g).to(device, dtype),
+                                (ref_res // px, ref_res // px), k + 1) for k in range(n_refs)]
         ref_tokens = [r.tokens.shape[1] for r in refs]
         dreamo = partial(dreamo_transformer_forward, model, latents, grid_t, refs, sigma, guidance, pooled, embeds, tables)
         fns = [plain_forward(grid_t), dreamo, plain_forward(same_token_grid(grid_t[0] * grid_t[1] + sum(ref_tokens)))]
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     p = forward_bench_arguments(__doc__, sorted(SIZES), sorted(GRIDS))
     p.add_argument("--profile", action="store_true", help="per-op time of DreamO minus same-token plain (first 1-ref row)")
     a = p.parse_args(argv)
-    run(a.size, a.device, DTYPES[a.dtype], a.grid, a.repeat, a.text_tokens, a.profile)
+    run(a.size, a.device, BENCH_DTYPE_BY_NAME[a.dtype], a.grid, a.repeat, a.text_tokens, a.profile)
 
 
 if __name__ == "__main__":

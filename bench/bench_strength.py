@@ -17,7 +17,7 @@ from functools import partial
 import torch
 
 from bench.common import (
-    DTYPES,
+    BENCH_DTYPE_BY_NAME,
     SIZES,
     build_transformer,
     forward_bench_arguments,
@@ -35,7 +35,7 @@ GRIDS = {"one": [(256, 1, 256)], "quick": [(256, 1, 256), (512, 1, 512)], "full"
 def main(argv: list[str] | None = None) -> int:
     p = forward_bench_arguments(__doc__, list(SIZES), list(GRIDS))
     a = p.parse_args(argv)
-    dtype = DTYPES[a.dtype]
+    dtype = BENCH_DTYPE_BY_NAME[a.dtype]
     model = build_transformer(a.size, a.device, dtype)
     spec = DreamOSpec.of_diffusers_config(model.config)
     tables = tiny_tables(spec).to(a.device, dtype)
@@ -46,11 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     sigma = torch.full((1,), 0.5, device=a.device, dtype=dtype)
     guidance = torch.full((1,), 3.5, device=a.device)
     rows = []
+    px, channels = spec.token_pixels, spec.packed_channels
     for out, n_refs, ref_res in GRIDS[a.grid]:
-        grid, rgrid = (out // 16, out // 16), (ref_res // 16, ref_res // 16)
-        latents = torch.randn(1, grid[0] * grid[1], 64, generator=g).to(a.device, dtype)
-        refs = [ReferenceTokens(torch.randn(1, rgrid[0] * rgrid[1], 64, generator=g).to(a.device, dtype), rgrid, k + 1)
-                for k in range(n_refs)]
+        grid, rgrid = (out // px, out // px), (ref_res // px, ref_res // px)
+        latents = torch.randn(1, grid[0] * grid[1], channels, generator=g).to(a.device, dtype)
+        refs = [ReferenceTokens(torch.randn(1, rgrid[0] * rgrid[1], channels, generator=g).to(a.device, dtype),
+                                rgrid, k + 1) for k in range(n_refs)]
         call = partial(dreamo_transformer_forward, model, latents, grid, refs, sigma, guidance, pooled, embeds, tables)
         times, ratios, _ = interleaved([timed(partial(call, strengths=[1.0] * n_refs), a.device),
                                         timed(partial(call, strengths=[0.5] * n_refs), a.device)], a.repeat)

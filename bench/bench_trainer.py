@@ -46,9 +46,9 @@ from pathlib import Path
 import torch
 
 from bench.common import profile_delta
-from bench.flops import forward_flops
+from bench.flops import FLUX_TEXT_TOKENS, forward_flops, tokens_for
 from dreamo_core.generator.flux_forward import ReferenceTokens
-from dreamo_core.spec import DreamOSpec
+from dreamo_core.spec import FLUX_DEV, DreamOSpec
 from training.attention_capture import select_layers
 from training.codec import PixelCodec
 from training.config import TrainConfig, load_config
@@ -57,24 +57,27 @@ from training.model import build_model
 from training.synthetic import make_synthetic_dataset
 from training.train import Batch, compute_losses, make_batch, step_noise
 
+
+def model_overrides(sizes: dict) -> list[str]:
+    """``--model.KEY=VALUE`` trainer overrides for the sizes of a diffusers ``FluxTransformer2DModel`` config (the
+    trainer's tiny transformer always has the guidance embedding)."""
+    return [f"--model.{k}={v}" for k, v in sizes.items() if k != "guidance_embeds"]
+
+
 SIZES = {  # model overrides, the routing layers the size's config uses, batch / resolution
-    "small": dict(model=["--model.num_layers=2", "--model.num_single_layers=4", "--model.attention_head_dim=64",
-                         "--model.num_attention_heads=4", "--model.joint_attention_dim=64",
-                         "--model.pooled_projection_dim=64", "--model.axes_dims_rope=[16, 24, 24]",
+    "small": dict(model=[*model_overrides(dict(num_layers=2, num_single_layers=4, attention_head_dim=64,
+                                                num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
+                                                axes_dims_rope=[16, 24, 24])),
                          "--model.text_max_tokens=64"],
                   layers=["transformer_blocks.*"], image=256, ref=128),
     # FLUX.1-dev width (D 3072, 24 heads x 128, T5 4096), 1 double + 1 single block, small images: per-block costs
     # and the routing maths at the real width, at a size 2 CPU cores can time
-    "width": dict(model=["--model.num_layers=1", "--model.num_single_layers=1", "--model.attention_head_dim=128",
-                         "--model.num_attention_heads=24", "--model.joint_attention_dim=4096",
-                         "--model.pooled_projection_dim=768", "--model.axes_dims_rope=[16, 56, 56]",
+    "width": dict(model=[*model_overrides(FLUX_DEV.diffusers_config(num_layers=1, num_single_layers=1)),
                          "--model.text_max_tokens=32"],
                   layers=["transformer_blocks.*"], image=128, ref=128),
-    "full": dict(model=["--model.num_layers=19", "--model.num_single_layers=38", "--model.attention_head_dim=128",
-                        "--model.num_attention_heads=24", "--model.joint_attention_dim=4096",
-                        "--model.pooled_projection_dim=768", "--model.axes_dims_rope=[16, 56, 56]",
-                        "--model.text_max_tokens=512", "--model.gradient_checkpointing=true"],
-                 layers=["transformer_blocks.2", "transformer_blocks.8", "transformer_blocks.14"], image=512, ref=512),
+    "full": dict(model=[*model_overrides(FLUX_DEV.diffusers_config()), "--model.text_max_tokens=512",
+                        "--model.gradient_checkpointing=true"],
+                 layers=list(FLUX_DEV.route_layers), image=512, ref=512),
 }
 
 
@@ -87,15 +90,11 @@ def make_config(size: str, out: Path, data: Path, bf16: bool) -> TrainConfig:
         "--stages=[{name: all, steps: 1000, lr: 0.0001, mixture: {multi: 1.0}}]"])
 
 
-def routing_share(cfg: TrainConfig, text: int, n: int, refs: list[int], batch: int, n_layers: int) -> float:
+def routing_share(spec: DreamOSpec, text: int, n: int, refs: list[int], batch: int, n_layers: int) -> float:
     """MACs of the routing maps (reference queries x target keys, plus the softmax and means, ~2 more passes)
     over the MACs of the model forward, both x3 for forward + backward."""
-    m = cfg.model
-    d = m.num_attention_heads * m.attention_head_dim
-    spec = DreamOSpec(hidden_size=d, num_double_blocks=m.num_layers, num_single_blocks=m.num_single_layers,
-                      t5_dim=m.joint_attention_dim)
     model = forward_flops(n + sum(refs), text, spec).total * batch
-    route = n_layers * batch * sum(refs) * n * (d + 2 * m.num_attention_heads)
+    route = n_layers * batch * sum(refs) * n * (spec.hidden_size + 2 * spec.num_heads)
     return route / model
 
 
@@ -276,19 +275,21 @@ def main(argv: list[str] | None = None) -> None:
     # ratio: median of the per-round ratios (each round times all variants back to back, so drift cancels)
     ratio = {k: statistics.median(x / y for x, y in zip(v, plain_times)) for k, v in times.items()}
     text, n = cfg.model.text_max_tokens, batch.latents.shape[1]
+    spec = DreamOSpec.of_diffusers_config(cfg.model)
     refs = [r.tokens.shape[1] for r in batch.refs]
     print(f"\n## Trainer step ({a.size}, {a.device}{', bf16' if a.bf16 else ''}, batch {cfg.data.batch_size}, "
           f"{s['image']}² target ({n} tokens) + two {s['ref']}² references ({refs[0]} tokens each), "
           f"{text} text tokens, LoRA rank {cfg.model.lora_rank}; median of {a.repeat})\n")
     print("| step | s/step | ratio | over plain | routing FLOPs share | peak GiB |\n|---|---|---|---|---|---|")
     for k, (_, layers, _, _) in variants.items():
-        share = routing_share(cfg, text, n, refs, cfg.data.batch_size, len(layers)) if layers else 0.0
+        share = routing_share(spec, text, n, refs, cfg.data.batch_size, len(layers)) if layers else 0.0
         mem = f"{peaks[k]:.2f}" if k in peaks else "n/a"
         print(f"| {k} | {med[k]:.3f} | {ratio[k]:.3f} | {(ratio[k] - 1) * 100:+.1f}% | "
               f"{share * 100:.2f}% | {mem} |")
     full = SIZES["full"]
-    print(f"\nRouting FLOPs share at FLUX.1-dev (57 blocks, {full['image']}² target + two {full['ref']}² references, "
-          f"512 text tokens, layers {', '.join(full['layers'])}): "
+    blocks = FLUX_DEV.num_double_blocks + FLUX_DEV.num_single_blocks
+    print(f"\nRouting FLOPs share at FLUX.1-dev ({blocks} blocks, {full['image']}² target + two {full['ref']}² "
+          f"references, {FLUX_TEXT_TOKENS} text tokens, layers {', '.join(full['layers'])}): "
           f"{full_routing_share(len(full['layers']), full['image'], full['ref']) * 100:.2f}%")
     if a.memory:
         memory_table(a)
@@ -298,15 +299,8 @@ def main(argv: list[str] | None = None) -> None:
 
 def full_routing_share(n_layers: int, image: int, ref: int) -> float:
     """routing_share at the FLUX.1-dev sizes (spec FLUX_DEV), batch 1."""
-    from bench.memory_plan import FLUX_DEV_TRANSFORMER
-
-    m = FLUX_DEV_TRANSFORMER
-    cfg = TrainConfig()
-    cfg.model.num_attention_heads, cfg.model.attention_head_dim = m["num_attention_heads"], m["attention_head_dim"]
-    cfg.model.num_layers, cfg.model.num_single_layers = m["num_layers"], m["num_single_layers"]
-    cfg.model.joint_attention_dim = m["joint_attention_dim"]
-    n, r = (image // 16) ** 2, (ref // 16) ** 2
-    return routing_share(cfg, 512, n, [r, r], 1, n_layers)
+    n, r = tokens_for(image, image), tokens_for(ref, ref)
+    return routing_share(FLUX_DEV, FLUX_TEXT_TOKENS, n, [r, r], 1, n_layers)
 
 
 if __name__ == "__main__":

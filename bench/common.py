@@ -10,19 +10,17 @@ from collections.abc import Callable, Sequence
 import torch
 
 from bench.flops import FLUX_TEXT_TOKENS, excess_percent
-from dreamo_core.generator.tiny import flux_transformer
+from dreamo_core.generator.tiny import TINY_TRANSFORMER, flux_transformer
+from dreamo_core.spec import FLUX_DEV
 
 SIZES = {  # diffusers FluxTransformer2DModel sizes (dreamo_core.generator.tiny.flux_transformer)
-    "tiny": dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
-                 joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 6, 6]),
+    "tiny": dict(TINY_TRANSFORMER),
     "small": dict(num_layers=2, num_single_layers=4, attention_head_dim=64, num_attention_heads=4,
                   joint_attention_dim=256, pooled_projection_dim=64, axes_dims_rope=[16, 24, 24]),
     # FLUX.1-dev width (D 3072, 24 heads x 128, T5 4096) with 2 + 2 blocks: per-block costs as in the full model,
     # so ratios follow the same FLOPs model, at a size a CPU can run
-    "width": dict(num_layers=2, num_single_layers=2, attention_head_dim=128, num_attention_heads=24,
-                  joint_attention_dim=4096, pooled_projection_dim=768, axes_dims_rope=[16, 56, 56]),
-    "full": dict(num_layers=19, num_single_layers=38, attention_head_dim=128, num_attention_heads=24,
-                 joint_attention_dim=4096, pooled_projection_dim=768, axes_dims_rope=[16, 56, 56]),
+    "width": FLUX_DEV.diffusers_config(num_layers=2, num_single_layers=2),
+    "full": FLUX_DEV.diffusers_config(),
 }
 
 
@@ -161,15 +159,17 @@ def profile_delta(runs: dict[str, Callable[[], object]], plain: str, routed: str
         print(f"| {k} | {cpu / 1e3 / steps:.2f} | {dev / 1e3 / steps:.2f} | {cnt / steps:.0f} |")
 
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+BENCH_DTYPE_BY_NAME = {"fp32": torch.float32, "bf16": torch.bfloat16}  # --dtype: weights and inputs of a bench
+DTYPES = BENCH_DTYPE_BY_NAME  # old name, still imported by bench_comfy / bench_official (other branches); drop after
 
 
 def forward_bench_arguments(doc: str, sizes: list[str], grids: list[str]) -> argparse.ArgumentParser:
-    """The options both forward benchmarks take: size, device, dtype (see ``DTYPES``), grid, repeat, text tokens."""
+    """The options both forward benchmarks take: size, device, dtype (a ``BENCH_DTYPE_BY_NAME`` key), grid, repeat,
+    text tokens."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sizes, default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    p.add_argument("--dtype", choices=sorted(BENCH_DTYPE_BY_NAME), default="fp32")
     p.add_argument("--grid", choices=grids, default="quick")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--text-tokens", type=int, default=FLUX_TEXT_TOKENS)

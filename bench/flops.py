@@ -34,9 +34,9 @@ def forward_flops(image_tokens: int, text_tokens: int = FLUX_TEXT_TOKENS, spec: 
     return ForwardMacs(linear=blocks * per_token * n + embed, attention=blocks * 2 * n * n * d)
 
 
-def tokens_for(width: int, height: int) -> int:
-    """Image tokens of a width x height picture (16 px per token side)."""
-    return (width // 16) * (height // 16)
+def tokens_for(width: int, height: int, spec: DreamOSpec = FLUX_DEV) -> int:
+    """Image tokens of a width x height picture (``spec.token_pixels``: 16 px per token side)."""
+    return (width // spec.token_pixels) * (height // spec.token_pixels)
 
 
 def floor_ratio(target_tokens: int, ref_tokens: list[int], text_tokens: int = FLUX_TEXT_TOKENS,

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 
 from ..dreamo_core.checks import finite_number
 from ..dreamo_core.conditioning.placement import Box
+from ..dreamo_core.conditioning.reference_strength import DEFAULT_REFERENCE_OPTIONS as DEFAULT
 from ..dreamo_core.conditioning.reference_strength import check_percent_range, strength_to_bias
 from ..dreamo_core.spec import FLUX_DEV
 from .encode_reference import DreamORefsType
@@ -42,13 +43,13 @@ class DreamOReferenceOptions(io.ComfyNode):
                 DreamORefsType.Input("references", tooltip="References from Encode Reference."),
                 io.Int.Input("index", default=1, min=1, max=FLUX_DEV.max_refs,
                              tooltip="DreamO index of the reference to change (as set in Encode Reference)."),
-                io.Float.Input("strength", default=1.0, min=0.0, max=10.0, step=0.05,
+                io.Float.Input("strength", default=DEFAULT.strength, min=0.0, max=10.0, step=0.05,
                                tooltip="Reference strength w >= 0 (attention bias log w). 1 = unchanged DreamO."),
-                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("start_percent", default=DEFAULT.start_percent, min=0.0, max=1.0, step=0.01,
                                tooltip="Fraction of the schedule where the reference starts acting (0 = first step)."),
-                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                io.Float.Input("end_percent", default=DEFAULT.end_percent, min=0.0, max=1.0, step=0.01,
                                tooltip="Fraction of the schedule where the reference stops acting (1 = last step)."),
-                io.Boolean.Input("use_box", default=False,
+                io.Boolean.Input("use_box", default=DEFAULT.box is not None,
                                  tooltip="Place the reference in a box of the output instead of DreamO's default "
                                          "positions (its position ids are mapped into the box)."),
                 io.Float.Input("box_x", default=0.0, min=0.0, max=1.0, step=0.01,
@@ -65,8 +66,9 @@ class DreamOReferenceOptions(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, references: DreamORefs, index: int, strength: float = 1.0, start_percent: float = 0.0,
-                end_percent: float = 1.0, use_box: bool = False, box_x: float = 0.0, box_y: float = 0.0,
+    def execute(cls, references: DreamORefs, index: int, strength: float = DEFAULT.strength,
+                start_percent: float = DEFAULT.start_percent, end_percent: float = DEFAULT.end_percent,
+                use_box: bool = DEFAULT.box is not None, box_x: float = 0.0, box_y: float = 0.0,
                 box_w: float = 1.0, box_h: float = 1.0) -> io.NodeOutput:
         try:
             strength_to_bias(strength)

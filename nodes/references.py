@@ -8,6 +8,7 @@ import torch
 
 from ..dreamo_core.conditioning.embeddings import check_reference_indices
 from ..dreamo_core.conditioning.placement import Box
+from ..dreamo_core.conditioning.reference_strength import DEFAULT_REFERENCE_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -20,10 +21,10 @@ class EncodedReference:
     latent: torch.Tensor
     task: str
     index: int
-    strength: float = 1.0
-    start_percent: float = 0.0
-    end_percent: float = 1.0
-    box: Box | None = None
+    strength: float = DEFAULT_REFERENCE_OPTIONS.strength
+    start_percent: float = DEFAULT_REFERENCE_OPTIONS.start_percent
+    end_percent: float = DEFAULT_REFERENCE_OPTIONS.end_percent
+    box: Box | None = DEFAULT_REFERENCE_OPTIONS.box
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -14,11 +14,16 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+if not __package__:  # run as a file: import this checkout's packages (not an installed copy of another checkout)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tools.workflows.litegraph import NOTE_TYPES, SLOT_H, TITLE_H  # noqa: E402
+
 TYPE_COLORS = {"MODEL": "#b39ddb", "CLIP": "#ffd54f", "VAE": "#ef5350", "CONDITIONING": "#ffa726",
                "LATENT": "#f48fb1", "IMAGE": "#64b5f6", "MASK": "#81c784", "DREAMO_REFS": "#4dd0e1",
                "DREAMO_ROUTING": "#e6ee9c", "BACKGROUND_REMOVAL": "#a1887f", "FACE_DETECTION_MODEL": "#a1887f",
                "BOUNDING_BOX": "#ce93d8"}
-SCALE, MARGIN, HEADER, TITLE_H, SLOT_H = 0.4, 24, 96, 30, 22
+SCALE, MARGIN, HEADER = 0.4, 24, 96
 WIDTH = 1600  # thumbnails are scaled to this width (height follows the graph)
 QUALITY = 88
 
@@ -63,7 +68,7 @@ def render(ui: dict, title: str, description: str) -> Image.Image:
     for n in nodes:
         a = xy(n["pos"][0], n["pos"][1] - TITLE_H)
         b = xy(n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
-        note = n["type"] in ("MarkdownNote", "Note")
+        note = n["type"] in NOTE_TYPES
         d.rounded_rectangle((*a, *b), radius=5, fill="#3a3a2a" if note else "#353535", outline="#666666")
         d.rounded_rectangle((a[0], a[1], b[0], a[1] + TITLE_H * s), radius=5, fill="#4a4a4a")
         d.text((a[0] + 4, a[1] + 1), n.get("title") or n["type"], fill="white", font=small)

@@ -6,10 +6,24 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-PLACEHOLDER = re.compile(r"\[ref#(\d+)\]")
+from ..spec import FLUX_DEV
+
+PLACEHOLDER = re.compile(r"\[ref#(\d+)\]")  # the one pattern of a well-formed placeholder; group 1: its index
 LOOSE_PLACEHOLDER = re.compile(r"\[\s*ref\s*(?:#|\d)[^\]]*\]", re.IGNORECASE)  # "ref" then "#" or a digit
-MAX_PLACEHOLDER = 9
-T5_PLACEHOLDER_TOKENS = tuple(f"[ref#{i}]" for i in range(1, MAX_PLACEHOLDER + 1)) + ("[res]",)  # T5 ids 32100..32109
+MAX_PLACEHOLDER = FLUX_DEV.max_refs  # [ref#1]..[ref#9]: one per usable reference index
+
+
+def placeholder_token(index: int) -> str:
+    return f"[ref#{index}]"
+
+
+def placeholder_index(word: str) -> int | None:
+    """The index i of a word that is exactly ``[ref#i]``, else None."""
+    m = PLACEHOLDER.fullmatch(word)
+    return int(m.group(1)) if m else None
+
+
+T5_PLACEHOLDER_TOKENS = tuple(placeholder_token(i) for i in range(1, MAX_PLACEHOLDER + 1)) + ("[res]",)  # T5 ids 32100..32109
 
 
 @dataclass(frozen=True)
@@ -17,10 +31,6 @@ class Placeholder:
     index: int  # 1-based reference index
     start: int  # character span in the prompt
     end: int
-
-
-def placeholder_token(index: int) -> str:
-    return f"[ref#{index}]"
 
 
 def find_placeholders(prompt: str) -> list[Placeholder]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..checks import finite_number
+from .placement import Box
 from .token_layout import reference_spans
 
 MASKED = -1.0e4  # stands in for log(0): exp(-1e4) underflows to exactly 0 in every float dtype, without -inf NaN risks
@@ -50,10 +51,25 @@ def is_neutral(weights: Sequence[float]) -> bool:
 
 
 @dataclass(frozen=True)
+class ReferenceOptions:
+    """A user's controls of one reference (DreamO Reference Options, ``dreamo --ref`` options): strength w, active
+    from start_percent to end_percent of the schedule, optional placement box (None: DreamO's diagonal positions).
+    The defaults, ``DEFAULT_REFERENCE_OPTIONS``, are plain DreamO."""
+
+    strength: float = 1.0
+    start_percent: float = 0.0
+    end_percent: float = 1.0
+    box: Box | None = None
+
+
+DEFAULT_REFERENCE_OPTIONS = ReferenceOptions()
+
+
+@dataclass(frozen=True)
 class ReferenceControl:
     """Strength of one reference while ``sigma_end <= sigma <= sigma_start`` (outside: strength 0)."""
 
-    strength: float = 1.0
+    strength: float = DEFAULT_REFERENCE_OPTIONS.strength
     sigma_start: float = float("inf")
     sigma_end: float = 0.0
 

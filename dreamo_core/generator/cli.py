@@ -18,7 +18,8 @@ import torch
 from tqdm import tqdm
 
 from ..conditioning.placement import Box
-from ..conditioning.reference_images import TASKS
+from ..conditioning.reference_images import ID_CROP_SIZE, TASKS
+from ..conditioning.reference_strength import DEFAULT_REFERENCE_OPTIONS
 from .loading import LoraRequest, load_flux_generator, load_tiny_generator, preset_loras
 from .pipeline import GenerationSettings, ReferenceInput, check_request
 
@@ -27,7 +28,9 @@ TINY_BANNER = (
     "proves the pipeline runs end to end. Point --flux at FLUX.1-dev (diffusers layout) and --dreamo at\n"
     "dreamo.safetensors for real images."
 )
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+MODEL_DTYPE_BY_NAME = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}  # --dtype: FLUX's weights
+DEFAULT_SETTINGS = GenerationSettings()  # the command's defaults are the generator's
+TINY_SIZE = 256  # default output side on the tiny random FLUX (no --flux)
 
 
 def load_image(path: str, what: str, mode: str | None = None) -> torch.Tensor:
@@ -89,11 +92,12 @@ def parse_ref(items: list[str]) -> ReferenceInput:
             raise ValueError(f"--ref {path}: index must be an integer 1..9, got {opts['index']!r}")
         index = int(opts["index"])
     mask = load_image(opts["mask"], f"--ref {path} mask", mode="L") if "mask" in opts else None
+    default = DEFAULT_REFERENCE_OPTIONS
     ref = ReferenceInput(load_image(path, f"--ref {path}"), task, index, mask,
-                         strength=number(path, "strength", opts.get("strength", "1")),
-                         start_percent=number(path, "start", opts.get("start", "0")),
-                         end_percent=number(path, "end", opts.get("end", "1")),
-                         box=parse_box(path, opts["box"]) if "box" in opts else None)
+                         strength=number(path, "strength", opts["strength"]) if "strength" in opts else default.strength,
+                         start_percent=number(path, "start", opts["start"]) if "start" in opts else default.start_percent,
+                         end_percent=number(path, "end", opts["end"]) if "end" in opts else default.end_percent,
+                         box=parse_box(path, opts["box"]) if "box" in opts else default.box)
     ref.check(f"--ref {path}")
     return ref
 
@@ -108,6 +112,7 @@ def demo_reference(size: int = 256) -> ReferenceInput:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = DEFAULT_SETTINGS
     p = argparse.ArgumentParser(prog="dreamo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prompt", default="a photo of the object on a wooden table", help="text prompt; may use [ref#1]..[ref#9]")
     p.add_argument("--ref", nargs="+", action="append", default=[], metavar="PATH [OPTION=VALUE ...]",
@@ -120,18 +125,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=["v1", "v1.1"], help="fuse the official stack from --dreamo-dir")
     p.add_argument("--dreamo-dir", type=Path, help="folder with the official DreamO files (for --preset)")
     p.add_argument("--turbo", type=Path, help="FLUX.1-Turbo-Alpha LoRA to add to --preset (then use 12 steps)")
-    p.add_argument("--width", type=int, help="output width (multiple of 16; default 1024, tiny 256)")
-    p.add_argument("--height", type=int, help="output height (multiple of 16; default 1024, tiny 256)")
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--guidance", type=float, default=4.5)
-    p.add_argument("--first-step-guidance", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ref-res", type=int, default=512, help="reference resolution (multiple of 16; id crops are always 512)")
-    p.add_argument("--true-cfg", type=float, default=1.0, help="> 1 enables true CFG (negative pass has no references)")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--neg-guidance", type=float, default=3.5)
+    p.add_argument("--width", type=int, help=f"output width (multiple of 16; default {d.width}, tiny {TINY_SIZE})")
+    p.add_argument("--height", type=int, help=f"output height (multiple of 16; default {d.height}, tiny {TINY_SIZE})")
+    p.add_argument("--steps", type=int, default=d.steps)
+    p.add_argument("--guidance", type=float, default=d.guidance)
+    p.add_argument("--first-step-guidance", type=float, default=d.first_step_guidance)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--ref-res", type=int, default=d.ref_res,
+                   help=f"reference resolution (multiple of 16; id crops are always {ID_CROP_SIZE})")
+    p.add_argument("--true-cfg", type=float, default=d.true_cfg,
+                   help="> 1 enables true CFG (negative pass has no references)")
+    p.add_argument("--negative-prompt", default=d.negative_prompt)
+    p.add_argument("--neg-guidance", type=float, default=d.neg_guidance)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    p.add_argument("--dtype", choices=sorted(MODEL_DTYPE_BY_NAME), default="bf16")
     p.add_argument("--out", type=Path, default=Path("dreamo.png"))
     return p
 
@@ -177,8 +184,8 @@ def checked_device(name: str) -> str:
 
 
 def settings_from_args(a: argparse.Namespace, tiny: bool) -> GenerationSettings:
-    size = 256 if tiny else 1024
-    return GenerationSettings(width=size if a.width is None else a.width, height=size if a.height is None else a.height,
+    width, height = (TINY_SIZE, TINY_SIZE) if tiny else (DEFAULT_SETTINGS.width, DEFAULT_SETTINGS.height)
+    return GenerationSettings(width=width if a.width is None else a.width, height=height if a.height is None else a.height,
                               steps=a.steps, guidance=a.guidance, first_step_guidance=a.first_step_guidance,
                               seed=a.seed, ref_res=a.ref_res, true_cfg=a.true_cfg, negative_prompt=a.negative_prompt,
                               neg_guidance=a.neg_guidance)
@@ -198,7 +205,7 @@ def run(a: argparse.Namespace) -> Path:
         print(TINY_BANNER, file=sys.stderr)
         gen = load_tiny_generator(loras, a.embeddings, a.seed)
     else:
-        gen = load_flux_generator(a.flux, loras, a.embeddings, device, DTYPES[a.dtype])
+        gen = load_flux_generator(a.flux, loras, a.embeddings, device, MODEL_DTYPE_BY_NAME[a.dtype])
     with tqdm(total=settings.steps, desc="DreamO", unit="step") as bar:
         image = gen.generate(a.prompt, refs, settings, progress=lambda i, n: bar.update(1))
     save_png(image, out)

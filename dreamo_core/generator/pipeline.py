@@ -19,7 +19,12 @@ from ..conditioning.packing import denormalize_latents, normalize_latents, pack_
 from ..conditioning.placeholders import validate_placeholders
 from ..conditioning.placement import Box
 from ..conditioning.reference_images import prepare_reference, to_model_range
-from ..conditioning.reference_strength import ReferenceControl, check_percent_range, strength_to_bias
+from ..conditioning.reference_strength import (
+    DEFAULT_REFERENCE_OPTIONS,
+    ReferenceControl,
+    check_percent_range,
+    strength_to_bias,
+)
 from ..spec import FLUX_DEV
 from .flux_forward import ReferenceTokens, dreamo_transformer_forward, true_cfg_velocity
 from .schedule import dreamo_sigmas, flux_mu, percent_to_sigma
@@ -43,10 +48,10 @@ class ReferenceInput:
     task: str = "ip"
     index: int | None = None
     mask: torch.Tensor | None = None
-    strength: float = 1.0
-    start_percent: float = 0.0
-    end_percent: float = 1.0
-    box: Box | None = None
+    strength: float = DEFAULT_REFERENCE_OPTIONS.strength
+    start_percent: float = DEFAULT_REFERENCE_OPTIONS.start_percent
+    end_percent: float = DEFAULT_REFERENCE_OPTIONS.end_percent
+    box: Box | None = DEFAULT_REFERENCE_OPTIONS.box
 
     def check(self, where: str) -> None:
         """ValueError naming ``where`` for a strength or step range DreamO cannot use (before any model work)."""

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from ..conditioning.embeddings import ConditionEmbeddings
-from ..spec import DreamOSpec
+from ..conditioning.placeholders import placeholder_index
+from ..spec import FLUX_DEV, DreamOSpec
 
 TINY_HIDDEN = 32
 TINY_TEXT_DIM = 32
@@ -31,15 +32,17 @@ TINY_TRANSFORMER = dict(num_layers=1, num_single_layers=1, attention_head_dim=16
 
 def flux_transformer(seed: int = 0, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                      **sizes: object) -> nn.Module:
-    """A random-weight diffusers ``FluxTransformer2DModel`` with FLUX's structure (patch 1, 64 input channels,
-    guidance embedding). ``sizes`` override ``TINY_TRANSFORMER`` (e.g. the FLUX.1-dev widths of the benchmarks).
+    """A random-weight diffusers ``FluxTransformer2DModel`` with FLUX's structure (patch 1, FLUX's 64 packed latent
+    channels, guidance embedding). ``sizes`` override ``TINY_TRANSFORMER`` (e.g. the FLUX.1-dev widths of the
+    benchmarks, ``FLUX_DEV.diffusers_config(...)``).
     Seeded by ``seed`` without touching the global RNG; built directly on ``device``; in eval mode."""
     from diffusers import FluxTransformer2DModel
 
-    config = {**TINY_TRANSFORMER, **sizes}
+    config = {"patch_size": 1, "in_channels": FLUX_DEV.packed_channels, "guidance_embeds": True, **TINY_TRANSFORMER,
+              **sizes}
     with torch.random.fork_rng(devices=[]), torch.device(device or "cpu"):
         torch.manual_seed(seed)
-        model = FluxTransformer2DModel(patch_size=1, in_channels=64, guidance_embeds=True, **config)
+        model = FluxTransformer2DModel(**config)
     return (model if dtype is None else model.to(dtype)).eval()
 
 
@@ -90,8 +93,9 @@ class TinyPromptEncoder:
         words = prompt.split()[: self.seq_len]
         rows = torch.zeros(self.seq_len, self.table.shape[1])
         for i, w in enumerate(words):
-            if self.placeholder_rows is not None and w.startswith("[ref#") and w.endswith("]") and w[5:-1].isdigit():
-                rows[i] = self.placeholder_rows[int(w[5:-1]) - 1]
+            index = placeholder_index(w)
+            if self.placeholder_rows is not None and index is not None:
+                rows[i] = self.placeholder_rows[index - 1]
             else:
                 rows[i] = self.table[self.token_id(w)]
         pooled = rows[: max(len(words), 1)].mean(0) @ self.pool

@@ -5,6 +5,7 @@ import pytest
 from dreamo_core.conditioning.placeholders import (
     Placeholder,
     find_placeholders,
+    placeholder_index,
     placeholder_token,
     validate_placeholders,
 )
@@ -16,6 +17,13 @@ def test_positions_and_indices():
     assert find_placeholders(prompt) == [Placeholder(2, 13, 20), Placeholder(1, 36, 43)]
     assert validate_placeholders(prompt, [1, 2]) == find_placeholders(prompt)
     assert placeholder_token(3) == "[ref#3]"
+
+
+@pytest.mark.parametrize("word, index", [("[ref#3]", 3), ("[ref#12]", 12), ("[ref#3],", None), ("[ref #3]", None),
+                                         ("ref#3", None), ("[ref#]", None), ("[REF#3]", None), ("[res]", None)])
+def test_placeholder_index_of_a_word(word, index):
+    """A whole word that is exactly [ref#i] (the tiny prompt encoder's placeholder rows), nothing looser."""
+    assert placeholder_index(word) == index
 
 
 @pytest.mark.parametrize("prompt", ["", "a cat on a sofa", "brackets [like this] and # signs", "[res] alone"])

@@ -143,3 +143,16 @@ def test_bad_inputs_are_named(gen):
         gen.generate("the cat from [ref#2]", [disc_ref()], GenerationSettings(**SMALL))
     with pytest.raises(ValueError, match="task must be one of"):
         gen.generate("x", [disc_ref(task="tryon")], GenerationSettings(**SMALL))
+
+
+def test_tiny_prompt_encoder_takes_placeholder_rows_for_exact_placeholders():
+    """A word that is exactly [ref#i] is row i-1 of the placeholder rows; anything else (punctuation attached, no
+    rows given) is a hashed word."""
+    from dreamo_core.generator.tiny import TinyPromptEncoder
+
+    rows = torch.arange(10 * 32, dtype=torch.float32).reshape(10, 32)
+    with_rows, plain = TinyPromptEncoder(placeholder_rows=rows), TinyPromptEncoder()
+    embeds = with_rows.encode("a [ref#2] and [ref#2], [ref#9]")[0][0]
+    assert torch.equal(embeds[1], rows[1]) and torch.equal(embeds[4], rows[8])
+    assert torch.equal(embeds[3], plain.table[plain.token_id("[ref#2],")])
+    assert torch.equal(plain.encode("[ref#2]")[0][0, 0], plain.table[plain.token_id("[ref#2]")])

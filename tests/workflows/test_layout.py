@@ -1,34 +1,24 @@
 """The shipped workflows as a user sees them, without ComfyUI: laid out left to right with no overlapping nodes,
 grouped, explained by a note, with download metadata for every model file, a JPEG thumbnail, and equal to what
-tools/build_workflows.py writes."""
+tools/build_workflows.py writes (the builder: tools/workflows/)."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from tools.workflows import table
+from tools.workflows.catalogue import NO_DOWNLOAD
+from tools.workflows.litegraph import NOTE_TYPES, TITLE_H
+from tools.workflows.node_types import PREPROCESSING_TYPES
+
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
-TITLE_H = 30  # LiteGraph's title bar, drawn above pos
-NOTES = ("MarkdownNote", "Note")
 TOY = "dreamo_toy"  # the CPU-trained toy of training/: its files are in the repo (models/toy), no downloads
-
-
-@functools.cache
-def load_builder():
-    name = "dreamo_build_workflows"
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "build_workflows.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def rect(node: dict) -> tuple[float, float, float, float]:
@@ -66,7 +56,7 @@ def layout_problems(ui: dict) -> list[str]:
     for i, n in nodes.items():
         containing = sum(inside(rects[i], g) for g in groups)
         touching = sum(overlap(rects[i], g) for g in groups)
-        want = 0 if n["type"] in NOTES else 1
+        want = 0 if n["type"] in NOTE_TYPES else 1
         if containing != want or touching != want:
             problems.append(f"node {i} ({n['type']}) is in {containing} groups and touches {touching}")
     return problems
@@ -99,7 +89,6 @@ def test_note_groups_and_model_metadata(path):
     assert len(notes) == 1 and len(ui["groups"]) >= 4
     text = notes[0]["widgets_values"][0]
     assert "models/loras/" in text and "generate a same style image." in text
-    builder = load_builder()
     if path.stem == TOY:  # repo files, named with where they are; the stand-in loaders are said to be stand-ins
         assert "models/toy/dreamo_toy.safetensors" in text and "stand-in" in text
         assert not any(n["properties"].get("models") for n in ui["nodes"])
@@ -107,7 +96,7 @@ def test_note_groups_and_model_metadata(path):
     for n in ui["nodes"]:
         names = [v for v in n.get("widgets_values", []) if isinstance(v, str) and v.endswith(".safetensors")]
         listed = {m["name"]: m for m in n["properties"].get("models", [])}
-        expected = [v for v in names if v not in builder.NO_DOWNLOAD]  # MediaPipe file, the user's subject LoRA
+        expected = [v for v in names if v not in NO_DOWNLOAD]  # MediaPipe file, the user's subject LoRA
         assert sorted(listed) == sorted(expected), (n["type"], names, listed)
         for m in listed.values():
             assert m["url"].startswith("https://huggingface.co/") and m["url"].endswith(".safetensors")
@@ -136,18 +125,18 @@ def test_jpeg_thumbnail(path):
         assert img.format == "JPEG" and img.width >= 800 and img.height >= 300
 
 
-def test_files_are_what_the_builder_writes():
-    builder = load_builder()
+def test_files_are_what_the_builder_writes(tmp_path):
     on_disk = {p.stem: json.loads(p.read_text()) for p in WORKFLOWS}
-    assert on_disk == builder.WORKFLOWS, "run python tools/build_workflows.py"
+    assert on_disk == table.WORKFLOWS, "run python tools/build_workflows.py"
+    table.write_workflows(tmp_path)  # and byte for byte, as the command writes them
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {p.name: p.read_bytes() for p in WORKFLOWS}
     assert sorted(p.stem for p in (REPO / "workflows").glob("*.jpg")) == sorted(on_disk)
 
 
 def test_preprocessing_workflows_say_the_comfyui_they_need():
-    builder = load_builder()
     for p in WORKFLOWS:
         ui = json.loads(p.read_text())
-        auto = any(n["type"] in builder.PREPROCESSING_TYPES for n in ui["nodes"])
+        auto = any(n["type"] in PREPROCESSING_TYPES for n in ui["nodes"])
         assert auto == p.stem.endswith("_comfyui_0_33"), p.stem
         if auto:
             assert "Needs ComfyUI 0.33" in ui["nodes"][0]["widgets_values"][0]
