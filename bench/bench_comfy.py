@@ -128,7 +128,7 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
     folder_paths.filename_list_cache.clear()
     (dreamo_model,) = h.run_node("DreamO_LoadLoRA", model=model, lora_name="None", strength=1.0,
                                  embedding_name="embedding.safetensors")
-    refs_mod = h.pack("nodes.references")
+    refs_mod = h.pack("nodes.runtime.references")
     ctx = torch.randn(1, text_tokens, cfg["context_in_dim"], generator=g).to(dtype)
     cond = [[ctx, {"pooled_output": torch.randn(1, cfg["vec_in_dim"], generator=g).to(dtype), "guidance": 3.5}]]
     rows = []

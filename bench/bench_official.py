@@ -269,7 +269,7 @@ def comfyui_run(a: argparse.Namespace, x: dict) -> Timed:
     folder_paths.filename_list_cache.clear()
     (dreamo_model,) = h.run_node("DreamO_LoadLoRA", model=model, lora_name="None", strength=1.0,
                                  embedding_name="tables.safetensors")
-    R = h.pack("nodes.references")
+    R = h.pack("nodes.runtime.references")
     refs = R.DreamORefs(tuple(
         R.EncodedReference(denormalize_latents(unpack_latents(r.float(), *x["rgrid"]), FLUX_DEV.latent_shift,
                                                FLUX_DEV.latent_scale), "ip", k + 1) for k, r in enumerate(x["refs"])))

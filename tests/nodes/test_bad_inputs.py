@@ -100,7 +100,7 @@ def positive():
 
 
 def fixed_refs(shapes=((4, 4),), indices=(1,)):
-    R = h.pack("nodes.references")
+    R = h.pack("nodes.runtime.references")
     g = torch.Generator().manual_seed(11)
     return R.DreamORefs(tuple(R.EncodedReference(torch.randn(1, 16, *s, generator=g), "ip", k)
                               for s, k in zip(shapes, indices)))

@@ -114,7 +114,7 @@ def dreamo(loras_dir):
 
 
 def refs_of(shapes, indices):
-    R = h.pack("nodes.references")
+    R = h.pack("nodes.runtime.references")
     return R.DreamORefs(tuple(R.EncodedReference(torch.zeros(1, 16, *s), "ip", k) for s, k in zip(shapes, indices)))
 
 
@@ -145,7 +145,7 @@ def test_runtime_token_mismatch_and_missing_refs(loras_dir):
 
 def test_wrapper_arguments_pass_through_untouched(loras_dir):
     """Keyword and unknown arguments reach Flux._forward unchanged; only transformer_options is a copy."""
-    W = h.pack("nodes.wrapper")
+    W = h.pack("nodes.runtime.wrapper")
     tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(
         torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [], [])
@@ -176,7 +176,7 @@ def test_wrapper_arguments_pass_through_untouched(loras_dir):
 def test_wrapper_refuses_what_it_cannot_compose_with(loras_dir):
     """Another post_input patch (Flux KV Cache, USO style), RoPE options (ScaleROPE) and a renamed Flux parameter
     each give a clear error instead of a silently wrong forward or a guessed argument."""
-    W = h.pack("nodes.wrapper")
+    W = h.pack("nodes.runtime.wrapper")
     tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [], [])
 

@@ -15,7 +15,7 @@ REF_SHAPES = [(8, 6), (4, 4), (6, 4)]  # raw latent (h, w) -> token grids 4x3, 2
 
 
 def refs_value(shapes, indices, seed=11):
-    R = h.pack("nodes.references")
+    R = h.pack("nodes.runtime.references")
     g = torch.Generator().manual_seed(seed)
     refs = tuple(R.EncodedReference(torch.randn(1, 16, *s, generator=g), "ip", k) for s, k in zip(shapes, indices))
     return R.DreamORefs(refs)
@@ -71,7 +71,7 @@ def test_negative_pass_has_no_embedding(loras_dir, n_refs):
     seen = [t.shape[0] for t in ids]
     dm = base.model.diffusion_model
     cond = expected_denoised(dm, cap, pos, refs)
-    none = h.pack("nodes.references").DreamORefs()
+    none = h.pack("nodes.runtime.references").DreamORefs()
     uncond = expected_denoised(dm, cap, neg, none, with_embedding=False)
     assert (cap.denoised - (2 * cond - uncond)).abs().max().item() <= 2e-5
     assert seen == ([2] if n_refs == 0 else [1, 1])  # one batched call vs two calls

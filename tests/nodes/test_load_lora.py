@@ -171,7 +171,7 @@ def packed(raw_shape, logical_shape):
 
 
 def test_target_shapes_use_the_logical_shape_and_skip_the_unknown():
-    P = h.pack("nodes.lora_patches")
+    P = h.pack("nodes.runtime.lora_patches")
     sd = {"gguf.weight": packed((128, 72), (128, 128)), "fp8.weight": torch.zeros(896, 128, dtype=torch.float8_e4m3fn),
           "packed.weight": torch.zeros(128, 64, dtype=torch.uint8)}  # integer data without a logical shape
     targets = {"a": "gguf.weight", "b": ("fp8.weight", (0, 0, 384)), "c": "packed.weight", "d": "absent.weight"}

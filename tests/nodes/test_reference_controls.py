@@ -47,7 +47,7 @@ def test_strength_zero_equals_no_references(loras_dir):
     refs = refs_value(REF_SHAPES[:2], [1, 2])
     off = options(options(refs, 1, strength=0.0), 2, strength=0.0)
     cap = denoised(m, off)
-    none = h.pack("nodes.references").DreamORefs()
+    none = h.pack("nodes.runtime.references").DreamORefs()
     want = hand_denoised(base.model.diffusion_model, cap, none)  # target still gets task[1]
     assert (cap.denoised - want).abs().max().item() <= 1e-5
     assert (denoised(m, refs).denoised - want).abs().max().item() > 1e-3  # the references do matter
@@ -159,7 +159,7 @@ def test_cli_reference_and_nodes_give_the_same_tokens_ids_and_bias(tmp_path, sig
     x = torch.zeros(1, 16, 8, 8)  # 4x4 target tokens
 
     # the nodes
-    R = h.pack("nodes.references")
+    R = h.pack("nodes.runtime.references")
     refs = R.DreamORefs((R.EncodedReference(latent, "ip", 2),))
     refs = options(refs, 2, strength=ref.strength, start_percent=ref.start_percent, end_percent=ref.end_percent,
                    use_box=True, box_x=ref.box.x, box_y=ref.box.y, box_w=ref.box.w, box_h=ref.box.h)

@@ -82,7 +82,7 @@ def test_negative_references_refused_before_any_step_and_allowed_at_cfg_1(loras_
 def test_wrapper_refuses_reference_latents_on_negative_items(loras_dir, cond_or_uncond):
     """The DIFFUSION_MODEL wrapper's backstop for guiders the run check cannot read: any call whose negative items
     carry reference latents (ComfyUI batches conds only with the same keys, so a mixed batch shares them)."""
-    W = h.pack("nodes.wrapper")
+    W = h.pack("nodes.runtime.wrapper")
     tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN),
                                                                                torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [1], [(2, 2)])

@@ -18,7 +18,7 @@ def test_supported_comfyui_features_are_detected_not_version_sniffed():
     import comfy.lora_convert
     import comfy.model_patcher
 
-    support = h.pack("nodes.comfy_support")
+    support = h.pack("nodes.runtime.comfy_support")
     assert support.missing_features(comfy.model_patcher.ModelPatcher, comfy.lora_convert, comfy.ldm.flux.model.Flux) == []
 
     class OldFlux:  # 0.3.56-like: no "uxo", no ref_latents seam

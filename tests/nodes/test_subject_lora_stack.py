@@ -75,7 +75,7 @@ def hand_merged_weights(sd, dreamo, subject, subject_strength):
 
 
 def dreamo_output(model):
-    R = h.pack("nodes.references")
+    R = h.pack("nodes.runtime.references")
     refs = R.DreamORefs((R.EncodedReference(torch.randn(1, 16, 8, 6, generator=torch.Generator().manual_seed(11)),
                                             "ip", 1),))
     pos = h.conditioning(20)

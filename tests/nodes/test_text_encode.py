@@ -31,7 +31,7 @@ def dreamo_with_rows(loras_dir):
 
 
 def refs(indices):
-    R = h.pack("nodes.references")
+    R = h.pack("nodes.runtime.references")
     return R.DreamORefs(tuple(R.EncodedReference(torch.zeros(1, 16, 4, 4), "ip", k) for k in indices))
 
 
