@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +109,11 @@ def test_more_references_than_indices(vae):
 
 
 def dreamo(loras_dir):
-    return h.run_node("DreamO_LoadLoRA", model=h.tiny_flux(), lora_name="None", strength=1.0,
-                      embedding_name="embedding.safetensors")[0]
+    return h.with_dreamo_tables(h.tiny_flux())
 
 
 def refs_of(shapes, indices):
-    R = h.pack("nodes.runtime.references")
-    return R.DreamORefs(tuple(R.EncodedReference(torch.zeros(1, 16, *s), "ip", k) for s, k in zip(shapes, indices)))
+    return h.dreamo_refs([torch.zeros(1, 16, *s) for s in shapes], indices)
 
 
 def test_apply_errors(loras_dir):

@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
+
 H = h.HIDDEN
 
 

@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
 
 OLD_ENCODE_INPUTS = {"pixels", "vae", "dreamo_processor", "resolution", "ref_task"}  # as documented in migration.py
 

@@ -1,6 +1,4 @@
-import pytest
-
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
 
 
 def test_pack_registers_three_nodes():
