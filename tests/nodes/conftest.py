@@ -1,5 +1,5 @@
 """Node tests run against a real ComfyUI checkout (COMFYUI_PATH), set up once here with the shared harness
-(``bench.comfy_harness``); without it every test here is skipped (a failure with ``--no-skips``). The fixtures the
+(``bench.comfy_harness``); without it every module here is skipped (a failure with ``--no-skips``). The fixtures the
 node tests share are here; their helpers come from the harness."""
 
 from __future__ import annotations
@@ -21,12 +21,16 @@ if COMFYUI_PATH:
     h.setup_comfy(COMFYUI_PATH)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if COMFYUI_PATH:
-        return
-    for item in items:
-        if HERE in item.path.parents:
-            item.add_marker(pytest.mark.skip(reason=NO_COMFYUI))
+class ModuleWithoutComfyUI(pytest.Module):
+    """A node test module collected without ComfyUI: skipped whole, never imported (its names could clash with
+    other test modules' and its helpers need ComfyUI)."""
+
+    def collect(self):
+        pytest.skip(NO_COMFYUI)
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    return None if COMFYUI_PATH else ModuleWithoutComfyUI.from_parent(parent, path=module_path)
 
 
 @pytest.fixture(scope="session")
