@@ -13,7 +13,6 @@ Also checks that a model which did not go through Apply gives a bit-identical ou
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -22,9 +21,10 @@ from pathlib import Path
 
 import torch
 
+from bench import comfy_harness as h
 from bench.bench_diffusers import GRIDS
 from bench.common import (
-    DTYPES,
+    BENCH_DTYPE_BY_NAME,
     HEADER,
     fmt_mem,
     forward_bench_arguments,
@@ -35,88 +35,56 @@ from bench.common import (
     timed,
 )
 from bench.flops import floor_ratio
-from dreamo_core.spec import DreamOSpec
+from dreamo_core.spec import FLUX_DEV, DreamOSpec
 
-SIZES = {  # comfy FluxParams overrides
+SIZES = {  # the size fields of ComfyUI's FluxParams; the rest comes from ComfyUI's detection of a FLUX.1 file
     "small": dict(hidden_size=256, num_heads=4, depth=2, depth_single_blocks=4, context_in_dim=256, vec_in_dim=64,
                   axes_dim=[16, 24, 24]),
-    "width": dict(hidden_size=3072, num_heads=24, depth=2, depth_single_blocks=2, context_in_dim=4096,
-                  vec_in_dim=768, axes_dim=[16, 56, 56]),  # FLUX.1-dev width, 2 + 2 blocks (as bench.common)
-    "full": dict(hidden_size=3072, num_heads=24, depth=19, depth_single_blocks=38, context_in_dim=4096, vec_in_dim=768,
-                 axes_dim=[16, 56, 56]),
+    "width": FLUX_DEV.comfy_flux_params(depth=2, depth_single_blocks=2),  # FLUX.1-dev width, 2 + 2 blocks
+    "full": FLUX_DEV.comfy_flux_params(),
 }
+SIGMA = 0.7  # of the one guided call per step
 
 
-def load_harness():
-    path = Path(__file__).resolve().parents[1] / "tests" / "nodes" / "harness.py"
-    spec = importlib.util.spec_from_file_location("dreamo_nodes_harness", path)
-    h = importlib.util.module_from_spec(spec)
-    sys.modules["dreamo_nodes_harness"] = h
-    spec.loader.exec_module(h)
+def setup_comfyui() -> None:
+    """ComfyUI ($COMFYUI_PATH) and this pack, loaded by the shared harness; SystemExit without COMFYUI_PATH."""
     comfy_path = os.environ.get("COMFYUI_PATH")
     if not comfy_path:
-        raise SystemExit("bench_comfy: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.56)")
+        raise SystemExit("bench_comfy: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.64)")
     h.setup_comfy(comfy_path)
-    return h
 
 
-def build_model(size: str, dtype: torch.dtype, device: str, harness):
-    """Plain ComfyUI FLUX ModelPatcher with seeded random weights: the config detected by ComfyUI from a FLUX.1
-    key signature, as a real file is (fields newer versions add, e.g. ``txt_ids_dims``, filled by ComfyUI), with
-    only the sizes of ``SIZES[size]``."""
-    import comfy.model_detection
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    cfg = comfy.model_detection.detect_unet_config(harness.flux1_key_signature(), "")
-    cfg.update(SIZES[size])
-    mc = comfy.supported_models.Flux(cfg)
-    mc.set_inference_dtype(dtype, None)
-    with torch.device(device):
-        base = mc.get_model({}, device=device)
-    g = torch.Generator().manual_seed(0)
-    sd = {k: (torch.randn(v.shape, generator=g) * 0.02).to(dtype) for k, v in base.diffusion_model.state_dict().items()}
-    base.load_model_weights(sd, "")
-    base.to(device)
-    dev = torch.device(device)
-    return comfy.model_patcher.ModelPatcher(base, load_device=dev, offload_device=dev), cfg
+def random_comfy_flux(size: str, dtype: torch.dtype, device: str):
+    """Plain ComfyUI FLUX ModelPatcher of ``SIZES[size]`` with seeded random weights (seed 0, N(0, 0.02²)): the
+    config detected by ComfyUI from a FLUX.1 key signature, as a real file is (``h.flux_model``)."""
+    return h.flux_model(SIZES[size], seed=0, dtype=dtype, device=device, scale=0.02)
 
 
-def model_call(model, positive, negative, noise, device: str, outputs: dict | None = None) -> tuple[float, float | None]:
-    """(seconds, peak GPU GiB) of one guided model call through ComfyUI's CFGGuider; its output goes to
-    ``outputs["y"]`` when given."""
-    import comfy.samplers
-
-    measured = {}
-
-    def sampler_fn(model_k, x, sigmas, extra_args=None, callback=None, disable=None):
-        s = sigmas[0] * x.new_ones(x.shape[0])
+def model_call(model, positive, negative, noise, device: str,
+               outputs: dict | None = None) -> tuple[float, float | None]:
+    """(seconds, peak GPU GiB) of one guided model call through ComfyUI's CFGGuider (cfg 1, ``h.guided_call``);
+    its output goes to ``outputs["y"]`` when given."""
+    def step(denoise, x) -> tuple[float, float | None]:
         y = None
 
         def call():
             nonlocal y
-            y = model_k(x, s, **(extra_args or {}))
+            y = denoise(x)
 
-        measured["m"] = timed(call, device)()
+        measured = timed(call, device)()
         if outputs is not None:
             outputs["y"] = y
-        return y
+        return measured
 
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(1.0)
     with torch.no_grad():
-        guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(sampler_fn), torch.tensor([0.7, 0.0]),
-                      disable_pbar=True, seed=0)
-    return measured["m"]
+        return h.guided_call(model, positive, negative, noise, SIGMA, 1.0, step)
 
 
 def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int) -> None:
-    h = load_harness()
-    import folder_paths
+    setup_comfyui()
     from safetensors.torch import save_file
 
-    model, cfg = build_model(size, dtype, device, h)
+    model, cfg = random_comfy_flux(size, dtype, device), SIZES[size]
     hidden = cfg["hidden_size"]
     spec = DreamOSpec(hidden_size=hidden, num_double_blocks=cfg["depth"], num_single_blocks=cfg["depth_single_blocks"],
                       t5_dim=cfg["context_in_dim"])
@@ -124,19 +92,14 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
     g = torch.Generator().manual_seed(1)
     save_file({"dreamo_task_embedding.weight": torch.randn(2, hidden, generator=g),
                "dreamo_idx_embedding.weight": torch.randn(10, hidden, generator=g)}, str(loras / "embedding.safetensors"))
-    folder_paths.add_model_folder_path("loras", str(loras), is_default=True)
-    folder_paths.filename_list_cache.clear()
-    (dreamo_model,) = h.run_node("DreamO_LoadLoRA", model=model, lora_name="None", strength=1.0,
-                                 embedding_name="embedding.safetensors")
-    refs_mod = h.pack("nodes.references")
+    h.use_loras_folder(loras)
+    dreamo_model = h.with_dreamo_tables(model)
     ctx = torch.randn(1, text_tokens, cfg["context_in_dim"], generator=g).to(dtype)
     cond = [[ctx, {"pooled_output": torch.randn(1, cfg["vec_in_dim"], generator=g).to(dtype), "guidance": 3.5}]]
     rows = []
     for out, n_refs, ref_res in GRIDS[grid]:
         noise = torch.randn(1, 16, out // 8, out // 8, generator=g)
-        refs = refs_mod.DreamORefs(tuple(
-            refs_mod.EncodedReference(torch.randn(1, 16, ref_res // 8, ref_res // 8, generator=g), "ip", k + 1)
-            for k in range(n_refs)))
+        refs = h.dreamo_refs([torch.randn(1, 16, ref_res // 8, ref_res // 8, generator=g) for _ in range(n_refs)])
         m, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo_model, positive=cond, references=refs)
         ref_tokens = [(ref_res // 16) ** 2] * n_refs
         rows_t, cols_t = same_token_grid((out // 16) ** 2 + sum(ref_tokens))
@@ -162,7 +125,7 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
 def main(argv: list[str] | None = None) -> None:
     p = forward_bench_arguments(__doc__, sorted(SIZES), sorted(GRIDS))
     a = p.parse_args(argv)
-    run(a.size, a.device, DTYPES[a.dtype], a.grid, a.repeat, a.text_tokens)
+    run(a.size, a.device, BENCH_DTYPE_BY_NAME[a.dtype], a.grid, a.repeat, a.text_tokens)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ meets the others:
       /path/to/venv-official/bin/pip install torch==2.13.0 diffusers==0.33.1 transformers==4.45.2 einops safetensors
 
   (a CPU torch; never torchvision). The official ``dreamo/utils.py`` imports ``torchvision.utils`` and ``cv2``,
-  neither used by a step: a stub that fails if called stands in for whichever is absent.
+  neither used by a step: the ComfyUI harness's stand-in (``bench.comfy_harness.stand_ins``), which fails if
+  called, takes the place of whichever is absent.
 - ``core``: ``dreamo_core``'s forward on the diffusers of this interpreter.
 - ``comfyui``: ComfyUI's own FLUX (``--comfyui-path`` / ``COMFYUI_PATH``), built by ComfyUI's model detection
   from the same diffusers-format weights (``convert_diffusers_mmdit``), patched by our Load DreamO LoRA (tables
@@ -45,8 +46,6 @@ order. ``--size width``: FLUX.1-dev's width (hidden 3072, 24 heads x 128, T5 409
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
 import json
 import os
 import statistics
@@ -54,24 +53,41 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
-from bench.common import DTYPES, SIZES, build_transformer, peak_rss_gib, print_table, reset_peak_rss, sync
+from bench import comfy_harness as h
+from bench.common import (
+    BENCH_DTYPE_BY_NAME,
+    SIZES,
+    build_transformer,
+    peak_rss_gib,
+    print_table,
+    reset_peak_rss,
+    sync,
+)
 from dreamo_core.conditioning.embeddings import ConditionEmbeddings
+from dreamo_core.spec import DreamOSpec
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("official", "core", "comfyui", "comfyui-sdpa")
 SIGMA, GUIDANCE = 0.5, 3.5
+OFFICIAL_ABSENT = ("torchvision", "cv2")  # imported by the official dreamo/utils.py, used by no step
+
+
+def size_spec(size: str) -> DreamOSpec:
+    """The DreamOSpec of the diffusers transformer ``SIZES[size]`` (``full``: FLUX_DEV; ``width``: FLUX_DEV with
+    2 + 2 blocks): its widths for the tokens, its ComfyUI FluxParams for the comfyui variants."""
+    return DreamOSpec.of_diffusers_config(SimpleNamespace(**SIZES[size]))
 
 
 def inputs(a: argparse.Namespace) -> dict:
     """Seeded tokens of one step: target, references, text, tables (identical in every subprocess)."""
-    c, dtype, g = SIZES[a.size], DTYPES[a.dtype], torch.Generator().manual_seed(1)
-    hidden = c["num_attention_heads"] * c["attention_head_dim"]
+    spec, dtype, g = size_spec(a.size), BENCH_DTYPE_BY_NAME[a.dtype], torch.Generator().manual_seed(1)
+    hidden = spec.hidden_size
     grid, rgrid = (a.out // 16, a.out // 16), (a.ref_res // 16, a.ref_res // 16)
 
     def rand(*shape):
@@ -79,7 +95,7 @@ def inputs(a: argparse.Namespace) -> dict:
 
     return dict(grid=grid, rgrid=rgrid, latents=rand(1, grid[0] * grid[1], 64),
                 refs=[rand(1, rgrid[0] * rgrid[1], 64) for _ in range(a.refs)],
-                embeds=rand(1, a.text_tokens, c["joint_attention_dim"]), pooled=rand(1, c["pooled_projection_dim"]),
+                embeds=rand(1, a.text_tokens, spec.t5_dim), pooled=rand(1, spec.pooled_dim),
                 tables=ConditionEmbeddings(rand(2, hidden), rand(10, hidden)))
 
 
@@ -87,11 +103,11 @@ def write_weights(a: argparse.Namespace) -> None:
     """Child process: the seeded diffusers-format transformer state dict, in the run's dtype, to ``a.weights``."""
     from safetensors.torch import save_file
 
-    model = build_transformer(a.size, a.device, DTYPES[a.dtype])
+    model = build_transformer(a.size, a.device, BENCH_DTYPE_BY_NAME[a.dtype])
     save_file({k: v.contiguous().cpu() for k, v in model.state_dict().items()}, a.weights)
 
 
-def load_transformer(a: argparse.Namespace) -> torch.nn.Module:
+def diffusers_transformer_from_weights(a: argparse.Namespace) -> torch.nn.Module:
     """This interpreter's diffusers ``FluxTransformer2DModel`` of ``a.size``, built on the meta device and given
     the weights of ``a.weights`` (strict: every key, every shape)."""
     from safetensors.torch import load_file
@@ -130,48 +146,18 @@ def reset_peak(device: str) -> None:
         reset_peak_rss()
 
 
-def stub_missing(modules: tuple[str, ...] = ("torchvision.utils", "cv2")) -> None:
-    """The official ``dreamo/utils.py`` imports ``torchvision.utils.make_grid`` and ``cv2`` (neither used by a
-    step). Where a library is absent (torchvision is never installed here: its wheels pull a CUDA torch) stub
-    modules stand in for it; any attribute of them fails when called."""
-    def missing(name: str) -> Callable[..., None]:
-        def fail(*_args, **_kwargs):
-            raise RuntimeError(f"{name} is a bench stub: its library is not installed")
-        return fail
-
-    class Stub(types.ModuleType):
-        def __getattr__(self, attr: str):
-            if attr.startswith("__"):
-                raise AttributeError(attr)
-            return missing(f"{self.__name__}.{attr}")
-
-    absent = {m.split(".")[0] for m in modules if importlib.util.find_spec(m.split(".")[0]) is None}
-    for name in modules:
-        parts = name.split(".")
-        if parts[0] not in absent:
-            continue
-        for i in range(1, len(parts) + 1):
-            sub = ".".join(parts[:i])
-            if sub not in sys.modules:
-                module = Stub(sub)
-                module.__spec__ = importlib.machinery.ModuleSpec(sub, None)
-                sys.modules[sub] = module
-                if i > 1:
-                    setattr(sys.modules[".".join(parts[: i - 1])], parts[i - 1], module)
-
-
 def official_run(a: argparse.Namespace, x: dict) -> Timed:
     """The step of the official ``DreamOPipeline.__call__``: its ids (``_prepare_latent_image_ids``), its
     embeddings (target ``task[1]``, reference ``task[0] + idx[k]``) and its transformer call."""
     sys.path.insert(0, a.official_path)
-    import diffusers.pipelines.flux.pipeline_flux  # noqa: F401  (libraries decide what exists before the stubs)
+    import diffusers.pipelines.flux.pipeline_flux  # noqa: F401  (libraries decide what exists before the stand-ins)
 
-    stub_missing()
+    h.stand_in_for_absent(OFFICIAL_ABSENT)
     # importing the official pipeline replaces FluxTransformer2DModel.forward (in this process only)
     from dreamo.dreamo_pipeline import DreamOPipeline
 
-    dtype, dev = DTYPES[a.dtype], x["latents"].device
-    model = load_transformer(a)
+    dtype, dev = BENCH_DTYPE_BY_NAME[a.dtype], x["latents"].device
+    model = diffusers_transformer_from_weights(a)
     ids_of = DreamOPipeline._prepare_latent_image_ids
     ids = [ids_of(1, *x["grid"], dev, dtype)]
     emb = [x["tables"].task[1].expand(1, x["latents"].shape[1], -1)]
@@ -196,8 +182,8 @@ def official_run(a: argparse.Namespace, x: dict) -> Timed:
 def core_run(a: argparse.Namespace, x: dict) -> Timed:
     from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 
-    dtype, dev = DTYPES[a.dtype], x["latents"].device
-    model = load_transformer(a)
+    dtype, dev = BENCH_DTYPE_BY_NAME[a.dtype], x["latents"].device
+    model = diffusers_transformer_from_weights(a)
     refs = [ReferenceTokens(r, x["rgrid"], k + 1) for k, r in enumerate(x["refs"])]
     reset_peak(a.device)
     return time_calls(lambda: dreamo_transformer_forward(
@@ -205,7 +191,7 @@ def core_run(a: argparse.Namespace, x: dict) -> Timed:
         torch.full((1,), GUIDANCE, device=dev), x["pooled"], x["embeds"], x["tables"]), a)
 
 
-def comfyui_model(a: argparse.Namespace):
+def comfy_flux_from_weights(a: argparse.Namespace):
     """ComfyUI's FLUX ModelPatcher from the diffusers-format weights: keys converted and the config detected by
     ComfyUI itself (as for a diffusers file), weights and compute in the run's dtype."""
     import comfy.model_detection
@@ -218,16 +204,13 @@ def comfyui_model(a: argparse.Namespace):
         raise RuntimeError("bench_official: ComfyUI did not detect the converted weights as FLUX")
     # detection takes FLUX.1-dev's widths, heads and RoPE axes as given (0.3.64: hidden 3072, T5 4096 too): the
     # same as the weights' for --size width / full; the smaller sizes state theirs
-    c = SIZES[a.size]
-    sizes = dict(hidden_size=c["num_attention_heads"] * c["attention_head_dim"], num_heads=c["num_attention_heads"],
-                 context_in_dim=c["joint_attention_dim"], vec_in_dim=c["pooled_projection_dim"],
-                 axes_dim=list(c["axes_dims_rope"]), depth=c["num_layers"], depth_single_blocks=c["num_single_layers"])
+    sizes = size_spec(a.size).comfy_flux_params()
     detected = {k: unet_config.get(k) for k in sizes}
     if a.size in ("width", "full") and detected != sizes:
         raise RuntimeError(f"bench_official: ComfyUI detected {detected}, the weights are {sizes}")
     unet_config.update(sizes)
     mc = comfy.model_detection.model_config_from_unet_config(unet_config, sd)
-    mc.set_inference_dtype(DTYPES[a.dtype], None)
+    mc.set_inference_dtype(BENCH_DTYPE_BY_NAME[a.dtype], None)
     base = mc.get_model({}, device=a.device)
     base.load_model_weights(sd, "")
     left = list(sd)  # load_model_weights pops every key it uses
@@ -240,59 +223,37 @@ def comfyui_model(a: argparse.Namespace):
 
 def comfyui_run(a: argparse.Namespace, x: dict) -> Timed:
     """Our nodes on ComfyUI's FLUX: Load DreamO LoRA (tables only) + Apply DreamO Conditioning, then one guided
-    model call (cfg 1) per timed call. Tokens are unpacked to ComfyUI latents (references as raw VAE latents,
-    which ComfyUI's FLUX normalises itself); the output is packed back to target velocity tokens."""
+    model call (cfg 1, ``h.guided_call``) per timed call. Tokens are unpacked to ComfyUI latents (references as raw
+    VAE latents, which ComfyUI's FLUX normalises itself); the output is packed back to target velocity tokens."""
     from safetensors.torch import save_file
 
-    from bench.bench_comfy import load_harness
     from dreamo_core.conditioning.packing import denormalize_latents, pack_latents, unpack_latents
     from dreamo_core.spec import FLUX_DEV
 
-    os.environ["COMFYUI_PATH"] = a.comfyui_path
-    if a.comfyui_path not in sys.path:
-        sys.path.insert(0, a.comfyui_path)
-    import comfy.cli_args
-
     # ComfyUI picks its attention at import: on a CPU its default is a sliced softmax (baddbmm + softmax + bmm);
     # "comfyui-sdpa" is ComfyUI started with --use-pytorch-cross-attention (SDPA, its default on CUDA)
-    comfy.cli_args.args.use_pytorch_cross_attention = a.variant == "comfyui-sdpa"
-    h = load_harness()
-    import comfy.samplers
-    import folder_paths
-
-    model = comfyui_model(a)
+    h.setup_comfy(a.comfyui_path, use_pytorch_cross_attention=a.variant == "comfyui-sdpa")
+    model = comfy_flux_from_weights(a)
     tables_dir = Path(a.weights).parent / "loras"
     tables_dir.mkdir(exist_ok=True)
     save_file({"dreamo_task_embedding.weight": x["tables"].task.contiguous(),
                "dreamo_idx_embedding.weight": x["tables"].idx.contiguous()}, str(tables_dir / "tables.safetensors"))
-    folder_paths.add_model_folder_path("loras", str(tables_dir), is_default=True)
-    folder_paths.filename_list_cache.clear()
-    (dreamo_model,) = h.run_node("DreamO_LoadLoRA", model=model, lora_name="None", strength=1.0,
-                                 embedding_name="tables.safetensors")
-    R = h.pack("nodes.references")
-    refs = R.DreamORefs(tuple(
-        R.EncodedReference(denormalize_latents(unpack_latents(r.float(), *x["rgrid"]), FLUX_DEV.latent_shift,
-                                               FLUX_DEV.latent_scale), "ip", k + 1) for k, r in enumerate(x["refs"])))
+    h.use_loras_folder(tables_dir)
+    dreamo_model = h.with_dreamo_tables(model, "tables.safetensors")
+    refs = h.dreamo_refs([denormalize_latents(unpack_latents(r.float(), *x["rgrid"]), FLUX_DEV.latent_shift,
+                                              FLUX_DEV.latent_scale) for r in x["refs"]])
     cond = [[x["embeds"], {"pooled_output": x["pooled"], "guidance": GUIDANCE}]]
     patched, positive = h.run_node("DreamO_ApplyConditioning", model=dreamo_model, positive=cond, references=refs)
     latent = unpack_latents(x["latents"].float(), *x["grid"])
-    done = {}
 
-    def sampler_fn(model_k, _x, sigmas, extra_args=None, callback=None, disable=None):
-        s = torch.full((1,), SIGMA, device=_x.device)
-        x_in = latent.to(_x.device)
+    def step(denoise, noised: torch.Tensor) -> Timed:
+        x_in = latent.to(noised.device)  # the bench's own target tokens, not ComfyUI's noised zeros
         reset_peak(a.device)
-        done["times"], denoised = time_calls(lambda: model_k(x_in, s, **(extra_args or {})), a)
-        done["out"] = pack_latents((x_in - denoised.float()) / SIGMA)
-        return denoised
+        times, denoised = time_calls(lambda: denoise(x_in), a)
+        return times, pack_latents((x_in - denoised.float()) / SIGMA)
 
-    guider = comfy.samplers.CFGGuider(patched)
-    guider.set_conds(positive, cond)
-    guider.set_cfg(1.0)
     with torch.no_grad():
-        guider.sample(torch.zeros_like(latent), torch.zeros_like(latent), comfy.samplers.KSAMPLER(sampler_fn),
-                      torch.tensor([SIGMA, 0.0]), disable_pbar=True, seed=0)
-    return done["times"], done["out"]
+        return h.guided_call(patched, positive, cond, torch.zeros_like(latent), SIGMA, 1.0, step)
 
 
 def stack(variant: str) -> str:
@@ -327,7 +288,7 @@ def arguments() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=list(SIZES), default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
+    p.add_argument("--dtype", choices=sorted(BENCH_DTYPE_BY_NAME), default="fp32")
     p.add_argument("--out", type=int, default=512, help="output side in pixels")
     p.add_argument("--refs", type=int, default=1)
     p.add_argument("--ref-res", type=int, default=512)

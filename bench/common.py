@@ -160,7 +160,6 @@ def profile_delta(runs: dict[str, Callable[[], object]], plain: str, routed: str
 
 
 BENCH_DTYPE_BY_NAME = {"fp32": torch.float32, "bf16": torch.bfloat16}  # --dtype: weights and inputs of a bench
-DTYPES = BENCH_DTYPE_BY_NAME  # old name, still imported by bench_comfy / bench_official (other branches); drop after
 
 
 def forward_bench_arguments(doc: str, sizes: list[str], grids: list[str]) -> argparse.ArgumentParser:

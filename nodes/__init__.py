@@ -1,20 +1,23 @@
-"""ComfyUI node layer of DreamO (V3 schema). Thin: validation and wiring; the math lives in dreamo_core."""
+"""ComfyUI node layer of DreamO (V3 schema): the extension and its node list. One module per node here, the
+display names in ``node_names``; what the nodes install and what runs while sampling is in ``runtime/``. Thin:
+validation and wiring; the math lives in dreamo_core."""
 # ruff: noqa: E402  (the ComfyUI version check must run before the node modules are imported)
 
 from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from .comfy_support import require_supported_comfyui
+from .runtime.comfy_support import require_supported_comfyui
 
 require_supported_comfyui()  # before any node module: an older ComfyUI refuses the pack with a clear message
 
 from .apply_conditioning import ApplyDreamOConditioning
 from .encode_reference import EncodeDreamOReference
 from .load_lora import LoadDreamOLoRA
-from .migration import register_replacements
 from .reference_options import DreamOReferenceOptions
-from .routing_preview import DreamORoutingPreview, DreamORoutingRecorder
+from .routing_preview import DreamORoutingPreview
+from .routing_recorder import DreamORoutingRecorder
+from .runtime.migration import register_replacements
 from .text_encode import DreamOTextEncode
 
 NODE_LIST: list[type[io.ComfyNode]] = [LoadDreamOLoRA, EncodeDreamOReference, DreamOReferenceOptions,

@@ -9,12 +9,11 @@ from comfy_api.latest import io
 
 from ..dreamo_core.conditioning.embeddings import check_reference_indices
 from ..dreamo_core.conditioning.reference_strength import ReferenceControl
-from .encode_reference import DreamORefsType
-from .model_info import WRAPPER_KEY, attached_embeddings, flux_params
 from .node_names import APPLY_CONDITIONING
-from .references import DreamORefs
-from .run_checks import REFS_KEY, add_run_check
-from .wrapper import DreamOWrapper
+from .runtime.model_info import WRAPPER_KEY, attached_embeddings, flux_params
+from .runtime.references import DreamORefs, DreamORefsType
+from .runtime.run_checks import REFS_KEY, add_run_check
+from .runtime.wrapper import DreamOWrapper
 
 NODE = APPLY_CONDITIONING
 log = logging.getLogger("DreamO")

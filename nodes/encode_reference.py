@@ -16,10 +16,9 @@ from ..dreamo_core.conditioning.reference_images import (
 )
 from ..dreamo_core.spec import FLUX_DEV
 from .node_names import ENCODE_REFERENCE
-from .references import DreamORefs, EncodedReference
+from .runtime.references import DreamORefs, DreamORefsType, EncodedReference
 
 NODE = ENCODE_REFERENCE
-DreamORefsType = io.Custom("DREAMO_REFS")
 
 
 def masks_per_image(mask: torch.Tensor | None, n_images: int, invert: bool) -> list[torch.Tensor | None]:

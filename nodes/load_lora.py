@@ -9,16 +9,16 @@ from comfy_api.latest import io
 
 from ..dreamo_core.checks import finite_number
 from ..dreamo_core.weights.formats import DreamOWeights, LoraFormat, load_safetensors, parse_dreamo_state_dict
-from .lora_patches import add_lora
-from .model_info import (
+from .node_names import LOAD_LORA
+from .runtime.lora_patches import add_lora
+from .runtime.model_info import (
     EMBEDDINGS_ATTACHMENT,
     T5_ROWS_ATTACHMENT,
     attached_embeddings,
     flux_params,
     spec_for_model,
 )
-from .node_names import LOAD_LORA
-from .run_checks import add_run_check
+from .runtime.run_checks import add_run_check
 
 NODE = LOAD_LORA
 NONE = "None"

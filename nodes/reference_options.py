@@ -9,9 +9,8 @@ from ..dreamo_core.conditioning.placement import Box
 from ..dreamo_core.conditioning.reference_strength import DEFAULT_REFERENCE_OPTIONS as DEFAULT
 from ..dreamo_core.conditioning.reference_strength import check_percent_range, strength_to_bias
 from ..dreamo_core.spec import FLUX_DEV
-from .encode_reference import DreamORefsType
 from .node_names import REFERENCE_OPTIONS
-from .references import DreamORefs
+from .runtime.references import DreamORefs, DreamORefsType
 
 NODE = REFERENCE_OPTIONS
 

@@ -1,110 +1,84 @@
-"""Routing-map recording during sampling, with no state shared between runs.
-
-A ``SAMPLER_SAMPLE`` wrapper starts a fresh ``RoutingRun`` for every sampling run and passes it down in that run's
-own copy of ``model_options["transformer_options"]``; the DreamO wrapper then installs, per model call, an
-``optimized_attention_override`` that adds each reference's response map (dreamo_core.routing.response_maps, the trainer's
-L_route quantity) to that run and runs the attention unchanged. The recorder keeps only the last finished run,
-so clones sampled alternately (or on several GPUs at once) never mix their maps.
-"""
+"""DreamO Routing Recorder: makes the model from Apply DreamO Conditioning record, during sampling, where each
+reference's tokens land (its response maps, the trainer's L_route quantity) for DreamO Routing Preview."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from typing import Any
+import comfy.patcher_extension
+from comfy_api.latest import io
 
-import torch
-
-from ..dreamo_core.conditioning.token_layout import reference_spans
-from ..dreamo_core.routing.response_maps import joint_attention_responses
-from .flux_arguments import method_argument_position
+from ..dreamo_core.conditioning.reference_strength import check_percent_range
 from .node_names import ROUTING_RECORDER
-from .transformer_options import RUN_KEY
+from .runtime.model_info import WRAPPER_KEY, flux_params
+from .runtime.routing_record import RoutingRecorder, RoutingType
 
-RECORDER = ROUTING_RECORDER
-
-
-class RoutingRun:
-    """Summed (n_refs, target_tokens) maps of one sampling run (locked: multi-GPU conds run in threads)."""
-
-    def __init__(self) -> None:
-        self.total: torch.Tensor | None = None
-        self.count = 0
-        self.target: tuple[int, int] | None = None
-        self.lock = threading.Lock()
-
-    def add(self, maps: torch.Tensor, target: tuple[int, int]) -> None:
-        maps = maps.float().cpu()
-        with self.lock:
-            self.total = maps if self.total is None else self.total + maps
-            self.count += 1
-            self.target = target
+NODE = ROUTING_RECORDER
 
 
-class RoutingRecorder:
-    """Which blocks and sigmas to record, and the last finished run.
-
-    blocks: attention-call indices within one forward (double blocks 0..depth-1, then single blocks), None = all."""
-
-    def __init__(self, blocks: Sequence[int] | None, sigma_start: float, sigma_end: float, mode: str = "softmax"):
-        self.blocks = None if blocks is None else frozenset(blocks)
-        self.sigma_start, self.sigma_end, self.mode = sigma_start, sigma_end, mode
-        self.latest: RoutingRun | None = None
-
-    def to(self, device_or_dtype: Any) -> RoutingRecorder:
-        return self
-
-    def active(self, sigma: float | None) -> bool:
-        return sigma is None or self.sigma_end <= sigma <= self.sigma_start
-
-    def run_wrapper(self, executor: Any, *args: Any, **kwargs: Any) -> Any:
-        """``SAMPLER_SAMPLE`` wrapper: sample with a fresh RoutingRun in this run's transformer_options, then make
-        it the latest. ``extra_args`` is found by name in the sampler's ``sample`` signature."""
-        run = RoutingRun()
-        sample = getattr(type(getattr(executor, "class_obj", None)), "sample", None)
-        if "extra_args" in kwargs:
-            kwargs = {**kwargs, "extra_args": with_run(kwargs["extra_args"], run)}
-        else:
-            pos = method_argument_position(sample, "extra_args", RECORDER)
-            if pos >= len(args):
-                raise RuntimeError(f"{RECORDER}: the sampler was called without extra_args; cannot record")
-            args = args[:pos] + (with_run(args[pos], run),) + args[pos + 1 :]
-        out = executor(*args, **kwargs)
-        self.latest = run  # one assignment: a reader sees the previous or this finished run
-        return out
-
-    def override(self, run: RoutingRun, text_tokens: int, target: tuple[int, int], ref_tokens: Sequence[int],
-                 previous: Callable | None) -> Callable:
-        """A fresh per-forward attention override recording into ``run``; its call counter gives the block index."""
-        n_target = target[0] * target[1]
-        image = slice(text_tokens, text_tokens + n_target)
-        spans = reference_spans(text_tokens + n_target, ref_tokens)
-        refs, start = [slice(s, e) for s, e in spans], text_tokens + n_target + sum(ref_tokens)
-        calls = [0]
-
-        def attention_override(func: Callable, q: torch.Tensor, k: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            block = calls[0]
-            calls[0] += 1
-            if refs and (self.blocks is None or block in self.blocks) and q.ndim == 4 and q.shape[2] == start:
-                with torch.no_grad():
-                    run.add(joint_attention_responses(q[:1], k[:1], refs, image, self.mode)[0], target)  # (n_refs, n_target)
-            if previous is not None:
-                return previous(func, q, k, *args, **kwargs)
-            return func(q, k, *args, **kwargs)
-
-        return attention_override
-
-    def maps(self) -> torch.Tensor:
-        """(n_refs, rows, cols) mean response maps of the last finished run; ValueError if nothing was recorded."""
-        run = self.latest
-        if run is None or run.total is None or run.target is None:
-            raise ValueError("DreamO Routing Preview: no routing maps were recorded; run a sampler with the model "
-                             "from DreamO Routing Recorder (and references applied) before this node")
-        return (run.total / run.count).reshape(-1, *run.target)
+def parse_blocks(text: str) -> list[int] | None:
+    """"all" -> None; "0, 2, 5" -> [0, 2, 5]. Block numbers count double blocks first, then single blocks."""
+    text = text.strip().lower()
+    if text in ("", "all"):
+        return None
+    try:
+        blocks = [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    except ValueError as e:
+        raise ValueError(f"{NODE}: blocks must be 'all' or comma-separated block numbers like '0, 2, 5', got {text!r}") from e
+    if any(b < 0 for b in blocks):
+        raise ValueError(f"{NODE}: block numbers must be >= 0, got {blocks}")
+    return blocks
 
 
-def with_run(extra_args: dict, run: RoutingRun) -> dict:
-    """A copy of the sampler's ``extra_args`` whose model_options' transformer_options carry ``run``."""
-    options = extra_args.get("model_options", {})
-    transformer_options = {**options.get("transformer_options", {}), RUN_KEY: run}
-    return {**extra_args, "model_options": {**options, "transformer_options": transformer_options}}
+def checked_blocks(blocks: list[int] | None, total: int) -> list[int] | None:
+    """``blocks`` if every number names one of the model's ``total`` blocks; ValueError otherwise."""
+    if blocks is not None and any(b >= total for b in blocks):
+        raise ValueError(f"{NODE}: blocks {blocks}: this model has blocks 0-{total - 1} (double blocks first, "
+                         "then single blocks)")
+    return blocks
+
+
+class DreamORoutingRecorder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DreamO_RoutingRecorder",
+            display_name=NODE,
+            category="conditioning/dreamo",
+            description="Makes the model from Apply DreamO Conditioning record, while sampling, how strongly each "
+                        "reference's tokens attend to each image position (chosen blocks and steps). Connect its "
+                        "routing output to DreamO Routing Preview. The image itself is not changed.",
+            inputs=[
+                io.Model.Input("model", tooltip="The model output of Apply DreamO Conditioning."),
+                io.String.Input("blocks", default="all",
+                                tooltip="'all' or block numbers, e.g. '2, 8, 14' (double blocks first, then single)."),
+                io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Record from this fraction of the schedule (0 = first step)."),
+                io.Float.Input("end_percent", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="Record up to this fraction of the schedule (1 = last step)."),
+            ],
+            outputs=[io.Model.Output(display_name="model", tooltip="The same model, recording routing maps."),
+                     RoutingType.Output(display_name="routing", tooltip="The recorder, for DreamO Routing Preview.")],
+        )
+
+    @classmethod
+    def execute(cls, model, blocks: str = "all", start_percent: float = 0.0, end_percent: float = 1.0) -> io.NodeOutput:
+        check_percent_range(start_percent, end_percent, NODE)
+        kind = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
+        wrappers = model.get_wrappers(kind, WRAPPER_KEY)
+        if not wrappers:
+            raise ValueError(f"{NODE}: the model has no DreamO references applied; connect the model output of "
+                             "Apply DreamO Conditioning")
+        if not wrappers[-1].indices:
+            raise ValueError(f"{NODE}: Apply DreamO Conditioning has no references, so there is no routing to "
+                             "record; connect references to it")
+        p = flux_params(model, NODE)
+        chosen = checked_blocks(parse_blocks(blocks), p.depth + p.depth_single_blocks)
+        sampling = model.get_model_object("model_sampling")
+        recorder = RoutingRecorder(chosen, float(sampling.percent_to_sigma(start_percent)),
+                                   float(sampling.percent_to_sigma(end_percent)))
+        m = model.clone()
+        m.remove_wrappers_with_key(kind, WRAPPER_KEY)
+        m.add_wrapper_with_key(kind, WRAPPER_KEY, wrappers[-1].with_recorder(recorder))
+        run_kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
+        m.remove_wrappers_with_key(run_kind, WRAPPER_KEY)
+        m.add_wrapper_with_key(run_kind, WRAPPER_KEY, recorder.run_wrapper)
+        return io.NodeOutput(m, recorder)

@@ -6,16 +6,15 @@ from comfy_api.latest import io
 
 from ..dreamo_core.checks import finite_number
 from ..dreamo_core.conditioning.placeholders import validate_placeholders
-from .encode_reference import DreamORefsType
-from .model_info import T5_ROWS_ATTACHMENT
 from .node_names import TEXT_ENCODE
-from .placeholder_tokens import (
+from .runtime.model_info import T5_ROWS_ATTACHMENT
+from .runtime.placeholder_tokens import (
     T5XXL_TOKENS,
     placeholder_pieces,
     replace_placeholder_pieces,
     spaced_placeholders,
 )
-from .references import DreamORefs
+from .runtime.references import DreamORefs, DreamORefsType
 
 NODE = TEXT_ENCODE
 

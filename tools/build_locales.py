@@ -3,15 +3,13 @@ tooltips), the file ComfyUI's /i18n endpoint serves to the frontend (app/custom_
 ``locales/<lang>/nodeDefs.json`` of every custom node). locales/zh/nodeDefs.json is translated by hand and
 must cover the same keys (tests/nodes/test_frontend_docs.py).
 
-Run: COMFYUI_PATH=/path/to/ComfyUI python tools/build_locales.py
+Run (from the repository root): COMFYUI_PATH=/path/to/ComfyUI python -m tools.build_locales
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,11 +36,9 @@ def node_defs(registry: dict[str, type]) -> dict:
 
 
 def main() -> None:
-    spec = importlib.util.spec_from_file_location("dreamo_nodes_harness", REPO / "tests" / "nodes" / "harness.py")
-    harness = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = harness
-    spec.loader.exec_module(harness)
-    harness.setup_comfy(os.environ["COMFYUI_PATH"])
+    from bench.comfy_harness import setup_comfy
+
+    setup_comfy(os.environ["COMFYUI_PATH"])
     import nodes
 
     path = REPO / "locales" / "en" / "nodeDefs.json"

@@ -1,7 +1,7 @@
 """bench_official: every variant computes the same step on the same weights and tokens, its subprocesses load
-exactly the seeded model, and its peak-memory and stub helpers do what they say. The official and ComfyUI
-variants run where their checkout / interpreter / tree is given (DREAMO_OFFICIAL_PATH + DREAMO_OFFICIAL_PYTHON,
-COMFYUI_PATH), else they are skipped."""
+exactly the seeded model, its FLUX.1-dev sizes are the spec's, and its peak-memory and stand-in helpers do what
+they say. The official and ComfyUI variants run where their checkout / interpreter / tree is given
+(DREAMO_OFFICIAL_PATH + DREAMO_OFFICIAL_PYTHON, COMFYUI_PATH), else they are skipped."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ import torch
 
 pytest.importorskip("diffusers")
 from bench import bench_official as B  # noqa: E402
+from bench.comfy_harness import stand_in_for_absent  # noqa: E402
 from bench.common import SIZES, peak_rss_gib, reset_peak_rss  # noqa: E402
+from dreamo_core.spec import FLUX_DEV  # noqa: E402
 
 TINY = ["--size", "tiny", "--out", "64", "--ref-res", "32", "--refs", "2", "--text-tokens", "8", "--repeat", "1"]
 
@@ -88,19 +90,33 @@ def test_bad_arguments_exit_naming_the_argument(argv, names):
     assert names in str(e.value)
 
 
-def test_stub_stands_in_only_for_an_absent_library():
+def test_stand_in_only_for_an_absent_library():
+    """The harness's stand-ins, as the official variant uses them for torchvision.utils and cv2."""
     name = "dreamo_bench_absent_lib"
+    finder = stand_in_for_absent((name, "json"))
     try:
-        B.stub_missing((f"{name}.utils", "json"))
         utils = importlib.import_module(f"{name}.utils")
         assert sys.modules[name].utils is utils
-        with pytest.raises(RuntimeError, match="bench stub"):
+        with pytest.raises(RuntimeError, match=f"{name}.utils.make_grid is a stand-in: {name} is not installed"):
             utils.make_grid()
-        assert importlib.import_module("json").dumps([1]) == "[1]"  # present: left alone
+        assert importlib.import_module("json").dumps([1]) == "[1]" and "json" not in finder.libraries  # present: left alone
         assert importlib.util.find_spec(name) is not None  # libraries probing it see a module with a spec
     finally:
+        finder.libraries.discard(name)
         for k in (name, f"{name}.utils"):
             sys.modules.pop(k, None)
+    assert importlib.util.find_spec(name) is None  # the stand-in is gone again
+
+
+def test_flux_dev_sizes_are_the_spec():
+    """``width`` and ``full`` are FLUX.1-dev (FLUX_DEV.diffusers_config) with 2 + 2 blocks and all blocks, in the
+    weights (diffusers) and in what the comfyui variants expect ComfyUI to detect."""
+    assert {**SIZES["full"], "guidance_embeds": True} == FLUX_DEV.diffusers_config()
+    assert {**SIZES["width"], "guidance_embeds": True} == FLUX_DEV.diffusers_config(num_layers=2, num_single_layers=2)
+    assert B.size_spec("full") == FLUX_DEV
+    assert B.size_spec("width").comfy_flux_params() == FLUX_DEV.comfy_flux_params(depth=2, depth_single_blocks=2)
+    assert B.size_spec("tiny").comfy_flux_params() == dict(hidden_size=32, num_heads=2, depth=1, depth_single_blocks=1,
+                                                           context_in_dim=32, vec_in_dim=32, axes_dim=[4, 6, 6])
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")

@@ -22,15 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from bench.comfy_harness.workflow_api import FRONTEND_ONLY, ui_to_api
+
 COMFY = os.environ.get("DREAMO_BROWSER_COMFYUI")
 if not COMFY:
     pytest.skip("DREAMO_BROWSER_COMFYUI is not set (run tools/test_browser.sh)", allow_module_level=True)
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.append(str(REPO / "tests" / "nodes"))  # appended: the UI -> API conversion the node tests use
-from workflow_api import FRONTEND_ONLY, ui_to_api  # noqa: E402
-
 PACK = "dreamo-nodes"
 WORKFLOWS = sorted((REPO / "workflows").glob("*.json"))
 CHROMIUM = os.environ.get("DREAMO_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -74,9 +73,9 @@ def server(tmp_path_factory):
     settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": False}))
     port = free_port()
     log = open(base / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("serve_comfyui.py")), COMFY, "--cpu",
+    proc = subprocess.Popen([sys.executable, "-m", "bench.comfy_harness.serve_comfyui", COMFY, "--cpu",
                              "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-                             "--disable-auto-launch"], stdout=log, stderr=subprocess.STDOUT)
+                             "--disable-auto-launch"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:

@@ -1,4 +1,6 @@
-"""Node tests run against a real ComfyUI checkout (COMFYUI_PATH); without it every module here is skipped."""
+"""Node tests run against a real ComfyUI checkout (COMFYUI_PATH), set up once here with the shared harness
+(``bench.comfy_harness``); without it every module here is skipped (a failure with ``--no-skips``). The fixtures the
+node tests share are here; their helpers come from the harness."""
 
 from __future__ import annotations
 
@@ -9,25 +11,52 @@ from pathlib import Path
 
 import pytest
 
-HARNESS = "dreamo_nodes_harness"
+from bench import comfy_harness as h
+
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
+NO_COMFYUI = "COMFYUI_PATH is not set: node tests need a ComfyUI checkout"
+HERE = Path(__file__).parent
+
+if COMFYUI_PATH:
+    h.setup_comfy(COMFYUI_PATH)
 
 
-def _load_harness() -> None:
-    spec = importlib.util.spec_from_file_location(HARNESS, Path(__file__).with_name("harness.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[HARNESS] = module
-    spec.loader.exec_module(module)
-    module.setup_comfy(COMFYUI_PATH)
+class ModuleWithoutComfyUI(pytest.Module):
+    """A node test module collected without ComfyUI: skipped whole, never imported (its names could clash with
+    other test modules' and its helpers need ComfyUI)."""
+
+    def collect(self):
+        pytest.skip(NO_COMFYUI)
 
 
-if COMFYUI_PATH and HARNESS not in sys.modules:
-    _load_harness()
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    return None if COMFYUI_PATH else ModuleWithoutComfyUI.from_parent(parent, path=module_path)
 
 
 @pytest.fixture(scope="session")
 def loras_dir(tmp_path_factory):
-    h = sys.modules[HARNESS]
+    """A ComfyUI ``loras`` folder with the harness's synthetic DreamO files (``h.write_loras``)."""
     folder = tmp_path_factory.mktemp("loras")
     h.write_loras(folder)
     return folder
+
+
+@pytest.fixture
+def dreamo_model(loras_dir):
+    """``make(seed=0, dtype=..., compute=...) -> (base, model)``: a tiny FLUX (``h.tiny_flux``) and the same
+    through Load DreamO LoRA with only ``embedding.safetensors`` (the harness's tables)."""
+    def make(seed: int = 0, **kw):
+        base = h.tiny_flux(seed, **kw)
+        return base, h.with_dreamo_tables(base)
+    return make
+
+
+@pytest.fixture(scope="session")
+def toy_stand_ins():
+    """tests/nodes/toy_comfy.py (the toy's base, text encoder and codec as ComfyUI objects; it imports the
+    trainer), loaded from its file."""
+    spec = importlib.util.spec_from_file_location("dreamo_toy_comfy", HERE / "toy_comfy.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -21,10 +21,10 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
+
 NAN, INF = math.nan, math.inf
 NOISE = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
-SIGMA = 0.7
 LOAD, ENCODE, OPTIONS, APPLY = ("Load DreamO LoRA", "DreamO Encode Reference", "DreamO Reference Options",
                                 "Apply DreamO Conditioning")
 RECORDER, PREVIEW, TEXT = "DreamO Routing Recorder", "DreamO Routing Preview", "DreamO Text Encode"
@@ -93,17 +93,9 @@ def apply(model, positive, refs=None):
     return h.run_node("DreamO_ApplyConditioning", model=model, positive=positive, references=refs)
 
 
-def positive():
-    c = h.conditioning(20)
-    c[0][1]["guidance"] = 4.0
-    return c
-
-
-def fixed_refs(shapes=((4, 4),), indices=(1,)):
-    R = h.pack("nodes.references")
-    g = torch.Generator().manual_seed(11)
-    return R.DreamORefs(tuple(R.EncodedReference(torch.randn(1, 16, *s, generator=g), "ip", k)
-                              for s, k in zip(shapes, indices)))
+def fixed_refs():
+    """One seeded 4x4 reference latent (2x2 tokens) at index 1."""
+    return h.random_refs([(4, 4)], [1])
 
 
 def dreamo(ctx):
@@ -111,16 +103,16 @@ def dreamo(ctx):
 
 
 def applied(ctx, refs=None):
-    return apply(dreamo(ctx), positive(), refs if refs is not None else fixed_refs())
+    return apply(dreamo(ctx), h.guided_positive(), refs if refs is not None else fixed_refs())
 
 
 def sample(model, pos, neg=None, cfg=1.0):
-    return h.denoise_once(model, pos, neg if neg is not None else h.conditioning(30), NOISE, SIGMA, cfg)
+    return h.denoise_once(model, pos, neg if neg is not None else h.conditioning(30), NOISE, h.SIGMA, cfg)
 
 
 def good_run(ctx) -> torch.Tensor:
     refs = options(encode(ctx.vae, ctx.image), 1, strength=0.8)
-    m, pos = apply(dreamo(ctx), positive(), refs)
+    m, pos = apply(dreamo(ctx), h.guided_positive(), refs)
     return sample(m, pos, cfg=2.0).denoised
 
 
@@ -312,12 +304,12 @@ ROWS = [
     Row("apply-conditioning-without-apply-model", lambda c: sample(dreamo(c), applied(c)[1]),
         expect_error(APPLY, r"positive carries 1 DreamO reference\(s\), but the model reaching the sampler did not "
                             r"come out of Apply DreamO Conditioning")),
-    Row("dreamo-model-without-apply", lambda c: sample(dreamo(c), positive()),
+    Row("dreamo-model-without-apply", lambda c: sample(dreamo(c), h.guided_positive()),
         expect_warning(LOAD, r"this model carries DreamO's LoRA/embedding tables but is sampled without Apply DreamO "
                              r"Conditioning.*Put Apply DreamO Conditioning between")),
-    Row("apply-without-embeddings", lambda c: apply(c.base, positive()),
+    Row("apply-without-embeddings", lambda c: apply(c.base, h.guided_positive()),
         expect_error(APPLY, r"model has no DreamO embeddings"), new=False),
-    Row("runtime-missing-references", lambda c: sample(applied(c)[0], positive()),
+    Row("runtime-missing-references", lambda c: sample(applied(c)[0], h.guided_positive()),
         expect_error(APPLY, r"has 0 reference latent\(s\), but 1 DreamO reference"), new=False),
     Row("runtime-token-grid-changed", lambda c: sample(applied(c)[0], changed(
         applied(c)[1], reference_latents=[torch.zeros(1, 16, 6, 4)])),
@@ -331,7 +323,7 @@ ROWS = [
     Row("nunchaku-load-lora", lambda c: load(nunchaku_model(), emb="embedding.safetensors"),
         expect_error(LOAD, r"NunchakuLikeFlux is not ComfyUI's Flux \(it has no _forward, e\.g\. a Nunchaku SVDQuant "
                            r"int4 FLUX.*use a GGUF FLUX\.1-dev .*fp8 .*int8/int4")),
-    Row("nunchaku-apply", lambda c: apply(nunchaku_model(), positive()),
+    Row("nunchaku-apply", lambda c: apply(nunchaku_model(), h.guided_positive()),
         expect_error(APPLY, r"NunchakuLikeFlux is not ComfyUI's Flux \(it has no _forward")),
     Row("schnell-model", lambda c: load(h.tiny_family_model("flux1-schnell"), emb="embedding.safetensors"),
         expect_error(LOAD, r"no guidance embedding"), new=False),

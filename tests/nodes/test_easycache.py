@@ -1,14 +1,8 @@
 """Core's EasyCache (a caching DIFFUSION_MODEL wrapper that skips model calls) stacked on DreamO: composes."""
 
-import sys
-from pathlib import Path
-
-import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from test_forward_parity import REF_SHAPES, dreamo_model, positive, refs_value  # noqa: E402
+from bench import comfy_harness as h
 
 STEPS = 8
 
@@ -33,15 +27,15 @@ def sample_counting(model, pos):
     return out, len(calls)
 
 
-def test_easycache_on_dreamo_skips_calls_and_keeps_the_references(loras_dir):
+def test_easycache_on_dreamo_skips_calls_and_keeps_the_references(dreamo_model):
     import nodes
 
     easycache = nodes.NODE_CLASS_MAPPINGS.get("EasyCache")
     assert easycache is not None  # core node since before 0.3.64; both CI trees have it
-    _, m = dreamo_model(loras_dir)
-    dreamo, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(),
-                             references=refs_value(REF_SHAPES[:2], [1, 2]))
-    no_refs, pos0 = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive())
+    _, m = dreamo_model()
+    dreamo, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(),
+                             references=h.random_refs(h.REF_SHAPES[:2], [1, 2]))
+    no_refs, pos0 = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive())
     kw = dict(reuse_threshold=0.2, start_percent=0.0, end_percent=1.0, verbose=False)
     cached = easycache.execute(model=dreamo, **kw).result[0]
     full, full_calls = sample_counting(dreamo, pos)

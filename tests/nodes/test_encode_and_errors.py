@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +109,11 @@ def test_more_references_than_indices(vae):
 
 
 def dreamo(loras_dir):
-    return h.run_node("DreamO_LoadLoRA", model=h.tiny_flux(), lora_name="None", strength=1.0,
-                      embedding_name="embedding.safetensors")[0]
+    return h.with_dreamo_tables(h.tiny_flux())
 
 
 def refs_of(shapes, indices):
-    R = h.pack("nodes.references")
-    return R.DreamORefs(tuple(R.EncodedReference(torch.zeros(1, 16, *s), "ip", k) for s, k in zip(shapes, indices)))
+    return h.dreamo_refs([torch.zeros(1, 16, *s) for s in shapes], indices)
 
 
 def test_apply_errors(loras_dir):
@@ -145,7 +143,7 @@ def test_runtime_token_mismatch_and_missing_refs(loras_dir):
 
 def test_wrapper_arguments_pass_through_untouched(loras_dir):
     """Keyword and unknown arguments reach Flux._forward unchanged; only transformer_options is a copy."""
-    W = h.pack("nodes.wrapper")
+    W = h.pack("nodes.runtime.wrapper")
     tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(
         torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [], [])
@@ -176,7 +174,7 @@ def test_wrapper_arguments_pass_through_untouched(loras_dir):
 def test_wrapper_refuses_what_it_cannot_compose_with(loras_dir):
     """Another post_input patch (Flux KV Cache, USO style), RoPE options (ScaleROPE) and a renamed Flux parameter
     each give a clear error instead of a silently wrong forward or a guessed argument."""
-    W = h.pack("nodes.wrapper")
+    W = h.pack("nodes.runtime.wrapper")
     tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [], [])
 

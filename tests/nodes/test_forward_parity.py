@@ -1,56 +1,29 @@
 """DreamO forward through the nodes == an independent hand-written forward on the same tiny weights."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from hand_forward import hand_ids, hand_velocity  # noqa: E402
-
-SIGMA, GUIDANCE = 0.7, 4.0
-REF_SHAPES = [(8, 6), (4, 4), (6, 4)]  # raw latent (h, w) -> token grids 4x3, 2x2, 3x2
-
-
-def refs_value(shapes, indices, seed=11):
-    R = h.pack("nodes.references")
-    g = torch.Generator().manual_seed(seed)
-    refs = tuple(R.EncodedReference(torch.randn(1, 16, *s, generator=g), "ip", k) for s, k in zip(shapes, indices))
-    return R.DreamORefs(refs)
-
-
-def dreamo_model(loras_dir, seed=0, **kw):
-    base = h.tiny_flux(seed, **kw)
-    (m,) = h.run_node("DreamO_LoadLoRA", model=base, lora_name="None", strength=1.0,
-                      embedding_name="embedding.safetensors")
-    return base, m
-
-
-def positive(seed=20):
-    c = h.conditioning(seed)
-    c[0][1]["guidance"] = GUIDANCE
-    return c
+from bench import comfy_harness as h
+from bench.comfy_harness.hand_forward import hand_ids, hand_velocity
 
 
 def expected_denoised(dm, cap, pos, refs, with_embedding=True):
     t = h.tiny_tables()
-    v = hand_velocity(dm, cap.x, SIGMA, pos[0][0], pos[0][1]["pooled_output"], GUIDANCE,
+    v = hand_velocity(dm, cap.x, h.SIGMA, pos[0][0], pos[0][1]["pooled_output"], h.GUIDANCE,
                       [r.latent for r in refs.refs], refs.indices,
                       t["dreamo_task_embedding.weight"], t["dreamo_idx_embedding.weight"], with_embedding)
-    return cap.x - SIGMA * v
+    return cap.x - h.SIGMA * v
 
 
-@pytest.mark.parametrize(("shapes", "indices"), [([], []), (REF_SHAPES[:1], [1]), (REF_SHAPES[:2], [1, 2]),
-                                                 (REF_SHAPES, [1, 2, 3]), (REF_SHAPES[:1], [2])],
+@pytest.mark.parametrize(("shapes", "indices"), [([], []), (h.REF_SHAPES[:1], [1]), (h.REF_SHAPES[:2], [1, 2]),
+                                                 (h.REF_SHAPES, [1, 2, 3]), (h.REF_SHAPES[:1], [2])],
                          ids=["0refs", "1ref", "2refs", "3refs", "slot2"])
-def test_positive_pass_matches_hand_forward(loras_dir, shapes, indices):
-    base, m = dreamo_model(loras_dir)
-    refs = refs_value(shapes, indices)
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+def test_positive_pass_matches_hand_forward(dreamo_model, shapes, indices):
+    base, m = dreamo_model()
+    refs = h.random_refs(shapes, indices)
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
     noise = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
-    cap = h.denoise_once(m2, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)
+    cap = h.denoise_once(m2, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0)
     want = expected_denoised(base.model.diffusion_model, cap, pos, refs)
     assert (cap.denoised - want).abs().max().item() <= 1e-5
     # the check can fail: without the embedding the result is clearly different
@@ -58,20 +31,20 @@ def test_positive_pass_matches_hand_forward(loras_dir, shapes, indices):
 
 
 @pytest.mark.parametrize("n_refs", [0, 2], ids=["batched-with-negative", "separate-passes"])
-def test_negative_pass_has_no_embedding(loras_dir, n_refs):
+def test_negative_pass_has_no_embedding(dreamo_model, n_refs):
     """cfg=2 gives 2*cond - uncond; with 0 refs ComfyUI batches cond+uncond in one call (cond_or_uncond)."""
-    base, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:n_refs], list(range(1, n_refs + 1)))
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+    base, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:n_refs], list(range(1, n_refs + 1)))
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
     neg = h.conditioning(30)
-    neg[0][1]["guidance"] = GUIDANCE
+    neg[0][1]["guidance"] = h.GUIDANCE
     noise = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
     with h.seen_position_ids(m2) as ids:
-        cap = h.denoise_once(m2, pos, neg, noise, SIGMA, cfg=2.0)
+        cap = h.denoise_once(m2, pos, neg, noise, h.SIGMA, cfg=2.0)
     seen = [t.shape[0] for t in ids]
     dm = base.model.diffusion_model
     cond = expected_denoised(dm, cap, pos, refs)
-    none = h.pack("nodes.references").DreamORefs()
+    none = h.dreamo_refs([])
     uncond = expected_denoised(dm, cap, neg, none, with_embedding=False)
     assert (cap.denoised - (2 * cond - uncond)).abs().max().item() <= 2e-5
     assert seen == ([2] if n_refs == 0 else [1, 1])  # one batched call vs two calls
@@ -81,25 +54,25 @@ def test_ids_equal_official_and_uxo_in_float32(loras_dir):
     """ComfyUI's own "uxo" ids (captured before our patch rewrites them) == DreamO's diagonal ids."""
     pos_ids = h.pack("dreamo_core.conditioning.position_ids")
     base = h.tiny_flux()
-    cond = positive()
-    cond[0][1].update(reference_latents=[torch.zeros(1, 16, *s) for s in REF_SHAPES], reference_latents_method="uxo")
+    cond = h.guided_positive()
+    cond[0][1].update(reference_latents=[torch.zeros(1, 16, *s) for s in h.REF_SHAPES], reference_latents_method="uxo")
     seen = []
     m = base.clone()
     m.set_model_post_input_patch(lambda d: seen.append(d["img_ids"][0].clone()) or d)
-    h.denoise_once(m, cond, h.conditioning(30), torch.zeros(1, 16, 8, 8), SIGMA, cfg=1.0)
-    grids = [(a // 2, b // 2) for a, b in REF_SHAPES]
+    h.denoise_once(m, cond, h.conditioning(30), torch.zeros(1, 16, 8, 8), h.SIGMA, cfg=1.0)
+    grids = [(a // 2, b // 2) for a, b in h.REF_SHAPES]
     assert torch.equal(seen[0], hand_ids((4, 4), grids))
     assert torch.equal(pos_ids.dreamo_position_ids((4, 4), grids), hand_ids((4, 4), grids))
 
 
-def test_bf16_ids_above_256_follow_the_official_rounding(loras_dir):
+def test_bf16_ids_above_256_follow_the_official_rounding(dreamo_model):
     """Official ids: float32 arange cast to the compute dtype (bf16). ComfyUI builds its ids in bf16 with
     linspace (<= 0.3.71) or in float32 (>= 0.3.72); either way DreamO's ids must carry the official rounding."""
-    base, m = dreamo_model(loras_dir, dtype=torch.bfloat16)
-    refs = refs_value([(4, 20)], [1])  # target 1x260 tokens, ref 2x10 at cols 260..269
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+    base, m = dreamo_model(dtype=torch.bfloat16)
+    refs = h.random_refs([(4, 20)], [1])  # target 1x260 tokens, ref 2x10 at cols 260..269
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
     with h.seen_position_ids(m2) as ids:
-        h.denoise_once(m2, pos, h.conditioning(30), torch.zeros(1, 16, 2, 520), SIGMA, cfg=1.0)
+        h.denoise_once(m2, pos, h.conditioning(30), torch.zeros(1, 16, 2, 520), h.SIGMA, cfg=1.0)
     seen = [t[0, 5:] for t in ids]  # after the 5 text tokens of h.conditioning
     official = hand_ids((1, 260), [(2, 10)]).to(torch.bfloat16).float()
     assert torch.equal(seen[0].float(), official)
@@ -110,45 +83,45 @@ def test_bf16_ids_above_256_follow_the_official_rounding(loras_dir):
     assert not torch.equal(comfy_ids[0].float(), official[260:])  # what we had to correct
 
 
-def test_fp8_manual_cast_runs_and_keeps_tables(loras_dir):
-    base, m = dreamo_model(loras_dir, dtype=torch.float8_e4m3fn, compute=torch.bfloat16)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+def test_fp8_manual_cast_runs_and_keeps_tables(dreamo_model):
+    base, m = dreamo_model(dtype=torch.float8_e4m3fn, compute=torch.bfloat16)
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
     wrapper = m2.get_wrappers("diffusion_model", "dreamo")[0]
     noise = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
-    cap = h.denoise_once(m2, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)
+    cap = h.denoise_once(m2, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0)
     assert cap.denoised.dtype == torch.float32 and torch.isfinite(cap.denoised).all()
     assert wrapper.tables.task.dtype == torch.float32 and wrapper.to(torch.float8_e4m3fn) is wrapper
-    plain = h.denoise_once(base, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)  # the same latents, no DreamO
+    plain = h.denoise_once(base, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0)  # the same latents, no DreamO
     assert not torch.equal(plain.denoised, cap.denoised)
     with pytest.raises(ValueError, match="did not come out of Apply DreamO Conditioning"):
-        h.denoise_once(m, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)  # DreamO tables, references, no Apply
+        h.denoise_once(m, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0)  # DreamO tables, references, no Apply
 
 
-def test_inputs_are_not_mutated_and_base_output_unchanged(loras_dir):
-    base, m = dreamo_model(loras_dir)
-    pos = positive()
+def test_inputs_are_not_mutated_and_base_output_unchanged(dreamo_model):
+    base, m = dreamo_model()
+    pos = h.guided_positive()
     noise = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
-    before = h.denoise_once(base, pos, h.conditioning(30), noise, SIGMA, cfg=1.0).denoised
+    before = h.denoise_once(base, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0).denoised
     keys_before = set(pos[0][1])
-    m2, pos2 = h.run_node("DreamO_ApplyConditioning", model=m, positive=pos, references=refs_value(REF_SHAPES[:1], [1]))
-    h.denoise_once(m2, pos2, h.conditioning(30), noise, SIGMA, cfg=1.0)
+    m2, pos2 = h.run_node("DreamO_ApplyConditioning", model=m, positive=pos, references=h.random_refs(h.REF_SHAPES[:1], [1]))
+    h.denoise_once(m2, pos2, h.conditioning(30), noise, h.SIGMA, cfg=1.0)
     assert set(pos[0][1]) == keys_before and "reference_latents" in pos2[0][1]
     assert m.get_wrappers("diffusion_model", "dreamo") == [] and base.get_attachment("dreamo_embeddings") is None
     # a model that only went through Load DreamO LoRA (no Apply) is bit-identical to the base model
-    assert torch.equal(h.denoise_once(m, pos, h.conditioning(30), noise, SIGMA, cfg=1.0).denoised, before)
-    assert torch.equal(h.denoise_once(base, pos, h.conditioning(30), noise, SIGMA, cfg=1.0).denoised, before)
+    assert torch.equal(h.denoise_once(m, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0).denoised, before)
+    assert torch.equal(h.denoise_once(base, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0).denoised, before)
 
 
-def test_reapplying_replaces_references(loras_dir):
-    _, m = dreamo_model(loras_dir)
-    one = refs_value(REF_SHAPES[:1], [1])
-    m2, pos2 = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs_value(REF_SHAPES, [1, 2, 3]))
+def test_reapplying_replaces_references(dreamo_model):
+    _, m = dreamo_model()
+    one = h.random_refs(h.REF_SHAPES[:1], [1])
+    m2, pos2 = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=h.random_refs(h.REF_SHAPES, [1, 2, 3]))
     m3, pos3 = h.run_node("DreamO_ApplyConditioning", model=m2, positive=pos2, references=one)
     assert len(pos3[0][1]["reference_latents"]) == 1 and len(pos2[0][1]["reference_latents"]) == 3
     assert len(m3.get_wrappers("diffusion_model", "dreamo")) == 1
-    direct_model, direct_pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=one)
+    direct_model, direct_pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=one)
     noise = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
-    a = h.denoise_once(m3, pos3, h.conditioning(30), noise, SIGMA, cfg=1.0).denoised
-    b = h.denoise_once(direct_model, direct_pos, h.conditioning(30), noise, SIGMA, cfg=1.0).denoised
+    a = h.denoise_once(m3, pos3, h.conditioning(30), noise, h.SIGMA, cfg=1.0).denoised
+    b = h.denoise_once(direct_model, direct_pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0).denoised
     assert torch.equal(a, b)

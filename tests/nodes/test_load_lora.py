@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
+
 H = h.HIDDEN
 
 
@@ -36,6 +37,14 @@ def expected_xlabs_deltas(sd: dict[str, torch.Tensor], prefix: str = "") -> dict
         "single_blocks.0.linear1.weight": (slice(0, 3 * H), d("single_blocks_0", "qkv_lora")),
         "single_blocks.0.linear2.weight": (slice(0, H), d("single_blocks_0", "proj_lora")),
     }
+
+
+def comfy_deltas(sd: dict[str, torch.Tensor], strength: float = 1.0) -> dict[str, tuple[slice, torch.Tensor]]:
+    """Hand table of a ComfyUI-format LoRA (``h.comfy_lora``): BFL weight -> (rows, strength * up @ down)."""
+    def d(n):
+        return strength * sd[f"diffusion_model.{n}.lora_up.weight"] @ sd[f"diffusion_model.{n}.lora_down.weight"]
+    return {f"{n}.weight": (slice(0, w), d(n)) for n, w in (("double_blocks.0.img_attn.proj", H),
+                                                             ("single_blocks.0.linear1", 7 * H))}
 
 
 def assert_deltas(base_w, new_w, expected, strength):
@@ -69,10 +78,7 @@ def test_original_dreamo_file_deltas(loras_dir, style):
 def test_comfy_format_lora_with_embedding_file(loras_dir):
     base = h.tiny_flux()
     m = load(base, "dreamo_comfyui.safetensors", 1.0, "embedding.safetensors")
-    sd = h.comfy_lora()
-    expected = {f"{n}.weight": (slice(0, w), sd[f"diffusion_model.{n}.lora_up.weight"] @ sd[f"diffusion_model.{n}.lora_down.weight"])
-                for n, w in (("double_blocks.0.img_attn.proj", H), ("single_blocks.0.linear1", 7 * H))}
-    assert_deltas(patched_weights(base), patched_weights(m), expected, 1.0)
+    assert_deltas(patched_weights(base), patched_weights(m), comfy_deltas(h.comfy_lora()), 1.0)
     assert torch.equal(m.get_attachment("dreamo_embeddings").idx, h.tiny_tables()["dreamo_idx_embedding.weight"])
 
 
@@ -101,9 +107,27 @@ def test_second_lora_stacks_with_core_loader(loras_dir):
 
 
 def test_embedding_only_then_core_loras(loras_dir):
+    """Only the tables from Load DreamO LoRA, every LoRA from core LoraLoaderModelOnly after it (the DreamO LoRA in
+    ComfyUI format at 1.0, then cfg-distill at 0.5): the patched weights are the base plus both deltas, merged by
+    hand, and the same as with the DreamO LoRA loaded by Load DreamO LoRA itself."""
+    import nodes
+
     base = h.tiny_flux()
     m = load(base, emb="embedding.safetensors")
     assert not m.patches and m.get_attachment("dreamo_embeddings") is not None
+    core = nodes.LoraLoaderModelOnly()
+    (m1,) = core.load_lora_model_only(m, "dreamo_comfyui.safetensors", 1.0)
+    (m2,) = core.load_lora_model_only(m1, "dreamo_cfg_distill_comfyui.safetensors", 0.5)
+    assert m2.get_attachment("dreamo_embeddings") is m.get_attachment("dreamo_embeddings")
+    dreamo, distill = comfy_deltas(h.comfy_lora()), comfy_deltas(h.comfy_lora(seed=4), 0.5)
+    merged = {k: (rows, delta + distill[k][1]) for k, (rows, delta) in dreamo.items()}
+    w_base, w_stacked = patched_weights(base), patched_weights(m2)
+    assert_deltas(w_base, w_stacked, merged, 1.0)  # every other weight bit-identical to the base
+    (direct,) = core.load_lora_model_only(load(base, "dreamo_comfyui.safetensors", 1.0, "embedding.safetensors"),
+                                          "dreamo_cfg_distill_comfyui.safetensors", 0.5)
+    w_direct = patched_weights(direct)
+    for key in w_base:
+        torch.testing.assert_close(w_stacked[key], w_direct[key], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize(("lora", "emb", "message"), [
@@ -171,7 +195,7 @@ def packed(raw_shape, logical_shape):
 
 
 def test_target_shapes_use_the_logical_shape_and_skip_the_unknown():
-    P = h.pack("nodes.lora_patches")
+    P = h.pack("nodes.runtime.lora_patches")
     sd = {"gguf.weight": packed((128, 72), (128, 128)), "fp8.weight": torch.zeros(896, 128, dtype=torch.float8_e4m3fn),
           "packed.weight": torch.zeros(128, 64, dtype=torch.uint8)}  # integer data without a logical shape
     targets = {"a": "gguf.weight", "b": ("fp8.weight", (0, 0, 384)), "c": "packed.weight", "d": "absent.weight"}

@@ -7,7 +7,7 @@ import types
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
 
 OLD_ENCODE_INPUTS = {"pixels", "vae", "dreamo_processor", "resolution", "ref_task"}  # as documented in migration.py
 
@@ -34,7 +34,7 @@ def has_node_replacements() -> bool:
 
 
 def test_replacements_are_feature_detected():
-    migration = h.pack("nodes.migration")
+    migration = h.pack("nodes.runtime.migration")
     if not has_node_replacements():  # 0.3.64: nothing to register with, and loading the pack still worked
         assert h.comfyui_version() < (0, 14, 0)
         assert migration.replacement_api() is None
@@ -54,7 +54,7 @@ def test_old_ref_encode_opens_as_encode_reference(replace_manager):
     if not has_node_replacements():
         assert h.comfyui_version() < (0, 14, 0)
         return
-    assert h.pack("nodes.migration").replacement_api() is not None
+    assert h.pack("nodes.runtime.migration").replacement_api() is not None
     asyncio.run(h.pack("nodes").DreamOExtension().on_load())
     table = replace_manager.as_dict()
     assert set(table) == {"DreamORefEncode"}  # ApplyDreamO / DreamOProcessorLoader: no faithful counterpart

@@ -1,16 +1,12 @@
 """DreamO Reference Options: strength (attention key bias), step range and placement box, on the real ComfyUI."""
 
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from hand_forward import hand_ids, hand_velocity  # noqa: E402
-from test_forward_parity import GUIDANCE, REF_SHAPES, SIGMA, dreamo_model, positive, refs_value  # noqa: E402
+from bench import comfy_harness as h
+from bench.comfy_harness.hand_forward import hand_ids, hand_velocity
 
 NOISE = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
 TEXT_TOKENS, TARGET_TOKENS = 5, 16  # h.conditioning tokens; 8x8 latent -> 4x4 tokens
@@ -21,41 +17,41 @@ def options(refs, index, **kw):
 
 
 def denoised(m, refs, pos=None):
-    m2, pos2 = h.run_node("DreamO_ApplyConditioning", model=m, positive=pos or positive(), references=refs)
-    return h.denoise_once(m2, pos2, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+    m2, pos2 = h.run_node("DreamO_ApplyConditioning", model=m, positive=pos or h.guided_positive(), references=refs)
+    return h.denoise_once(m2, pos2, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0)
 
 
 def hand_denoised(dm, cap, refs, **kw):
     t = h.tiny_tables()
-    pos = positive()
-    v = hand_velocity(dm, cap.x, SIGMA, pos[0][0], pos[0][1]["pooled_output"], GUIDANCE,
+    pos = h.guided_positive()
+    v = hand_velocity(dm, cap.x, h.SIGMA, pos[0][0], pos[0][1]["pooled_output"], h.GUIDANCE,
                       [r.latent for r in refs.refs], refs.indices,
                       t["dreamo_task_embedding.weight"], t["dreamo_idx_embedding.weight"], **kw)
-    return cap.x - SIGMA * v
+    return cap.x - h.SIGMA * v
 
 
-def test_strength_one_is_bit_identical(loras_dir):
-    _, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])
+def test_strength_one_is_bit_identical(dreamo_model):
+    _, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])
     plain = denoised(m, refs).denoised
     same = denoised(m, options(options(refs, 1, strength=1.0), 2, strength=1.0, start_percent=0.0)).denoised
     assert torch.equal(plain, same)
 
 
-def test_strength_zero_equals_no_references(loras_dir):
-    base, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])
+def test_strength_zero_equals_no_references(dreamo_model):
+    base, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])
     off = options(options(refs, 1, strength=0.0), 2, strength=0.0)
     cap = denoised(m, off)
-    none = h.pack("nodes.references").DreamORefs()
+    none = h.dreamo_refs([])
     want = hand_denoised(base.model.diffusion_model, cap, none)  # target still gets task[1]
     assert (cap.denoised - want).abs().max().item() <= 1e-5
     assert (denoised(m, refs).denoised - want).abs().max().item() > 1e-3  # the references do matter
 
 
-def test_strength_two_equals_hand_bias(loras_dir):
-    base, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])  # ref 1: 4x3 = 12 tokens, ref 2: 2x2 = 4 tokens
+def test_strength_two_equals_hand_bias(dreamo_model):
+    base, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])  # ref 1: 4x3 = 12 tokens, ref 2: 2x2 = 4 tokens
     cap = denoised(m, options(refs, 1, strength=2.0))
     bias = torch.tensor([0.0] * (TEXT_TOKENS + TARGET_TOKENS) + [math.log(2.0)] * 12 + [0.0] * 4)
     want = hand_denoised(base.model.diffusion_model, cap, refs, attn_mask=bias.view(1, 1, 1, -1))
@@ -66,15 +62,15 @@ def test_strength_two_equals_hand_bias(loras_dir):
 def ksample(model, refs, steps=4):
     import nodes
 
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=model, positive=positive(), references=refs)
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=model, positive=h.guided_positive(), references=refs)
     latent = {"samples": torch.zeros(1, 16, 8, 8)}
     (out,) = nodes.common_ksampler(m2, 7, steps, 1.0, "euler", "simple", pos, h.conditioning(30), latent)
     return out["samples"]
 
 
-def test_step_range_differs_from_always_and_never(loras_dir):
-    _, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:1], [1])
+def test_step_range_differs_from_always_and_never(dreamo_model):
+    _, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:1], [1])
     always = ksample(m, refs)
     never = ksample(m, options(refs, 1, strength=0.0))
     first_half = ksample(m, options(refs, 1, start_percent=0.0, end_percent=0.5))
@@ -85,13 +81,13 @@ def test_step_range_differs_from_always_and_never(loras_dir):
     assert torch.equal(ksample(m, options(refs, 1, start_percent=0.0, end_percent=1.0)), always)
 
 
-def test_step_range_switches_by_sigma(loras_dir):
+def test_step_range_switches_by_sigma(dreamo_model):
     """Active while percent_to_sigma(end) <= sigma <= percent_to_sigma(start): the call at sigma 0.7 lies
     between the model's sigmas at 20 % and 60 % of the schedule."""
-    _, m = dreamo_model(loras_dir)
+    _, m = dreamo_model()
     sampling = m.get_model_object("model_sampling")
-    assert sampling.percent_to_sigma(0.6) < SIGMA < sampling.percent_to_sigma(0.2)
-    refs = refs_value(REF_SHAPES[:1], [1])
+    assert sampling.percent_to_sigma(0.6) < h.SIGMA < sampling.percent_to_sigma(0.2)
+    refs = h.random_refs(h.REF_SHAPES[:1], [1])
     never = denoised(m, options(refs, 1, strength=0.0)).denoised
     always = denoised(m, refs).denoised
     assert not torch.equal(never, always)
@@ -106,7 +102,7 @@ def test_step_range_switches_by_sigma(loras_dir):
     (dict(use_box=True, box_x=0.6, box_w=0.6), "box"),
 ])
 def test_bad_options_name_the_node(kw, message):
-    refs = refs_value(REF_SHAPES[:1], [1])
+    refs = h.random_refs(h.REF_SHAPES[:1], [1])
     with pytest.raises(ValueError, match=f"DreamO Reference Options.*{message}"):
         options(refs, **{"index": 1, **kw})
 
@@ -122,13 +118,13 @@ def test_existing_mask_is_merged_or_rejected():
         C.merged_mask(torch.zeros(1, 2, 2), bias, "Apply DreamO Conditioning")
 
 
-def test_box_maps_reference_ids_and_default_is_unchanged(loras_dir):
-    _, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])  # ref 1: 4x3 tokens, ref 2: 2x2 tokens; target 4x4
+def test_box_maps_reference_ids_and_default_is_unchanged(dreamo_model):
+    _, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])  # ref 1: 4x3 tokens, ref 2: 2x2 tokens; target 4x4
     boxed = options(refs, 2, use_box=True, box_x=0.5, box_y=0.0, box_w=0.5, box_h=0.5)
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=boxed)
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=boxed)
     with h.seen_position_ids(m2) as ids:
-        h.denoise_once(m2, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+        h.denoise_once(m2, pos, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0)
     seen = [t[0, 5:] for t in ids]  # after the 5 text tokens of h.conditioning
     # the 2x2 ref in the top-right quarter (2x2 tokens) of the 4x4 target: rows 0, 1 and cols 2, 3 exactly
     want = hand_ids((4, 4), [(4, 3), (2, 2)])
@@ -159,13 +155,12 @@ def test_cli_reference_and_nodes_give_the_same_tokens_ids_and_bias(tmp_path, sig
     x = torch.zeros(1, 16, 8, 8)  # 4x4 target tokens
 
     # the nodes
-    R = h.pack("nodes.references")
-    refs = R.DreamORefs((R.EncodedReference(latent, "ip", 2),))
+    refs = h.dreamo_refs([latent], [2])
     refs = options(refs, 2, strength=ref.strength, start_percent=ref.start_percent, end_percent=ref.end_percent,
                    use_box=True, box_x=ref.box.x, box_y=ref.box.y, box_w=ref.box.w, box_h=ref.box.h)
     model = h.tiny_flux()
     model.set_attachments("dreamo_embeddings", tables)
-    m2, _ = h.run_node("DreamO_ApplyConditioning", model=model, positive=positive(), references=refs)
+    m2, _ = h.run_node("DreamO_ApplyConditioning", model=model, positive=h.guided_positive(), references=refs)
     wrapper = m2.get_wrappers("diffusion_model", "dreamo")[0]
     seen = {}
 

@@ -1,29 +1,24 @@
 """DreamO Routing Recorder / Preview on the real ComfyUI: bit-identical sampling, maps vs a hand computation, errors."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from test_forward_parity import REF_SHAPES, SIGMA, dreamo_model, positive, refs_value  # noqa: E402
+from bench import comfy_harness as h
 
 NOISE = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(7))
 TEXT, TARGET = 5, 16  # h.conditioning tokens; 8x8 latent -> 4x4 tokens
 
 
-def applied(loras_dir):
-    _, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])  # ref 1: 12 tokens, ref 2: 4 tokens
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+def applied(dreamo_model):
+    _, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])  # ref 1: 12 tokens, ref 2: 4 tokens
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
     return m2, pos
 
 
-def test_recording_is_bit_identical_and_maps_match_hand_computation(loras_dir):
-    m, pos = applied(loras_dir)
-    plain = h.denoise_once(m, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0).denoised
+def test_recording_is_bit_identical_and_maps_match_hand_computation(dreamo_model):
+    m, pos = applied(dreamo_model)
+    plain = h.denoise_once(m, pos, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0).denoised
     seen = []
 
     def spy(func, q, k, *args, **kwargs):  # an existing override: the recorder must chain it
@@ -33,7 +28,7 @@ def test_recording_is_bit_identical_and_maps_match_hand_computation(loras_dir):
     spied = m.clone()
     spied.model_options["transformer_options"]["optimized_attention_override"] = spy
     rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=spied, blocks="all")
-    out = h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0).denoised
+    out = h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0).denoised
     assert torch.equal(out, plain)
     assert len(seen) == 2 and recorder.latest.count == 2  # one double + one single block
     img = slice(TEXT, TEXT + TARGET)
@@ -52,40 +47,40 @@ def test_recording_is_bit_identical_and_maps_match_hand_computation(loras_dir):
     assert torch.allclose(overlay[0][masks[0] == 0], image[0][masks[0] == 0])  # zero response: image unchanged
 
 
-def test_block_choice_and_errors(loras_dir):
-    m, pos = applied(loras_dir)
+def test_block_choice_and_errors(dreamo_model):
+    m, pos = applied(dreamo_model)
     rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=m, blocks="1")
     with pytest.raises(ValueError, match="no routing maps were recorded"):
         h.run_node("DreamO_RoutingPreview", routing=recorder, image=torch.rand(1, 8, 8, 3))
-    h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, SIGMA, cfg=1.0)
+    h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0)
     assert recorder.latest.count == 1  # only the single block
     with pytest.raises(ValueError, match="blocks must be 'all' or comma-separated"):
         h.run_node("DreamO_RoutingRecorder", model=m, blocks="first")
-    base, _ = dreamo_model(loras_dir)
+    base, _ = dreamo_model()
     with pytest.raises(ValueError, match="no DreamO references applied"):
         h.run_node("DreamO_RoutingRecorder", model=base, blocks="all")
     with pytest.raises(ValueError, match=r"blocks \[99\]: this model has blocks 0-1"):
         h.run_node("DreamO_RoutingRecorder", model=m, blocks="99")
-    _, bare = dreamo_model(loras_dir)
-    no_refs, pos0 = h.run_node("DreamO_ApplyConditioning", model=bare, positive=positive())
+    _, bare = dreamo_model()
+    no_refs, pos0 = h.run_node("DreamO_ApplyConditioning", model=bare, positive=h.guided_positive())
     with pytest.raises(ValueError, match="has no references, so there is no routing to record"):
         h.run_node("DreamO_RoutingRecorder", model=no_refs, blocks="all")
 
 
-def test_clones_sampled_alternately_never_mix_their_maps(loras_dir):
+def test_clones_sampled_alternately_never_mix_their_maps(dreamo_model):
     """ComfyUI >= 0.14 shares wrapper objects between clones: each run must record only itself. The old recorder
     keyed runs by id(sample_sigmas), which Python reuses, and summed one run's maps into the next."""
-    m, pos = applied(loras_dir)
+    m, pos = applied(dreamo_model)
     rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=m, blocks="all")
     a, b = rec_model.clone(), rec_model.clone()
     noises = {"a": NOISE, "b": torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(99))}
     alone = {}
     for name, noise in noises.items():  # each clone's maps from a fresh recorder and a single run
         fresh_model, fresh = h.run_node("DreamO_RoutingRecorder", model=m, blocks="all")
-        h.denoise_once(fresh_model, pos, h.conditioning(30), noise, SIGMA, cfg=1.0)
+        h.denoise_once(fresh_model, pos, h.conditioning(30), noise, h.SIGMA, cfg=1.0)
         alone[name] = fresh.maps()
     assert not torch.allclose(alone["a"], alone["b"])  # the two runs really differ
     for name, clone in (("a", a), ("b", b), ("a", a), ("b", b)):
-        h.denoise_once(clone, pos, h.conditioning(30), noises[name], SIGMA, cfg=1.0)
+        h.denoise_once(clone, pos, h.conditioning(30), noises[name], h.SIGMA, cfg=1.0)
         assert recorder.latest.count == 2  # one double + one single block of THIS run only
         assert torch.allclose(recorder.maps(), alone[name], atol=1e-6), name

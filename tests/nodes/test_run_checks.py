@@ -2,15 +2,11 @@
 clones; refusals before any step runs."""
 
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from test_forward_parity import REF_SHAPES, dreamo_model, positive, refs_value  # noqa: E402
+from bench import comfy_harness as h
 
 WITHOUT_APPLY = "sampled without Apply DreamO Conditioning"
 
@@ -27,42 +23,42 @@ def warnings_of(caplog, words):
     return [r for r in caplog.records if r.levelno == logging.WARNING and words in r.getMessage()]
 
 
-def test_warning_once_per_sampling_run_not_per_step_nor_per_clone(loras_dir, caplog):
+def test_warning_once_per_sampling_run_not_per_step_nor_per_clone(dreamo_model, caplog):
     """A 3-step run calls the model 3 times but warns once; a second run warns again; clones sampled alternately
     (ComfyUI >= 0.14 shares wrapper objects between clones) each warn once per run of their own."""
-    _, m = dreamo_model(loras_dir)
+    _, m = dreamo_model()
     calls = []
     counted = m.clone()
     counted.set_model_unet_function_wrapper(lambda apply, args: calls.append(1) or apply(args["input"], args["timestep"],
                                                                                           **args["c"]))
     with caplog.at_level(logging.WARNING, logger="DreamO"):
-        ksample(counted, positive())
+        ksample(counted, h.guided_positive())
         assert len(calls) == 3 and len(warnings_of(caplog, WITHOUT_APPLY)) == 1
-        ksample(counted, positive())
+        ksample(counted, h.guided_positive())
         assert len(warnings_of(caplog, WITHOUT_APPLY)) == 2
         a, b = m.clone(), m.clone()
         for i, clone in enumerate((a, b, a, b)):
-            ksample(clone, positive(), steps=2)
+            ksample(clone, h.guided_positive(), steps=2)
             assert len(warnings_of(caplog, WITHOUT_APPLY)) == 3 + i
     record = warnings_of(caplog, WITHOUT_APPLY)[0]
     assert record.getMessage().startswith("Load DreamO LoRA: ")
 
 
-def test_applied_model_samples_without_warning_and_base_model_without_check(loras_dir, caplog):
-    base, m = dreamo_model(loras_dir)
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs_value(REF_SHAPES[:1], [1]))
+def test_applied_model_samples_without_warning_and_base_model_without_check(dreamo_model, caplog):
+    base, m = dreamo_model()
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=h.random_refs(h.REF_SHAPES[:1], [1]))
     with caplog.at_level(logging.WARNING, logger="DreamO"):
         ksample(m2, pos)
-        ksample(base, positive())  # no DreamO: nothing of ours runs
+        ksample(base, h.guided_positive())  # no DreamO: nothing of ours runs
     assert not [r for r in caplog.records if r.name == "DreamO"]
     assert not base.get_wrappers("outer_sample", "dreamo") and m.get_wrappers("outer_sample", "dreamo")
 
 
-def test_negative_references_refused_before_any_step_and_allowed_at_cfg_1(loras_dir):
+def test_negative_references_refused_before_any_step_and_allowed_at_cfg_1(dreamo_model):
     """With cfg 1 ComfyUI never runs the negative prompt, so Apply's conditioning there cannot change the image;
     with cfg 2 the run is refused before the first model call."""
-    _, m = dreamo_model(loras_dir)
-    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs_value(REF_SHAPES[:1], [1]))
+    _, m = dreamo_model()
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=h.random_refs(h.REF_SHAPES[:1], [1]))
     calls = []
     counted = m2.clone()
     counted.set_model_unet_function_wrapper(lambda apply, args: calls.append(1) or apply(args["input"], args["timestep"],
@@ -82,7 +78,7 @@ def test_negative_references_refused_before_any_step_and_allowed_at_cfg_1(loras_
 def test_wrapper_refuses_reference_latents_on_negative_items(loras_dir, cond_or_uncond):
     """The DIFFUSION_MODEL wrapper's backstop for guiders the run check cannot read: any call whose negative items
     carry reference latents (ComfyUI batches conds only with the same keys, so a mixed batch shares them)."""
-    W = h.pack("nodes.wrapper")
+    W = h.pack("nodes.runtime.wrapper")
     tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN),
                                                                                torch.zeros(10, h.HIDDEN))
     wrapper = W.DreamOWrapper(tables, [1], [(2, 2)])

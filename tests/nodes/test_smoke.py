@@ -1,13 +1,36 @@
-import pytest
+import asyncio
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
+
+# node id -> display name, in the extension's order (written out here; the pack's are in nodes/node_names.py)
+NODES = {
+    "DreamO_LoadLoRA": "Load DreamO LoRA",
+    "DreamO_EncodeReference": "DreamO Encode Reference",
+    "DreamO_ReferenceOptions": "DreamO Reference Options",
+    "DreamO_ApplyConditioning": "Apply DreamO Conditioning",
+    "DreamO_TextEncode": "DreamO Text Encode",
+    "DreamO_RoutingRecorder": "DreamO Routing Recorder",
+    "DreamO_RoutingPreview": "DreamO Routing Preview",
+}
+CATEGORY = "conditioning/dreamo"
 
 
-def test_pack_registers_three_nodes():
+def test_pack_registers_every_node():
+    """The extension's node list is exactly the seven nodes, each registered by ComfyUI under its id with its
+    display name and category, and each schema passes ComfyUI's own validation."""
     import nodes
 
-    for node_id in ("DreamO_LoadLoRA", "DreamO_EncodeReference", "DreamO_ApplyConditioning"):
-        assert node_id in nodes.NODE_CLASS_MAPPINGS
+    listed = asyncio.run(h.pack("nodes").DreamOExtension().get_node_list())
+    assert [cls.define_schema().node_id for cls in listed] == list(NODES)
+    assert sorted(k for k in nodes.NODE_CLASS_MAPPINGS if k.startswith("DreamO")) == sorted(NODES)
+    for cls in listed:
+        schema = cls.GET_SCHEMA()  # ComfyUI's own checks: class, finalized schema, unique ids (0.33: every input/output)
+        node_id = schema.node_id
+        assert nodes.NODE_CLASS_MAPPINGS[node_id] is cls
+        assert schema.display_name == NODES[node_id] == nodes.NODE_DISPLAY_NAME_MAPPINGS[node_id]
+        assert schema.category == CATEGORY
+        info = cls.GET_NODE_INFO_V1()  # what /object_info serves the frontend
+        assert (info["name"], info["display_name"], info["category"]) == (node_id, NODES[node_id], CATEGORY)
 
 
 def test_supported_comfyui_features_are_detected_not_version_sniffed():
@@ -18,7 +41,7 @@ def test_supported_comfyui_features_are_detected_not_version_sniffed():
     import comfy.lora_convert
     import comfy.model_patcher
 
-    support = h.pack("nodes.comfy_support")
+    support = h.pack("nodes.runtime.comfy_support")
     assert support.missing_features(comfy.model_patcher.ModelPatcher, comfy.lora_convert, comfy.ldm.flux.model.Flux) == []
 
     class OldFlux:  # 0.3.56-like: no "uxo", no ref_latents seam

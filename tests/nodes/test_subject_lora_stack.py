@@ -5,7 +5,8 @@ LoRAs merged into the weights BY HAND (q/k/v rows of the fused qkv / linear1 wri
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
+
 pytest.importorskip("peft")
 
 SIGMA, GUIDANCE, FILE = 0.7, 4.0, "tuned_subject_lora.safetensors"
@@ -75,9 +76,7 @@ def hand_merged_weights(sd, dreamo, subject, subject_strength):
 
 
 def dreamo_output(model):
-    R = h.pack("nodes.references")
-    refs = R.DreamORefs((R.EncodedReference(torch.randn(1, 16, 8, 6, generator=torch.Generator().manual_seed(11)),
-                                            "ip", 1),))
+    refs = h.random_refs([(8, 6)], [1])
     pos = h.conditioning(20)
     pos[0][1]["guidance"] = GUIDANCE
     m2, pos = h.run_node("DreamO_ApplyConditioning", model=model, positive=pos, references=refs)
@@ -98,8 +97,7 @@ def test_subject_lora_stacks_on_load_dreamo_lora_like_a_hand_merge(loras_dir, su
     merged = h.tiny_flux(0)
     dm = merged.model.diffusion_model
     dm.load_state_dict(hand_merged_weights(dm.state_dict(), h.xlabs_lora(), subject_lora, strength))
-    (plain,) = h.run_node("DreamO_LoadLoRA", model=merged, lora_name="None", strength=1.0,
-                          embedding_name="embedding.safetensors")  # the same tables as dreamo.safetensors
+    plain = h.with_dreamo_tables(merged)  # the same tables as dreamo.safetensors
     by_hand = dreamo_output(plain)
     assert (with_lora - by_hand).abs().max().item() <= 2e-5
     assert (with_lora - without).abs().max().item() > 1e-3  # the subject LoRA changes the result

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
+from bench import comfy_harness as h
 
 
 class RecordingClip:
@@ -31,8 +31,7 @@ def dreamo_with_rows(loras_dir):
 
 
 def refs(indices):
-    R = h.pack("nodes.references")
-    return R.DreamORefs(tuple(R.EncodedReference(torch.zeros(1, 16, 4, 4), "ip", k) for k in indices))
+    return h.dreamo_refs([torch.zeros(1, 16, 4, 4) for _ in indices], indices)
 
 
 def hf_ids(clip, text):
@@ -81,8 +80,7 @@ def test_unknown_placeholders_name_the_node(dreamo_with_rows, text, indices, mes
 
 
 def test_placeholder_without_t5_rows_is_a_clear_error(loras_dir):
-    (m,) = h.run_node("DreamO_LoadLoRA", model=h.tiny_flux(), lora_name="None", strength=1.0,
-                      embedding_name="embedding.safetensors")
+    m = h.with_dreamo_tables(h.tiny_flux())
     with pytest.raises(ValueError, match="DreamO Text Encode.*no DreamO T5 rows"):
         h.run_node("DreamO_TextEncode", clip=RecordingClip(), model=m, text="a [ref#1]", guidance=3.5,
                    references=refs([1]))

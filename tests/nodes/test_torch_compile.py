@@ -6,15 +6,10 @@ DreamO with two references and a scheduled strength. DreamO must add no graph br
 pass-through wrapper, must not recompile after the first step, and the compiled output must equal eager.
 """
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from test_forward_parity import REF_SHAPES, dreamo_model, positive, refs_value  # noqa: E402
+from bench import comfy_harness as h
 
 SIGMAS = (0.9, 0.7, 0.5, 0.3)
 
@@ -59,17 +54,17 @@ def compiled_counts(model, pos, backend="eager"):
 
 
 @pytest.mark.slow
-def test_dreamo_adds_no_graph_break_and_no_recompile(loras_dir):
-    base, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])
+def test_dreamo_adds_no_graph_break_and_no_recompile(dreamo_model):
+    base, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])
     refs = h.run_node("DreamO_ReferenceOptions", references=refs, index=2, strength=0.5, start_percent=0.2,
                       end_percent=1.0)[0]
-    dreamo, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+    dreamo, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
     wrapped = base.clone()
     wrapped.add_wrapper_with_key("diffusion_model", "passthrough", passthrough)
 
-    plain_breaks, plain_graphs, plain_later, _ = compiled_counts(base, positive())
-    wrap_breaks, wrap_graphs, _, _ = compiled_counts(wrapped, positive())
+    plain_breaks, plain_graphs, plain_later, _ = compiled_counts(base, h.guided_positive())
+    wrap_breaks, wrap_graphs, _, _ = compiled_counts(wrapped, h.guided_positive())
     breaks, graphs, later, out = compiled_counts(dreamo, pos)
     print(f"graph breaks / graphs: plain {plain_breaks}/{plain_graphs}, pass-through wrapper "
           f"{wrap_breaks}/{wrap_graphs}, DreamO {breaks}/{graphs}; frames compiled after step 1: DreamO {later}")
@@ -81,10 +76,10 @@ def test_dreamo_adds_no_graph_break_and_no_recompile(loras_dir):
 
 
 @pytest.mark.slow
-def test_inductor_output_equals_eager(loras_dir):
-    _, m = dreamo_model(loras_dir)
-    dreamo, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(),
-                             references=refs_value(REF_SHAPES[:1], [1]))
+def test_inductor_output_equals_eager(dreamo_model):
+    _, m = dreamo_model()
+    dreamo, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(),
+                             references=h.random_refs(h.REF_SHAPES[:1], [1]))
     *_, out = compiled_counts(dreamo, pos, backend="inductor")
     eager = sample(dreamo, pos)
     for a, b in zip(out, eager):

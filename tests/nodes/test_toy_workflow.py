@@ -11,7 +11,6 @@ unchanged except the seed, which the test varies.
 import asyncio
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from toy_comfy import ToyClip, ToyComfyVAE, toy_flux  # noqa: E402
-from workflow_api import ui_to_api  # noqa: E402
-
+from bench import comfy_harness as h
+from bench.comfy_harness.workflow_api import ui_to_api
 from dreamo_core.generator.pipeline import ReferenceInput  # noqa: E402
 from training.codec import ToyCodec, decode_tokens  # noqa: E402
 from training.sampling import euler_sample  # noqa: E402
@@ -50,22 +46,22 @@ def loader(output_type: str, make, widgets: dict):
 
 
 @pytest.fixture
-def toy_comfy(tmp_path, monkeypatch):
+def toy_comfy(tmp_path, monkeypatch, toy_stand_ins):
     import folder_paths
 
     import nodes
 
-    fakes = {"UNETLoader": loader("MODEL", lambda: toy_flux(TOY_DIR / "base"), {"unet_name": 0, "weight_dtype": 0}),
-             "DualCLIPLoader": loader("CLIP", ToyClip, {"clip_name1": 0, "clip_name2": 0, "type": 0, "device": 0}),
-             "VAELoader": loader("VAE", ToyComfyVAE, {"vae_name": 0})}
+    toy = toy_stand_ins
+    fakes = {"UNETLoader": loader("MODEL", lambda: toy.toy_flux(TOY_DIR / "base"), {"unet_name": 0, "weight_dtype": 0}),
+             "DualCLIPLoader": loader("CLIP", toy.ToyClip, {"clip_name1": 0, "clip_name2": 0, "type": 0, "device": 0}),
+             "VAELoader": loader("VAE", toy.ToyComfyVAE, {"vae_name": 0})}
     for name, cls in fakes.items():
         monkeypatch.setitem(nodes.NODE_CLASS_MAPPINGS, name, cls)
     loras, inp, out = tmp_path / "loras", tmp_path / "input", tmp_path / "output"
     for d in (loras, inp, out):
         d.mkdir()
     shutil.copy(TOY_DIR / "dreamo_toy.safetensors", loras / "dreamo_toy.safetensors")
-    folder_paths.add_model_folder_path("loras", str(loras), is_default=True)
-    folder_paths.filename_list_cache.clear()
+    h.use_loras_folder(loras)
     for k, s in enumerate(SUBJECTS, start=1):
         Image.fromarray(upscale(reference_image(s))).save(inp / f"dreamo_toy_ref{k}.png")
     with h.io_directories(inp, out):

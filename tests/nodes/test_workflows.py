@@ -12,17 +12,14 @@ fusion's background) is 64x64 px, KSampler runs 2 steps and reference resolution
 
 import asyncio
 import json
-import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from workflow_api import FRONTEND_ONLY, ui_to_api, widget_names  # noqa: E402
+from bench import comfy_harness as h
+from bench.comfy_harness.workflow_api import FRONTEND_ONLY, ui_to_api, widget_names
 
 WORKFLOWS = sorted((h.REPO / "workflows").glob("*.json"))
 TOY = "dreamo_toy"  # runs on the repo's trained toy with its own stand-in loaders: tests/nodes/test_toy_workflow.py

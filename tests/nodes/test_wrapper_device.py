@@ -1,16 +1,11 @@
 """The wrapper's per-step work on the model's device: no host<->device copy after the first step, a handful of
 device ops. The 'meta' device stands in for a GPU (every op on it is dispatched, none computes)."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-h = pytest.importorskip("dreamo_nodes_harness", reason="COMFYUI_PATH is not set: node tests need a ComfyUI checkout")
-sys.path.append(str(Path(__file__).parent))  # appended: never ahead of ComfyUI
-from test_forward_parity import REF_SHAPES, dreamo_model, positive, refs_value  # noqa: E402
+from bench import comfy_harness as h
 
 META = torch.device("meta")
 
@@ -52,12 +47,12 @@ def one_step(wrapper, model, refs_latents, sigma):
 
 
 @pytest.mark.parametrize("strength", [1.0, 0.5], ids=["plain-dreamo", "scheduled-strength"])
-def test_no_host_device_copy_after_the_first_step(loras_dir, strength):
-    _, m = dreamo_model(loras_dir)
-    refs = refs_value(REF_SHAPES[:2], [1, 2])  # 12 + 4 reference tokens, 4x4 target: 32 tokens (44 with text)
+def test_no_host_device_copy_after_the_first_step(dreamo_model, strength):
+    _, m = dreamo_model()
+    refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])  # 12 + 4 reference tokens, 4x4 target: 32 tokens (44 with text)
     start = 0.0 if strength == 1.0 else 0.1  # strength 1 over the whole schedule needs no bias at all
     refs = h.run_node("DreamO_ReferenceOptions", references=refs, index=1, strength=strength, start_percent=start)[0]
-    m2, _ = h.run_node("DreamO_ApplyConditioning", model=m, positive=positive(), references=refs)
+    m2, _ = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
     wrapper = m2.get_wrappers("diffusion_model", "dreamo")[0]
     latents = [torch.empty(r.latent.shape, device=META) for r in refs.refs]
     logs = []

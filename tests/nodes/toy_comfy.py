@@ -34,13 +34,14 @@ def toy_flux(base: str | Path):
 
     import comfy.model_detection
     import comfy.model_patcher
-    import dreamo_nodes_harness as h
     from safetensors.torch import load_file
+
+    from bench.comfy_harness import flux1_key_signature
 
     cfg = json.loads((Path(base) / "config.json").read_text())
     sd = load_file(str(Path(base) / "diffusion_pytorch_model.safetensors"))
     converted = comfy.model_detection.convert_diffusers_mmdit(sd, "")
-    unet_config = comfy.model_detection.detect_unet_config(h.flux1_key_signature(), "")
+    unet_config = comfy.model_detection.detect_unet_config(flux1_key_signature(), "")
     hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     unet_config.update(hidden_size=hidden, num_heads=cfg["num_attention_heads"], context_in_dim=cfg["joint_attention_dim"],
                        vec_in_dim=cfg["pooled_projection_dim"], depth=cfg["num_layers"],

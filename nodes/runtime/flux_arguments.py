@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from .node_names import APPLY_CONDITIONING
+from ..node_names import APPLY_CONDITIONING
 
 WHERE = APPLY_CONDITIONING
 

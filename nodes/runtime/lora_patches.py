@@ -9,8 +9,8 @@ import comfy.lora
 import comfy.lora_convert
 import torch
 
-from ..dreamo_core.weights.formats import STANDARD_LORA_SUFFIX, DreamOWeights, LoraFormat
-from ..dreamo_core.weights.lora_shapes import lora_shape_mismatches, sliced_shape
+from ...dreamo_core.weights.formats import STANDARD_LORA_SUFFIX, DreamOWeights, LoraFormat
+from ...dreamo_core.weights.lora_shapes import lora_shape_mismatches, sliced_shape
 
 log = logging.getLogger("DreamO")
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import comfy.patcher_extension
 
+from ..node_names import APPLY_CONDITIONING, LOAD_LORA
 from .model_info import EMBEDDINGS_ATTACHMENT, WRAPPER_KEY
-from .node_names import APPLY_CONDITIONING, LOAD_LORA
 
 log = logging.getLogger("DreamO")
 APPLY = APPLY_CONDITIONING

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..dreamo_core.conditioning.embeddings import (
+from ...dreamo_core.conditioning.embeddings import (
     ConditionEmbeddings,
     add_condition_embedding,
     batched_condition_embeddings,
 )
-from ..dreamo_core.conditioning.placement import Box
-from ..dreamo_core.conditioning.position_ids import reference_position_ids, token_grid
-from ..dreamo_core.conditioning.reference_strength import ReferenceControl, merged_mask, scheduled_key_bias
-from ..dreamo_core.conditioning.token_layout import TokenGrid
+from ...dreamo_core.conditioning.placement import Box
+from ...dreamo_core.conditioning.position_ids import reference_position_ids, token_grid
+from ...dreamo_core.conditioning.reference_strength import ReferenceControl, merged_mask, scheduled_key_bias
+from ...dreamo_core.conditioning.token_layout import TokenGrid
+from ..node_names import APPLY_CONDITIONING
 from .flux_arguments import get_argument, with_argument
-from .node_names import APPLY_CONDITIONING
 from .tensor_memo import TensorMemo
 from .transformer_options import (
     RUN_KEY,
@@ -41,7 +41,7 @@ from .transformer_options import (
 )
 
 if TYPE_CHECKING:
-    from .routing_recorder import RoutingRecorder, RoutingRun
+    from .routing_record import RoutingRecorder, RoutingRun
 
 WHERE = APPLY_CONDITIONING
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-from .node_names import APPLY_CONDITIONING
+from ..node_names import APPLY_CONDITIONING
 
 WHERE = APPLY_CONDITIONING
 COND = 0  # ComfyUI's cond_or_uncond marker for the positive prompt (1 = negative)
-RUN_KEY = "dreamo_routing_run"  # transformer_options key of a recording run (nodes/routing_recorder.py)
+RUN_KEY = "dreamo_routing_run"  # transformer_options key of a recording run (runtime/routing_record.py)
 
 
 def cond_items(cond_or_uncond: Sequence[int] | None, batch: int) -> tuple[bool, ...]:

@@ -1,14 +1,18 @@
-"""The ``DREAMO_REFS`` value that flows between nodes: an immutable, ordered tuple of encoded references."""
+"""The ``DREAMO_REFS`` value that flows between nodes (an immutable, ordered tuple of encoded references) and its
+socket type."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
 import torch
+from comfy_api.latest import io
 
-from ..dreamo_core.conditioning.embeddings import check_reference_indices
-from ..dreamo_core.conditioning.placement import Box
-from ..dreamo_core.conditioning.reference_strength import DEFAULT_REFERENCE_OPTIONS
+from ...dreamo_core.conditioning.embeddings import check_reference_indices
+from ...dreamo_core.conditioning.placement import Box
+from ...dreamo_core.conditioning.reference_strength import DEFAULT_REFERENCE_OPTIONS
+
+DreamORefsType = io.Custom("DREAMO_REFS")  # the value: a DreamORefs
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from typing import Any
 import comfy.ldm.flux.model
 import comfy.model_base
 
-from ..dreamo_core.conditioning.embeddings import ConditionEmbeddings
-from ..dreamo_core.spec import DreamOSpec
+from ...dreamo_core.conditioning.embeddings import ConditionEmbeddings
+from ...dreamo_core.spec import DreamOSpec
 
 EMBEDDINGS_ATTACHMENT = "dreamo_embeddings"
 T5_ROWS_ATTACHMENT = "dreamo_t5_rows"

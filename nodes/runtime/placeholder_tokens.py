@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..dreamo_core.conditioning.placeholders import MAX_PLACEHOLDER, PLACEHOLDER, placeholder_token
+from ...dreamo_core.conditioning.placeholders import MAX_PLACEHOLDER, PLACEHOLDER, placeholder_token
 
 T5XXL_TOKENS = "t5xxl"  # key of the T5-XXL token list in a FLUX clip.tokenize() result
 
