@@ -59,7 +59,7 @@ from .export import export_dreamo
 from .model import DreamOTrainModel, build_model
 from .parallel import all_true, broadcast_json, broadcast_tensors, grad_sync, is_sharded, shard_model
 from .sampling import euler_sample
-from .text_cache import CachedTextEncoder
+from .text.cache import CachedTextEncoder
 
 if TYPE_CHECKING:
     from accelerate import Accelerator

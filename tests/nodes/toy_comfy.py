@@ -24,7 +24,7 @@ from dreamo_core.conditioning.packing import denormalize_latents, normalize_late
 from dreamo_core.spec import FLUX_DEV
 from training.codec import ToyCodec
 from training.model import build_text_encoder
-from training.text import TOKEN
+from training.text.tiny_hashed import TOKEN
 from training.toy_base import toy_model_config
 
 

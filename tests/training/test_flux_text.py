@@ -12,7 +12,7 @@ import torch
 
 from training.codec import VAECodec, encode_tokens
 from training.config import ModelConfig
-from training.flux_text import FluxTextEncoder
+from training.text.flux import FluxTextEncoder
 from training.model import build_model
 from training.train import train
 

@@ -22,9 +22,9 @@ from dreamo_core.weights.lora_targets import diffusers_target_names
 from training.config import ModelConfig
 from training.export import export_dreamo
 from training.model import build_model
-from training.subject_data import BACKGROUNDS, Augment, write_subject_dataset
-from training.subject_lora import subject_tune_model
-from training.tune_subject import build_parser, main, tune, tune_config, write_prior_dataset
+from training.subject.dataset import BACKGROUNDS, Augment, write_subject_dataset
+from training.subject.lora import subject_tune_model
+from training.subject.tune import build_parser, main, tune, tune_config, write_prior_dataset
 
 SUBJECT_RGB, SUBJECT_BLUE = (220, 40, 40), (40, 60, 220)
 TINY = ["--model.num_layers=1", "--model.num_single_layers=1", "--progress=false", "--data.ref_res=32"]
