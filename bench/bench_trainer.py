@@ -54,7 +54,7 @@ from training.codec import PixelCodec
 from training.config import TrainConfig, load_config
 from training.data import BatchSampler, read_metadata
 from training.model import build_model
-from training.synthetic import make_synthetic_dataset
+from training.toy.synthetic import make_synthetic_dataset
 from training.train import Batch, compute_losses, make_batch, step_noise
 
 SIZES = {  # model overrides, the routing layers the size's config uses, batch / resolution

@@ -22,9 +22,9 @@ from dreamo_core.weights.lora_targets import diffusers_target_names
 
 from .attention_capture import RoutingCapture, install_capture_processors
 from .config import ModelConfig
+from .text.cache import CachedTextEncoder
 from .text.flux import FluxTextEncoder
 from .text.tiny_hashed import TinyTextEncoder
-from .text.cache import CachedTextEncoder
 
 
 def tiny_transformer(cfg: ModelConfig) -> nn.Module:

@@ -12,8 +12,8 @@ import torch
 
 from training.codec import VAECodec, encode_tokens
 from training.config import ModelConfig
-from training.text.flux import FluxTextEncoder
 from training.model import build_model
+from training.text.flux import FluxTextEncoder
 from training.train import train
 
 HELPER = Path(__file__).parents[1] / "generator" / "tiny_flux_folder.py"

@@ -13,10 +13,10 @@ import torch
 from dreamo_core.generator.flux_forward import ReferenceTokens
 from training.checkpoint import CheckpointMismatchError, trainable_state
 from training.config import ModelConfig
-from training.text.flux import FluxTextEncoder
 from training.model import build_model
-from training.text.tiny_hashed import TinyTextEncoder
 from training.text.cache import CachedTextEncoder, caption_key
+from training.text.flux import FluxTextEncoder
+from training.text.tiny_hashed import TinyTextEncoder
 from training.train import main, train
 
 HELPER = Path(__file__).parents[1] / "generator" / "tiny_flux_folder.py"

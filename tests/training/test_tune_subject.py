@@ -211,7 +211,7 @@ def test_bad_inputs_exit_2_with_one_line(inputs, tmp_path: Path, capsys, change,
 
 def test_regular_dataset_is_mixed_into_the_tune(inputs, tmp_path: Path) -> None:
     from training.data import BatchSampler, read_metadata
-    from training.synthetic import make_synthetic_dataset
+    from training.toy.synthetic import make_synthetic_dataset
 
     regular = tmp_path / "regular"
     make_synthetic_dataset(regular, 6, seed=3, max_refs=1)

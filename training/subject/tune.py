@@ -40,13 +40,13 @@ from dreamo_core.generator.flux_forward import ReferenceTokens
 from dreamo_core.generator.loading import LoraRequest
 
 from ..attention_capture import select_layers
-from ..codec import PixelCodec, ToyCodec, VAECodec, decode_tokens, encode_tokens, make_codec
+from ..codec import Codec, decode_tokens, encode_tokens, make_codec
 from ..config import TrainConfig, load_config
 from ..data import BatchPlan, DatasetError, fit, load_rgb, read_metadata, ref_size
 from ..model import DreamOTrainModel
+from ..train import NonFiniteLossError, compute_losses, make_batch, train
 from .dataset import BACKGROUNDS, REFERENCE, Augment, save_rgb, write_rows, write_subject_dataset
 from .lora import save_subject_lora, subject_tune_model
-from ..train import NonFiniteLossError, compute_losses, make_batch, train
 
 logger = logging.getLogger("DreamO")
 PROG = "training.tune_subject"
@@ -167,7 +167,7 @@ def tune_config(a: argparse.Namespace, extra: Sequence[str], work: Path, prior: 
     return load_config(a.config, overrides + list(extra))
 
 
-def codec_of(cfg: TrainConfig, device: torch.device) -> PixelCodec | ToyCodec | VAECodec:
+def codec_of(cfg: TrainConfig, device: torch.device) -> Codec:
     return make_codec(cfg.model.codec, cfg.model.vae_path, device)
 
 
