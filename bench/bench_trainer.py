@@ -50,12 +50,13 @@ from bench.flops import forward_flops
 from dreamo_core.generator.flux_forward import ReferenceTokens
 from dreamo_core.spec import DreamOSpec
 from training.attention_capture import select_layers
+from training.batch import Batch, make_batch, step_noise
 from training.codec import PixelCodec
 from training.config import TrainConfig, load_config
 from training.data import BatchSampler, read_metadata
 from training.model import build_model
+from training.step_losses import compute_losses
 from training.toy.synthetic import make_synthetic_dataset
-from training.train import Batch, compute_losses, make_batch, step_noise
 
 SIZES = {  # model overrides, the routing layers the size's config uses, batch / resolution
     "small": dict(model=["--model.num_layers=2", "--model.num_single_layers=4", "--model.attention_head_dim=64",

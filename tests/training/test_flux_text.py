@@ -12,9 +12,9 @@ import torch
 
 from training.codec import VAECodec, encode_tokens
 from training.config import ModelConfig
+from training.loop import train
 from training.model import build_model
 from training.text.flux import FluxTextEncoder
-from training.train import train
 
 HELPER = Path(__file__).parents[1] / "generator" / "tiny_flux_folder.py"
 T = 12  # T5 sequence length for the tests

@@ -13,11 +13,12 @@ import torch
 from dreamo_core.generator.flux_forward import ReferenceTokens
 from training.checkpoint import CheckpointMismatchError, trainable_state
 from training.config import ModelConfig
+from training.loop import train
 from training.model import build_model
 from training.text.cache import CachedTextEncoder, caption_key
 from training.text.flux import FluxTextEncoder
 from training.text.tiny_hashed import TinyTextEncoder
-from training.train import main, train
+from training.train import main
 
 HELPER = Path(__file__).parents[1] / "generator" / "tiny_flux_folder.py"
 T = 12

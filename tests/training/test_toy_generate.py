@@ -11,6 +11,7 @@ import torch
 from dreamo_core.generator.pipeline import ReferenceInput
 from training.codec import decode_tokens
 from training.config import load_config
+from training.loop import train
 from training.sampling import euler_sample
 from training.toy.codec import ToyCodec
 from training.toy.constants import SAMPLE_STEPS, TOKEN_GRID, TOY_DIR, TRUE_CFG
@@ -19,7 +20,6 @@ from training.toy.demo import dreamo_overrides
 from training.toy.evaluation import case_references, prompts
 from training.toy.generate import load_toy_generator, load_trainer_model, toy_settings
 from training.toy.world import upscale
-from training.train import train
 
 STEPS = SAMPLE_STEPS
 

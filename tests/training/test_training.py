@@ -14,13 +14,16 @@ from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transform
 from dreamo_core.weights.formats import LoraFormat, load_dreamo_weights
 from dreamo_core.weights.lora_diffusers import merge_lora
 from training.attention_capture import select_layers
+from training.batch import make_batch, step_noise
 from training.checkpoint import LATEST, prune_checkpoints
 from training.codec import PixelCodec
 from training.config import ModelConfig
 from training.data import BatchSampler, read_metadata
 from training.export import export_dreamo, spec_of
+from training.loop import train
 from training.model import build_model, tiny_transformer
-from training.train import compute_losses, learning_rate, make_batch, stage_at, step_noise, train
+from training.schedule import learning_rate, stage_at
+from training.step_losses import compute_losses
 
 
 def test_loss_on_a_fixed_batch_falls(tiny_config) -> None:

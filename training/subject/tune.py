@@ -10,7 +10,7 @@
    mixed in at ``--regular-weight``, so the reference -> subject mapping of other subjects is kept.
 3. Builds the trainer's model on the base: ``--base`` files (the DreamO file the LoRA will run with, plus any
    LoRAs merged with it at inference) merged into the frozen transformer, the DreamO tables loaded and frozen,
-   a NEW low-rank LoRA the only trainable part; then runs ``training.train.train`` with a config made of
+   a NEW low-rank LoRA the only trainable part; then runs the trainer's ``training.loop.train`` with a config made of
    ``--config`` (model sizes / paths; default the tiny model) and the tune's overrides.
 4. Exports the new LoRA as an ordinary FLUX LoRA (``training/subject/lora.py``) that stacks with Load DreamO LoRA.
 
@@ -40,11 +40,13 @@ from dreamo_core.generator.flux_forward import ReferenceTokens
 from dreamo_core.generator.loading import LoraRequest
 
 from ..attention_capture import select_layers
+from ..batch import make_batch
 from ..codec import Codec, decode_tokens, encode_tokens, make_codec
 from ..config import TrainConfig, load_config
 from ..data import BatchPlan, DatasetError, fit, load_rgb, read_metadata, ref_size
+from ..loop import train
 from ..model import DreamOTrainModel
-from ..train import NonFiniteLossError, compute_losses, make_batch, train
+from ..step_losses import NonFiniteLossError, compute_losses
 from .dataset import BACKGROUNDS, REFERENCE, Augment, save_rgb, write_rows, write_subject_dataset
 from .lora import save_subject_lora, subject_tune_model
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..config import load_config
-from ..train import train
+from ..loop import train
 from .base import snapshot_dir, toy_model_overrides, train_base
 from .constants import LORA_RANK, REF_SIZE, SAMPLE_STEPS, TARGET_SIZE
 from .datasets import eval_cases, write_toy_datasets
