@@ -191,7 +191,7 @@ def t5_cost(a: argparse.Namespace) -> None:
     """T5-XXL-width forward + backward to the inputs vs forward only, and per layer-token vs the DiT."""
     from transformers import T5Config, T5EncoderModel
 
-    from bench.memory_plan import T5_XXL
+    from training.memory_plan import T5_XXL
 
     torch.manual_seed(0)
     t5 = T5EncoderModel(T5Config(**{**T5_XXL, "num_layers": a.t5_layers})).eval().requires_grad_(False)
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def full_routing_share(n_layers: int, image: int, ref: int) -> float:
     """routing_share at the FLUX.1-dev sizes (spec FLUX_DEV), batch 1."""
-    from bench.memory_plan import FLUX_DEV_TRANSFORMER
+    from training.memory_plan import FLUX_DEV_TRANSFORMER
 
     m = FLUX_DEV_TRANSFORMER
     cfg = TrainConfig()
