@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.memory_plan import FlashAttentionAccounting, meta_transformer, saved_tensor_count
 from dreamo_core.spec import FLUX_DEV
+from training.memory_plan import FlashAttentionAccounting, meta_transformer, saved_tensor_count
 
 
 class Save(torch.autograd.Function):

@@ -219,7 +219,8 @@ def save_samples(model: DreamOTrainModel, cfg: TrainConfig, a: argparse.Namespac
 
 
 @torch.no_grad()
-def evaluate(model: DreamOTrainModel, cfg: TrainConfig, folder: Path, ts: Sequence[float] = EVAL_TS) -> dict[str, float]:
+def fixed_noise_losses(model: DreamOTrainModel, cfg: TrainConfig, folder: Path, ts: Sequence[float] = EVAL_TS,
+                       ) -> dict[str, float]:
     """Mean L_diff / L_route over the rows of ``folder`` at each t of ``ts``, with noise fixed per (row, t): the
     same numbers before and after a tune measure what the tune changed (plain captions never used)."""
     device = next(model.parameters()).device
@@ -261,13 +262,13 @@ def tune(a: argparse.Namespace, extra: Sequence[str] = (), stop_at: int | None =
         prompts = a.prior_prompt or [p.format(cls=cls) for p in PRIOR_PROMPTS]
         write_prior_dataset(model, cfg, subject, work / "prior", prompts, a.prior_images, a.prior_steps, a.seed)
     sets = {"subject": subject, **evals}
-    before = {name: evaluate(model, cfg, folder) for name, folder in sets.items()}
+    before = {name: fixed_noise_losses(model, cfg, folder) for name, folder in sets.items()}
     if a.sample:
         save_samples(model, cfg, a, subject, work / "samples", "before")
     result = train(cfg, stop_at=stop_at, model=model, export=False)
     if stop_at is not None and stop_at < cfg.total_steps:
         return None
-    after = {name: evaluate(result.model, cfg, folder) for name, folder in sets.items()}
+    after = {name: fixed_noise_losses(result.model, cfg, folder) for name, folder in sets.items()}
     if a.sample:
         save_samples(result.model, cfg, a, subject, work / "samples", "after")
     evaluation = {"before": before, "after": after}

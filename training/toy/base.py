@@ -27,7 +27,7 @@ from dreamo_core.spec import FLUX_DEV
 
 from ..codec import encode_tokens
 from ..config import ModelConfig
-from ..model import build_text_encoder, tiny_transformer
+from ..model import build_text_encoder, random_transformer
 from .codec import ToyCodec
 from .constants import ANONYMOUS_P, EMPTY_P, GUIDANCE, TOKEN_GRID
 from .world import TRAIN_SUBJECTS, anonymous_caption, caption, draw_subjects, make_scene, upscale
@@ -97,7 +97,7 @@ def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 
     ``snapshot_every`` > 0 also writes the average so far every that many steps (before the last) to
     ``snapshot_dir(out) / step_N`` (the base's learning curve); snapshots do not change the training."""
     cfg = toy_model_config(seed)
-    transformer = tiny_transformer(cfg)
+    transformer = random_transformer(cfg)
     ema = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
     text, codec = PlainText(cfg), ToyCodec()
     opt = torch.optim.AdamW(transformer.parameters(), lr=lr, weight_decay=0.0)
