@@ -31,7 +31,7 @@ class ModelConfig:
     text_encoder: str = ""  # diffusers FLUX folder (text_encoder, tokenizer, text_encoder_2, tokenizer_2); "" = tiny
     text_max_tokens: int = 16  # T5 sequence length (FLUX.1-dev: 512)
     tiny_text: bool = False  # with model.pretrained: the tiny text encoder (a toy base, training.toy.base)
-    tiny_text_context: int = 0  # the tiny encoder mixes in this many previous tokens (training.text.tiny_hashed; the toy: 5)
+    tiny_text_context: int = 0  # the tiny encoder mixes in this many previous tokens (text/tiny_hashed.py; toy: 5)
     codec: str = "pixel"  # "pixel": fixed linear stand-in for the VAE (tests); "toy": the toy world's exact codec
     # (training.toy.codec); "vae": diffusers AutoencoderKL
     vae_path: str = ""

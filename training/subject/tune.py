@@ -10,8 +10,8 @@
    mixed in at ``--regular-weight``, so the reference -> subject mapping of other subjects is kept.
 3. Builds the trainer's model on the base: ``--base`` files (the DreamO file the LoRA will run with, plus any
    LoRAs merged with it at inference) merged into the frozen transformer, the DreamO tables loaded and frozen,
-   a NEW low-rank LoRA the only trainable part; then runs the trainer's ``training.loop.train`` with a config made of
-   ``--config`` (model sizes / paths; default the tiny model) and the tune's overrides.
+   a NEW low-rank LoRA the only trainable part; then runs the trainer's ``training.loop.train`` with a config
+   made of ``--config`` (model sizes / paths; default the tiny model) and the tune's overrides.
 4. Exports the new LoRA as an ordinary FLUX LoRA (``training/subject/lora.py``) that stacks with Load DreamO LoRA.
 
 Eval hook: ``--eval NAME=DIR`` (any dataset folder in the trainer's format; repeatable) and the subject set
