@@ -50,12 +50,13 @@ from bench.flops import FLUX_TEXT_TOKENS, forward_flops, tokens_for
 from dreamo_core.generator.flux_forward import ReferenceTokens
 from dreamo_core.spec import FLUX_DEV, DreamOSpec
 from training.attention_capture import select_layers
+from training.batch import Batch, make_batch, step_noise
 from training.codec import PixelCodec
 from training.config import TrainConfig, load_config
 from training.data import BatchSampler, read_metadata
 from training.model import build_model
-from training.synthetic import make_synthetic_dataset
-from training.train import Batch, compute_losses, make_batch, step_noise
+from training.step_losses import compute_losses
+from training.toy.synthetic import make_synthetic_dataset
 
 
 def model_overrides(sizes: dict) -> list[str]:
@@ -189,7 +190,7 @@ def t5_cost(a: argparse.Namespace) -> None:
     """T5-XXL-width forward + backward to the inputs vs forward only, and per layer-token vs the DiT."""
     from transformers import T5Config, T5EncoderModel
 
-    from bench.memory_plan import T5_XXL
+    from training.memory_plan import T5_XXL
 
     torch.manual_seed(0)
     t5 = T5EncoderModel(T5Config(**{**T5_XXL, "num_layers": a.t5_layers})).eval().requires_grad_(False)

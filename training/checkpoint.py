@@ -243,13 +243,6 @@ def apply_checkpoint(data: CheckpointData, model: nn.Module, opt: torch.optim.Op
     np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
 
 
-def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore parameters, optimizer and RNG states in place; returns state.json (``step``, ``stage``, ...)."""
-    data = read_checkpoint(path)
-    apply_checkpoint(data, model, opt, str(path))
-    return data.state
-
-
 def check_resumable(state: dict[str, Any], stage: int, stage_name: str, data_order: dict[str, Any], where: str) -> None:
     """CheckpointMismatchError unless the checkpoint's stage (index and name, when recorded) is the one the config
     puts its last step in, and every recorded ``data_order`` entry equals the config's."""

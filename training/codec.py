@@ -1,8 +1,10 @@
 """Image <-> packed latent tokens. ``PixelCodec`` is a fixed linear stand-in for the FLUX VAE (tests: no download,
-exact and fast); ``ToyCodec`` is the toy world's exact codec (``python -m training.demo``); ``VAECodec`` wraps a
-diffusers ``AutoencoderKL`` (real training). All three map 8 px to one 16-channel latent pixel, as FLUX's VAE."""
+exact and fast); ``VAECodec`` wraps a diffusers ``AutoencoderKL`` (real training); the toy world's exact codec is
+``training.toy.codec.ToyCodec`` (``model.codec: toy``). All map 8 px to one 16-channel latent pixel, as FLUX's VAE."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +16,15 @@ from dreamo_core.conditioning.packing import (
     unpack_latents,
 )
 from dreamo_core.spec import FLUX_DEV
+
+
+class Codec(Protocol):
+    """What the trainer needs of a codec: ``encode`` (B, 3, H, W) in [-1, 1] -> (B, 16, H/8, W/8) model latents
+    and ``decode`` back."""
+
+    def encode(self, pixels: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
 
 class PixelCodec:
@@ -33,35 +44,6 @@ class PixelCodec:
         """(B, 16, h, w) -> (B, 3, 8h, 8w) in [-1, 1]."""
         rgb = torch.einsum("cr,bchw->brhw", self.basis.to(z), z) / 4.0
         return F.interpolate(rgb, scale_factor=self.downscale, mode="nearest").clamp(-1, 1)
-
-
-class ToyCodec:
-    """The toy world's codec: exact on its images, 16 channels, 8x downscale, 2x2 latent pixels per 64-d token.
-
-    A toy file repeats each native pixel 4x4 (``training.toy_world.UPSCALE``), so a latent pixel's 8x8 px are 2x2
-    native pixels: 12 numbers, mapped by a fixed (16, 12) matrix with orthogonal columns (norm ``scale``) to 16
-    channels. Decoding is the transpose, then the 4x repetition: ``decode(encode(x)) == x`` for toy images, and for
-    any image it is the 4x4 block mean. A token (2x2 latent pixels) holds 4x4 native pixels (48 of its 64 numbers).
-    """
-
-    downscale = 8
-    block = 4  # image pixels per native pixel (the 4x repetition of the files)
-    scale = 1.6  # column norm: latents of toy scenes have a standard deviation near 0.8
-
-    def __init__(self, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.basis = torch.linalg.qr(torch.randn(16, 12, generator=g))[0] * self.scale  # (16, 12)
-
-    def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, 16, H/8, W/8)."""
-        native = F.avg_pool2d(pixels, self.block)  # (B, 3, H/4, W/4)
-        return torch.einsum("cr,brhw->bchw", self.basis.to(pixels), F.pixel_unshuffle(native, 2))
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, 16, h, w) -> (B, 3, 8h, 8w) in [-1, 1]."""
-        blocks = torch.einsum("cr,bchw->brhw", self.basis.to(z), z) / self.scale**2  # (B, 12, h, w)
-        native = F.pixel_shuffle(blocks, 2)  # (B, 3, 2h, 2w)
-        return F.interpolate(native, scale_factor=self.block, mode="nearest").clamp(-1, 1)
 
 
 class VAECodec:
@@ -93,19 +75,23 @@ class VAECodec:
         return self.vae.decode(raw).sample.float().clamp(-1, 1)
 
 
-def encode_tokens(codec: PixelCodec | ToyCodec | VAECodec, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+def encode_tokens(codec: Codec, pixels: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """(B, H, W, 3) in [0, 1] -> packed tokens (B, H/16 * W/16, 64) and the token grid (H/16, W/16)."""
     z = codec.encode(pixels.permute(0, 3, 1, 2) * 2.0 - 1.0)
     return pack_latents(z), (z.shape[2] // 2, z.shape[3] // 2)
 
 
-def decode_tokens(codec: PixelCodec | ToyCodec | VAECodec, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+def decode_tokens(codec: Codec, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """(B, N, 64) tokens -> (B, H, W, 3) in [0, 1]."""
     return (codec.decode(unpack_latents(tokens, *grid)).permute(0, 2, 3, 1) + 1.0) / 2.0
 
 
-def make_codec(kind: str, vae_path: str | None, device: torch.device | str = "cpu") -> PixelCodec | ToyCodec | VAECodec:
+def make_codec(kind: str, vae_path: str | None, device: torch.device | str = "cpu") -> Codec:
     """The codec ``model.codec`` names: ``vae`` (``model.vae_path``), ``toy`` or ``pixel``."""
     if kind == "vae":
         return VAECodec(vae_path, device)
-    return ToyCodec() if kind == "toy" else PixelCodec()
+    if kind == "toy":
+        from .toy.codec import ToyCodec
+
+        return ToyCodec()
+    return PixelCodec()

@@ -30,10 +30,10 @@ class ModelConfig:
     embedding_init_std: float = 0.02  # task/idx/placeholder rows start as small noise
     text_encoder: str = ""  # diffusers FLUX folder (text_encoder, tokenizer, text_encoder_2, tokenizer_2); "" = tiny
     text_max_tokens: int = 16  # T5 sequence length (FLUX.1-dev: 512)
-    tiny_text: bool = False  # with model.pretrained: the tiny text encoder (a toy base, training.toy_base)
-    tiny_text_context: int = 0  # the tiny encoder mixes in this many previous tokens (training.text; the toy: 5)
+    tiny_text: bool = False  # with model.pretrained: the tiny text encoder (a toy base, training.toy.base)
+    tiny_text_context: int = 0  # the tiny encoder mixes in this many previous tokens (text/tiny_hashed.py; toy: 5)
     codec: str = "pixel"  # "pixel": fixed linear stand-in for the VAE (tests); "toy": the toy world's exact codec
-    # (training.demo); "vae": diffusers AutoencoderKL
+    # (training.toy.codec); "vae": diffusers AutoencoderKL
     vae_path: str = ""
     # bf16: frozen base (transformer, CLIP/T5) stored in bf16 and bf16 autocast (Accelerate mixed precision); the
     # trainables (LoRA, task/idx tables, placeholder rows) stay fp32. null = auto: bf16 for a pretrained model,
@@ -251,7 +251,7 @@ def _need(key: str, path: str, parts: tuple[str, ...], what: str) -> None:
 
 def check_paths(cfg: TrainConfig) -> None:
     """Fail before any model loads when a folder the config names is missing (message: key, path, what)."""
-    from .flux_text import SUBFOLDERS
+    from .text.flux import SUBFOLDERS
 
     m = cfg.model
     if m.pretrained:

@@ -15,7 +15,6 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from dreamo_core.spec import DreamOSpec
 from dreamo_core.weights.formats import IDX_KEY, T5_EMBEDDING_KEY, TASK_KEY
 from dreamo_core.weights.lora_targets import block_layout
 
@@ -76,7 +75,3 @@ def export_dreamo(model: nn.Module, path: str | Path, dtype: torch.dtype = torch
               metadata={"format": "dreamo", "trainer": "dreamo-nodes"})
     return path
 
-
-def spec_of(transformer: nn.Module) -> DreamOSpec:
-    """The ``DreamOSpec`` matching a (possibly tiny) diffusers FLUX transformer, for loading its export."""
-    return DreamOSpec.of_diffusers_config(transformer.config)

@@ -1,33 +1,43 @@
 """The trainable DreamO model: frozen FLUX transformer + peft LoRA on the official targets + the three
 trainable tables (task (2, D), idx (10, D), T5 placeholder rows (10, t5_dim)).
 
-``DreamOTrainModel.forward`` is DreamO's forward (``dreamo_core.generator.flux_forward``: diagonal position ids,
-condition embedding added after ``x_embedder`` by a per-call hook), extended by an optional reference-token
-drop (stage 3) and the routing capture. Being one ``nn.Module`` it can be wrapped by DDP / FSDP as a whole.
+``DreamOTrainModel.forward`` is DreamO's forward: its inputs are built by the generator's own ``dreamo_inputs``
+(tokens ``[target | refs]``, diagonal position ids or a reference's placement box, the condition embedding) and
+run by ``transformer_on_inputs`` (the embedding added after ``x_embedder`` by a per-call hook), extended by an
+optional reference-token drop (stage 3) and the routing capture. Being one ``nn.Module`` it can be wrapped by DDP /
+FSDP as a whole.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from dreamo_core.conditioning.embeddings import ConditionEmbeddings, build_condition_embeddings
-from dreamo_core.conditioning.position_ids import dreamo_position_ids
+from dreamo_core.conditioning.embeddings import ConditionEmbeddings
 from dreamo_core.conditioning.token_layout import TokenGrid, reference_spans
-from dreamo_core.generator.flux_forward import ReferenceTokens, added_to_output
+from dreamo_core.generator.flux_forward import (
+    DreamOInputs,
+    ReferenceTokens,
+    dreamo_inputs,
+    transformer_on_inputs,
+)
 from dreamo_core.generator.tiny import flux_transformer
+from dreamo_core.spec import FLUX_DEV
 from dreamo_core.weights.lora_targets import diffusers_target_names
 
 from .attention_capture import RoutingCapture, install_capture_processors
 from .config import ModelConfig
-from .flux_text import FluxTextEncoder
-from .text import TinyTextEncoder
-from .text_cache import CachedTextEncoder
+from .text.cache import CachedTextEncoder
+from .text.flux import FluxTextEncoder
+from .text.tiny_hashed import TinyTextEncoder
+
+IDS_DTYPE = torch.float32  # the trainer's position ids stay float32, also with a bf16 base (not rounded)
 
 
-def tiny_transformer(cfg: ModelConfig) -> nn.Module:
+def random_transformer(cfg: ModelConfig) -> nn.Module:
     """A random tiny ``FluxTransformer2DModel`` of the config's sizes (seeded by ``cfg.seed``, global RNG untouched)."""
     return flux_transformer(cfg.seed, num_layers=cfg.num_layers, num_single_layers=cfg.num_single_layers,
                             attention_head_dim=cfg.attention_head_dim, num_attention_heads=cfg.num_attention_heads,
@@ -55,7 +65,7 @@ def load_transformer(cfg: ModelConfig) -> nn.Module:
     if cfg.pretrained:
         transformer = FluxTransformer2DModel.from_pretrained(cfg.pretrained, torch_dtype=base_dtype(cfg))
     else:
-        transformer = nn.Module.to(tiny_transformer(cfg), base_dtype(cfg))  # (diffusers' .to warns for tiny models)
+        transformer = nn.Module.to(random_transformer(cfg), base_dtype(cfg))  # (diffusers' .to warns for tiny models)
     return add_trainables(transformer, cfg)
 
 
@@ -78,9 +88,23 @@ def add_trainables(transformer: nn.Module, cfg: ModelConfig) -> nn.Module:
     return transformer
 
 
+def kept_reference_tokens(inputs: DreamOInputs, n_target: int, spans: list[tuple[int, int]], ref_keep: torch.Tensor,
+                          ) -> tuple[DreamOInputs, list[tuple[int, int]]]:
+    """The stage-3 reference-token drop: keep the target and the reference tokens at ``ref_keep`` (K,) (sorted
+    positions within the concatenated references); ids and embedding were built for the full sequence, so the
+    kept tokens keep their DreamO positions. Returns the subset inputs and each reference's new [start, end)."""
+    if inputs.bias is not None:
+        raise ValueError("the reference-token drop takes no strength bias (the trainer runs at strength 1)")
+    n, device = n_target, inputs.hidden.device
+    keep = torch.cat([torch.arange(n, device=device), n + ref_keep.to(device)])
+    subset = replace(inputs, hidden=inputs.hidden[:, keep], img_ids=inputs.img_ids[keep], embedding=inputs.embedding[keep])
+    return subset, [(n + int((ref_keep < s - n).sum()), n + int((ref_keep < e - n).sum())) for s, e in spans]
+
+
 class DreamOTrainModel(nn.Module):
-    """Transformer (LoRA trainable) + text encoder (frozen) + ``task_embedding`` (2, D), ``idx_embedding``
-    (10, D), ``t5_embedding`` (10, t5_dim) placeholder rows ``[ref#1..9]``, ``[res]``."""
+    """Transformer (LoRA trainable) + text encoder (frozen) + ``task_embedding`` (num_task_rows, D),
+    ``idx_embedding`` (num_idx_rows, D), ``t5_embedding`` (t5_placeholder_rows, t5_dim) placeholder rows
+    ``[ref#1..9]``, ``[res]``; the row counts are ``FLUX_DEV``'s (2, 10, 10), the official file's."""
 
     def __init__(self, transformer: nn.Module, text_encoder: TinyTextEncoder | FluxTextEncoder | CachedTextEncoder, init_std: float = 0.02,
                  seed: int = 0):
@@ -94,9 +118,10 @@ class DreamOTrainModel(nn.Module):
                              f"{text_encoder.pooled_dim} do not match the transformer's joint_attention_dim {t5_dim} / "
                              f"pooled_projection_dim {pooled_dim}")
         g = torch.Generator().manual_seed(seed + 2)
-        self.task_embedding = nn.Parameter(torch.randn(2, d, generator=g) * init_std)
-        self.idx_embedding = nn.Parameter(torch.randn(10, d, generator=g) * init_std)
-        self.t5_embedding = nn.Parameter(torch.randn(10, t5_dim, generator=g) * text_encoder.embedding_std())
+        self.task_embedding = nn.Parameter(torch.randn(FLUX_DEV.num_task_rows, d, generator=g) * init_std)
+        self.idx_embedding = nn.Parameter(torch.randn(FLUX_DEV.num_idx_rows, d, generator=g) * init_std)
+        self.t5_embedding = nn.Parameter(torch.randn(FLUX_DEV.t5_placeholder_rows, t5_dim, generator=g)
+                                         * text_encoder.embedding_std())
 
     @property
     def tables(self) -> ConditionEmbeddings:
@@ -114,20 +139,15 @@ class DreamOTrainModel(nn.Module):
     ) -> tuple[torch.Tensor, RoutingCapture | None]:
         """Velocity at the target tokens (B, N, 64) and the routing capture (None without capture layers).
 
+        Inputs as the generator's (``dreamo_inputs``: a reference's ``box`` places its ids), ids in ``IDS_DTYPE``.
         ref_keep: (K,) sorted positions of the kept reference tokens within the concatenated references
-        (None keeps all). Ids and embeddings are computed for the full sequence and then subset, so kept
-        tokens keep their DreamO positions."""
+        (None keeps all; ``kept_reference_tokens``)."""
         prompt_embeds, pooled, slots = self.encode_text(captions)
         n = latents.shape[1]
-        lengths = [r.tokens.shape[1] for r in refs]
-        emb = build_condition_embeddings(self.tables, n, lengths, [r.index for r in refs])  # (L, D)
-        ids = dreamo_position_ids(target_grid, [r.grid for r in refs]).to(latents.device)  # (L, 3)
-        hidden = torch.cat([latents, *[r.tokens.to(latents) for r in refs]], dim=1)  # (B, L, 64)
-        spans = reference_spans(n, lengths)
+        inputs = dreamo_inputs(latents, target_grid, refs, self.tables, prompt_embeds.shape[1], IDS_DTYPE)
+        spans = reference_spans(n, [r.tokens.shape[1] for r in refs])
         if ref_keep is not None:
-            keep = torch.cat([torch.arange(n, device=latents.device), n + ref_keep.to(latents.device)])
-            hidden, ids, emb = hidden[:, keep], ids[keep], emb[keep]
-            spans = [(n + int((ref_keep < s - n).sum()), n + int((ref_keep < e - n).sum())) for s, e in spans]
+            inputs, spans = kept_reference_tokens(inputs, n, spans, ref_keep)
         capture = None
         if capture_layers:
             pos = None
@@ -135,14 +155,9 @@ class DreamOTrainModel(nn.Module):
                 hits = torch.stack([(slots == r.index - 1).float() for r in refs], dim=1)  # (B, n_refs, T)
                 pos = hits.argmax(dim=-1)
             capture = RoutingCapture(prompt_embeds.shape[1], n, spans, capture_layers, route_mode, pos)
-        with added_to_output(self.transformer.x_embedder, emb):
-            out = self.transformer(
-                hidden_states=hidden, timestep=sigma, guidance=guidance, pooled_projections=pooled,
-                encoder_hidden_states=prompt_embeds, img_ids=ids,
-                txt_ids=torch.zeros(prompt_embeds.shape[1], 3, device=latents.device),
-                joint_attention_kwargs={"dreamo_capture": capture} if capture is not None else None, return_dict=False,
-            )[0]
-        return out[:, :n], capture
+        out = transformer_on_inputs(self.transformer, inputs, n, sigma, guidance, pooled, prompt_embeds,
+                                    {"dreamo_capture": capture} if capture is not None else None)
+        return out, capture
 
 
 def build_text_encoder(cfg: ModelConfig) -> TinyTextEncoder | FluxTextEncoder | CachedTextEncoder:

@@ -25,8 +25,8 @@ from torch import nn
 if TYPE_CHECKING:
     from accelerate import Accelerator
 
-DTYPES = {str(d): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.int64, torch.int32,
-                              torch.uint8, torch.bool)}
+DTYPE_BY_NAME = {str(d): d for d in (torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.int64,
+                                     torch.int32, torch.uint8, torch.bool)}  # "torch.float32" -> torch.float32
 
 
 def distributed() -> bool:
@@ -64,8 +64,8 @@ def broadcast_tensors(tensors: dict[str, torch.Tensor] | None) -> dict[str, torc
                             if dist.get_rank() == 0 else None)
     device, out = comm_device(), {}
     for name, (shape, dtype) in header.items():
-        t = tensors[name].to(device).contiguous() if dist.get_rank() == 0 else torch.empty(shape, dtype=DTYPES[dtype],
-                                                                                             device=device)
+        t = (tensors[name].to(device).contiguous() if dist.get_rank() == 0
+             else torch.empty(shape, dtype=DTYPE_BY_NAME[dtype], device=device))
         dist.broadcast(t, 0)
         out[name] = t.cpu()
     return out

@@ -1,4 +1,4 @@
-"""Sampling and response-map evaluation during / after training (both without gradients).
+"""Sampling and response-map evaluation during / after training (both without gradients); a run's sample PNGs.
 
 Samples use the plain diffusers DreamO forward ``dreamo_core.generator.flux_forward.dreamo_transformer_forward`` with
 the trained tables, i.e. exactly what inference will run, on the generator's schedule and noise: the noise is
@@ -11,8 +11,10 @@ ComfyUI's ``prepare_noise``), packed; the sigmas are the official ``linspace(1, 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
+from PIL import Image
 
 from dreamo_core.conditioning.packing import pack_latents
 from dreamo_core.conditioning.position_ids import TokenGrid
@@ -20,6 +22,8 @@ from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transform
 from dreamo_core.generator.schedule import dreamo_sigmas, flux_mu
 
 from .attention_capture import select_layers
+from .batch import Batch
+from .codec import Codec, decode_tokens
 from .config import ROUTE_LAYERS
 from .model import DreamOTrainModel
 
@@ -65,6 +69,21 @@ def euler_sample(model: DreamOTrainModel, target_grid: TokenGrid, refs: list[Ref
             v = true_cfg_velocity(v, v_neg, true_cfg)
         z = z + (s_next - s) * v  # dz/dt = v = eps - z0
     return z
+
+
+def save_sample_strip(model: DreamOTrainModel, codec: Codec, batch: Batch, path: Path, write: bool = True) -> None:
+    """Sample the batch's first prompt with its references; write [refs | sample | target] as one PNG (under
+    FSDP every process samples, a collective forward, and only ``write`` ones save)."""
+    refs = [ReferenceTokens(r.tokens[:1], r.grid, r.index) for r in batch.refs]
+    z = euler_sample(model, batch.grid, refs, batch.captions[:1])
+    tiles = [decode_tokens(codec, r.tokens, r.grid)[0] for r in refs]
+    tiles += [decode_tokens(codec, z, batch.grid)[0], decode_tokens(codec, batch.latents[:1], batch.grid)[0]]
+    if not write:
+        return
+    h = max(x.shape[0] for x in tiles)
+    tiles = [torch.nn.functional.pad(x, (0, 0, 0, 0, 0, h - x.shape[0]), value=1.0) for x in tiles]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((torch.cat(tiles, dim=1).clamp(0, 1) * 255).byte().cpu().numpy()).save(path)
 
 
 @torch.no_grad()

@@ -17,7 +17,7 @@ Task = Literal["ip", "id", "style"]
 TASKS: tuple[str, ...] = get_args(Task)  # ip: subject/object (try-on: ip on a garment); id: a face; style
 ID_CROP_SIZE = 512  # the official id path always yields a 512x512 aligned face crop, whatever ref_res is
 MIN_SIDE = 16
-MIN_REF_RES, MAX_REF_RES = 64, 2048  # 64: small enough for the toy world's 96-px references (training/toy_world.py)
+MIN_REF_RES, MAX_REF_RES = 64, 2048  # 64: small enough for the toy world's 96-px references (training/toy/constants.py)
 MAX_SIDE = 16384
 EMPTY_FOREGROUND = 1.0 / 255.0  # a foreground whose largest value is below one 8-bit step selects nothing
 

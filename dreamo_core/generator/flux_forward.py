@@ -109,6 +109,16 @@ def dreamo_transformer_forward(
     """
     ids_dtype = ids_dtype or next(transformer.parameters()).dtype
     inputs = dreamo_inputs(latents, target_grid, refs, tables, prompt_embeds.shape[1], ids_dtype, strengths)
+    return transformer_on_inputs(transformer, inputs, latents.shape[1], sigma, guidance, pooled, prompt_embeds,
+                                 joint_attention_kwargs)
+
+
+def transformer_on_inputs(transformer: nn.Module, inputs: DreamOInputs, n_target: int, sigma: torch.Tensor,
+                          guidance: torch.Tensor | None, pooled: torch.Tensor, prompt_embeds: torch.Tensor,
+                          joint_attention_kwargs: dict[str, Any] | None = None) -> torch.Tensor:
+    """One transformer call on ``dreamo_inputs``' tokens: the embedding added after ``x_embedder`` for this call
+    only, the strength bias as the attention mask, text ids zeros in the image ids' dtype; returns the first
+    ``n_target`` tokens of the output (B, n_target, 64)."""
     attention_kwargs = dict(joint_attention_kwargs or {})
     if inputs.bias is not None:
         attention_kwargs["attention_mask"] = inputs.bias
@@ -118,12 +128,11 @@ def dreamo_transformer_forward(
         guidance=guidance,
         pooled_projections=pooled,
         encoder_hidden_states=prompt_embeds,
-        txt_ids=torch.zeros(prompt_embeds.shape[1], 3, device=latents.device, dtype=ids_dtype),
+        txt_ids=torch.zeros(prompt_embeds.shape[1], 3, device=inputs.hidden.device, dtype=inputs.img_ids.dtype),
         img_ids=inputs.img_ids,
         joint_attention_kwargs=attention_kwargs or None,
         return_dict=False,
     )
-    n_target = latents.shape[1]
     if inputs.embedding is None:
         return transformer(**call)[0][:, :n_target]
     with added_to_output(transformer.x_embedder, inputs.embedding):

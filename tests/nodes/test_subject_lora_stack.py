@@ -19,7 +19,7 @@ def subject_lora(loras_dir):
 
     from training.config import ModelConfig
     from training.model import build_model
-    from training.subject_lora import save_subject_lora
+    from training.subject.lora import save_subject_lora
 
     cfg = ModelConfig(num_layers=1, num_single_layers=1, attention_head_dim=h.HIDDEN // h.HEADS,
                       num_attention_heads=h.HEADS, joint_attention_dim=h.CTX, pooled_projection_dim=h.VEC,

@@ -21,12 +21,15 @@ from PIL import Image
 from bench import comfy_harness as h
 from bench.comfy_harness.workflow_api import ui_to_api
 from dreamo_core.generator.pipeline import ReferenceInput  # noqa: E402
-from training.codec import ToyCodec, decode_tokens  # noqa: E402
+from training.codec import decode_tokens  # noqa: E402
 from training.sampling import euler_sample  # noqa: E402
-from training.toy_base import TOY_CFG  # noqa: E402
-from training.toy_eval import GRID, case_references  # noqa: E402
-from training.toy_generate import TOY_DIR, load_toy_generator, load_trainer_model, toy_settings  # noqa: E402
-from training.toy_world import HELD_OUT, Subject, reference_image, upscale  # noqa: E402
+from training.toy.codec import ToyCodec  # noqa: E402
+from training.toy.constants import TOKEN_GRID as GRID  # noqa: E402
+from training.toy.constants import TOY_DIR  # noqa: E402
+from training.toy.constants import TRUE_CFG as TOY_CFG  # noqa: E402
+from training.toy.evaluation import case_references  # noqa: E402
+from training.toy.generate import load_toy_generator, load_trainer_model, toy_settings  # noqa: E402
+from training.toy.world import HELD_OUT, Subject, reference_image, upscale  # noqa: E402
 
 WORKFLOW = h.REPO / "workflows" / "dreamo_toy.json"
 SUBJECTS = (HELD_OUT[0], HELD_OUT[3])  # two held-out subjects: distinct colours and shapes

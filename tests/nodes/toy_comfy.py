@@ -22,10 +22,10 @@ import torch
 
 from dreamo_core.conditioning.packing import denormalize_latents, normalize_latents
 from dreamo_core.spec import FLUX_DEV
-from training.codec import ToyCodec
 from training.model import build_text_encoder
-from training.text import TOKEN
-from training.toy_base import toy_model_config
+from training.text.tiny_hashed import TOKEN
+from training.toy.base import toy_model_config
+from training.toy.codec import ToyCodec
 
 
 def toy_flux(base: str | Path):

@@ -10,7 +10,7 @@ pytest.importorskip("diffusers")
 pytest.importorskip("peft")
 
 from training.config import load_config  # noqa: E402
-from training.synthetic import make_synthetic_dataset  # noqa: E402
+from training.toy.synthetic import make_synthetic_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -23,11 +23,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-import training.train
+import training.loop
 from training.checkpoint import trainable_state
 from training.config import load_config
 from training.data import read_metadata
-from training.train import NonFiniteLossError, main, train
+from training.loop import train
+from training.model import build_model
+from training.step_losses import NonFiniteLossError
+from training.train import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -171,7 +174,7 @@ class Poisoned:
     infinite) and records the trainable parameters of that moment (after the previous optimizer step)."""
 
     def __init__(self, at: int, term: str):
-        self.real, self.at, self.term, self.calls = training.train.compute_losses, at, term, 0
+        self.real, self.at, self.term, self.calls = training.loop.compute_losses, at, term, 0
         self.model: torch.nn.Module | None = None
         self.before: dict[str, torch.Tensor] = {}
 
@@ -193,7 +196,7 @@ def poisoned(at: int, term: str, run: Callable[[Ctx], Outcome]) -> Callable[[Ctx
 
     def wrapped(ctx: Ctx) -> Outcome:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(training.train, "compute_losses", Poisoned(at, term))
+            mp.setattr(training.loop, "compute_losses", Poisoned(at, term))
             return run(ctx)
 
     return wrapped
@@ -306,7 +309,7 @@ def test_bad_input(case: Case, dataset_dirs: dict[str, Path], overrides_for, tmp
 def test_non_finite_step_leaves_the_parameters_unchanged(term: str, overrides_for, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     poison = Poisoned(1, term)
-    monkeypatch.setattr(training.train, "compute_losses", poison)
+    monkeypatch.setattr(training.loop, "compute_losses", poison)
     with pytest.raises(FloatingPointError) as info:
         train(load_config(None, overrides_for(tmp_path / "run")))
     assert poison.model is not None and poison.calls == 2  # it stopped at the poisoned step
@@ -315,5 +318,5 @@ def test_non_finite_step_leaves_the_parameters_unchanged(term: str, overrides_fo
     for k in after:
         assert torch.equal(after[k], poison.before[k]), k  # no optimizer step with the poisoned gradients
     assert info.type is NonFiniteLossError and str(info.value).startswith("step 2 "), info.value
-    initial = trainable_state(training.train.build_model(load_config(None, overrides_for(tmp_path)).model))
+    initial = trainable_state(build_model(load_config(None, overrides_for(tmp_path)).model))
     assert any(not torch.equal(after[k], initial[k]) for k in after)  # the good step did train

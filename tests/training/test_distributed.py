@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from training.checkpoint import trainable_state
-from training.train import train
+from training.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240  # the launch takes ~15 s; a hanging rank would wait for gloo's 30 min timeout

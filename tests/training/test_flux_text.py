@@ -12,9 +12,9 @@ import torch
 
 from training.codec import VAECodec, encode_tokens
 from training.config import ModelConfig
-from training.flux_text import FluxTextEncoder
+from training.loop import train
 from training.model import build_model
-from training.train import train
+from training.text.flux import FluxTextEncoder
 
 HELPER = Path(__file__).parents[1] / "generator" / "tiny_flux_folder.py"
 T = 12  # T5 sequence length for the tests

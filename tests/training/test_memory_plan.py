@@ -1,4 +1,4 @@
-"""bench/memory_plan.py's counting against hand-computed values: saved-tensor bytes per block (dedupe by
+"""training/memory_plan.py's counting against hand-computed values: saved-tensor bytes per block (dedupe by
 storage, parameters excluded, the checkpointed formula), the flash-attention accounting of SDPA, and the LoRA
 parameter count of FLUX.1-dev on meta against the rank x (in + out) formula."""
 
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.memory_plan import FlashAttentionAccounting, meta_transformer, saved_tensor_count
 from dreamo_core.spec import FLUX_DEV
+from training.memory_plan import FlashAttentionAccounting, meta_transformer, saved_tensor_count
 
 
 class Save(torch.autograd.Function):

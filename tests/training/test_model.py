@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dreamo_core.conditioning.placement import Box, placed_reference_ids
 from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 from dreamo_core.routing.losses import flow_matching_loss, placeholder_loss, routing_loss
 from training.attention_capture import select_layers
@@ -56,6 +57,44 @@ def test_forward_equals_core_dreamo_forward() -> None:
     assert cap.stacked_route().shape == (2, 2, 2, 16)
     # softmax densities: each reference's response sums to N over the target tokens
     assert torch.allclose(cap.stacked_route().sum(-1), torch.full((2, 2, 2), 16.0), atol=1e-4)
+
+
+def grid_ids(rows: int, cols: int, r0: int = 0, c0: int = 0) -> torch.Tensor:
+    """(rows*cols, 3) ids (0, r0 + r, c0 + c), written out."""
+    return torch.tensor([[0.0, r0 + r, c0 + c] for r in range(rows) for c in range(cols)])
+
+
+def ids_of_forward(model, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainer forward's velocity and the ``img_ids`` its transformer call received."""
+    seen = []
+    hook = model.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["img_ids"].clone()),
+                                                       with_kwargs=True)
+    try:
+        out, _ = model(*args, **kwargs)
+    finally:
+        hook.remove()
+    return out, seen[0]
+
+
+def test_a_reference_with_a_box_gets_placed_ids_in_the_trainer_forward() -> None:
+    model = perturbed_model()
+    lat, refs, sigma, g = make_inputs()
+    box = Box(0.5, 0.0, 0.5, 1.0)  # the right half of the 4 x 4 target
+    boxed = [refs[0], ReferenceTokens(refs[1].tokens, refs[1].grid, refs[1].index, box)]
+    out, ids = ids_of_forward(model, lat, (4, 4), boxed, sigma, g, CAPTIONS)
+    placed = placed_reference_ids((2, 2), box, (4, 4))
+    assert ids.dtype == torch.float32
+    assert torch.equal(ids, torch.cat([grid_ids(4, 4), grid_ids(2, 2, 4, 4), placed]))  # target, diagonal, box
+    assert not torch.equal(placed, grid_ids(2, 2, 6, 6))  # the box moved reference 2 off its diagonal place
+    _, diagonal = ids_of_forward(model, lat, (4, 4), refs, sigma, g, CAPTIONS)
+    assert torch.equal(diagonal, torch.cat([grid_ids(4, 4), grid_ids(2, 2, 4, 4), grid_ids(2, 2, 6, 6)]))
+    pe, pooled, _ = model.encode_text(CAPTIONS)
+    core = dreamo_transformer_forward(model.transformer, lat, (4, 4), boxed, sigma, g, pooled, pe, model.tables,
+                                      ids_dtype=torch.float32)
+    assert torch.equal(out, core)  # the generator's forward with the same box
+    keep = torch.tensor([1, 6])
+    _, kept = ids_of_forward(model, lat, (4, 4), boxed, sigma, g, CAPTIONS, ref_keep=keep)
+    assert torch.equal(kept, ids[torch.cat([torch.arange(16), 16 + keep])])  # dropped tokens keep their placed ids
 
 
 def test_placeholder_rows_substituted() -> None:

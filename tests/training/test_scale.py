@@ -7,17 +7,24 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from dreamo_core.generator.flux_forward import ReferenceTokens
+from training.batch import make_batch
 from training.checkpoint import CheckpointMismatchError, trainable_state
+from training.codec import PixelCodec, decode_tokens
 from training.config import ModelConfig
-from training.flux_text import FluxTextEncoder
+from training.data import BatchSampler, read_metadata
+from training.loop import train
 from training.model import build_model
-from training.text import TinyTextEncoder
-from training.text_cache import CachedTextEncoder, caption_key
-from training.train import main, train
+from training.sampling import euler_sample
+from training.text.cache import CachedTextEncoder, caption_key
+from training.text.flux import FluxTextEncoder
+from training.text.tiny_hashed import TinyTextEncoder
+from training.train import main
 
 HELPER = Path(__file__).parents[1] / "generator" / "tiny_flux_folder.py"
 T = 12
@@ -63,8 +70,29 @@ def test_bf16_run_tracks_the_fp32_run(tiny_config, tmp_path: Path) -> None:
 
 def test_bf16_run_writes_its_samples(tiny_config, tmp_path: Path) -> None:
     # sample_every samples a bf16 base from fp32 noise: outside autocast this is a dtype error mid-training
-    run(tiny_config, tmp_path / "bf16s", "--model.bf16=true", "--sample_every=2")
-    assert sorted(p.name for p in (tmp_path / "bf16s" / "samples").iterdir())[:1] == ["step_00000002.png"]
+    cfg = tiny_config(tmp_path / "bf16s", ["--model.bf16=true", "--sample_every=2"])
+    model = train(cfg, stop_at=2).model  # as it was when step 2's sample was drawn
+    assert sorted(p.name for p in (tmp_path / "bf16s" / "samples").iterdir()) == ["step_00000002.png"]
+    png = np.asarray(Image.open(tmp_path / "bf16s" / "samples" / "step_00000002.png").convert("RGB")).astype(int)
+    # step 2's batch again ((seed, step) fix it): its first row's references, prompt and target
+    groups = {k: read_metadata(v, cfg.data.buckets, cfg.data.ref_res) for k, v in cfg.data.datasets.items()}
+    plan = BatchSampler(groups, cfg.data.batch_size, cfg.data.plain_caption_prob, cfg.seed).plan(1, cfg.stages[0].mixture)
+    batch = make_batch(plan, PixelCodec(), cfg.data.ref_res, 0.0, torch.device("cpu"))
+    refs = [ReferenceTokens(r.tokens[:1], r.grid, r.index) for r in batch.refs]
+
+    def sample_tile(m) -> np.ndarray:  # m's sample, decoded and cut to 8 bits as the run does (under bf16 autocast)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            tile = decode_tokens(PixelCodec(), euler_sample(m, batch.grid, refs, batch.captions[:1]), batch.grid)[0]
+        return (tile.clamp(0, 1) * 255).byte().numpy().astype(int)
+
+    left = sum(r.grid[1] * 16 for r in refs)  # the reference tiles come first
+    assert png.shape == (64, left + 2 * 64, 3)
+    assert np.array_equal(png[:, left : left + 64], sample_tile(model))  # the step-2 model's sample
+    assert not np.array_equal(png[:, left : left + 64], sample_tile(build_model(cfg.model)))  # not step 0's
+    target = np.asarray(Image.open(plan.rows[0].target).convert("RGB"), dtype=np.float64)  # 64 x 64: no crop
+    block_mean = target.reshape(8, 8, 8, 8, 3).mean(axis=(1, 3)).repeat(8, 0).repeat(8, 1)  # the codec's 8 x 8 pool
+    assert np.abs(png[:, left + 64 :] - block_mean).max() <= 2  # bf16 decode (2^-9 relative) + 8-bit truncation
+    assert np.abs(png[:, left : left + 64] - png[:, left + 64 :]).max() > 10  # the sample is not the target
 
 
 def test_grad_accum_k_at_batch_b_equals_one_step_at_batch_kb(tiny_config, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from training.checkpoint import trainable_state
-from training.train import train
+from training.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300  # each launch takes ~35 s on 2 cores; a hanging rank would wait for gloo's 30 min timeout

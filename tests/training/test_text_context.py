@@ -13,7 +13,7 @@ from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transform
 from training.config import ModelConfig
 from training.model import build_model
 from training.sampling import euler_sample, initial_noise, shifted_sigmas
-from training.text import TinyTextEncoder
+from training.text.tiny_hashed import TinyTextEncoder
 
 CAPTION = "a red circle at top left and a blue square at bottom right"
 SWAPPED = "a blue square at top left and a red circle at bottom right"

@@ -1,7 +1,7 @@
 """The demo's ceiling rows and base curve: the base alone, told the subjects in words.
 
 ``load_base_model`` + ``generate(..., "text_words")`` must sample exactly the frozen base (checked against an
-Euler loop written here on ``toy_base.base_velocity``); ``train_base`` snapshots must not change the training;
+Euler loop written here on ``training.toy.base.base_velocity``); ``train_base`` snapshots must not change the training;
 ``eval_cases(pool=...)`` must draw only from its pool."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import torch
 from diffusers import FluxTransformer2DModel
 from safetensors.torch import load_file
 
-from training.codec import ToyCodec
 from training.sampling import initial_noise, shifted_sigmas
-from training.toy_base import TOY_CFG, PlainText, base_velocity, snapshot_dir, toy_model_config, train_base
-from training.toy_data import eval_cases
-from training.toy_eval import GRID, generate, load_base_model, native_images
-from training.toy_generate import TOY_DIR
-from training.toy_world import HELD_OUT, TRAIN_SUBJECTS, caption
+from training.toy.base import PlainText, base_velocity, snapshot_dir, toy_model_config, train_base
+from training.toy.codec import ToyCodec
+from training.toy.constants import TOKEN_GRID, TOY_DIR, TRUE_CFG
+from training.toy.datasets import eval_cases
+from training.toy.evaluation import generate, load_base_model, native_images
+from training.toy.world import HELD_OUT, TRAIN_SUBJECTS, caption
 
 
 @torch.no_grad()
@@ -26,13 +26,13 @@ def base_by_hand(folder, cases, seed: int, steps: int) -> np.ndarray:
     transformer = FluxTransformer2DModel.from_pretrained(str(folder)).eval()
     text = PlainText(toy_model_config())
     caps = [caption(c.scene, False) for c in cases]
-    z = initial_noise(len(cases), GRID, seed * 1000)  # generate() seeds chunk k at seed * 1000 + k
-    sigmas = shifted_sigmas(steps, GRID[0] * GRID[1])
+    z = initial_noise(len(cases), TOKEN_GRID, seed * 1000)  # generate() seeds chunk k at seed * 1000 + k
+    sigmas = shifted_sigmas(steps, TOKEN_GRID[0] * TOKEN_GRID[1])
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         t = torch.full((len(cases),), float(s))
-        v = base_velocity(transformer, text, z, t, caps, GRID)
-        v_neg = base_velocity(transformer, text, z, t, [""] * len(cases), GRID)
-        z = z + (s_next - s) * (v_neg + TOY_CFG * (v - v_neg))
+        v = base_velocity(transformer, text, z, t, caps, TOKEN_GRID)
+        v_neg = base_velocity(transformer, text, z, t, [""] * len(cases), TOKEN_GRID)
+        z = z + (s_next - s) * (v_neg + TRUE_CFG * (v - v_neg))
     return native_images(ToyCodec(), z)
 
 
@@ -65,8 +65,8 @@ def test_base_snapshots_leave_training_unchanged(tmp_path):
 def test_routing_mass_of_the_repo_toy():
     """Chance is the mask's token share (4 x 4 native px per token, computed here); the repo's toy, trained with
     L_route, puts more of each reference's attention on its own subject than on the other one's."""
-    from training.toy_eval import routing_mass
-    from training.toy_generate import load_trainer_model
+    from training.toy.evaluation import routing_mass
+    from training.toy.generate import load_trainer_model
 
     cases = eval_cases(8, 2, seed=21)
     r = routing_mass(load_trainer_model(), cases)

@@ -9,24 +9,25 @@ import pytest
 import torch
 
 from dreamo_core.generator.pipeline import ReferenceInput
-from training.codec import ToyCodec, decode_tokens
+from training.codec import decode_tokens
 from training.config import load_config
-from training.demo import dreamo_overrides
+from training.loop import train
 from training.sampling import euler_sample
-from training.toy_base import TOY_CFG
-from training.toy_data import eval_cases, write_toy_datasets
-from training.toy_eval import GRID, case_references, prompts
-from training.toy_generate import TOY_DIR, load_toy_generator, load_trainer_model, toy_settings
-from training.toy_world import upscale
-from training.train import train
+from training.toy.codec import ToyCodec
+from training.toy.constants import SAMPLE_STEPS, TOKEN_GRID, TOY_DIR, TRUE_CFG
+from training.toy.datasets import eval_cases, write_toy_datasets
+from training.toy.demo import dreamo_overrides
+from training.toy.evaluation import case_references, prompts
+from training.toy.generate import load_toy_generator, load_trainer_model, toy_settings
+from training.toy.world import upscale
 
-STEPS = 10
+STEPS = SAMPLE_STEPS
 
 
 def trainer_image(model, case, seed: int) -> torch.Tensor:
-    z = euler_sample(model, GRID, case_references([case], ToyCodec()), prompts([case], "refs"), steps=STEPS, seed=seed,
-                     true_cfg=TOY_CFG, negative_prompt="")
-    return decode_tokens(ToyCodec(), z, GRID)[0]
+    z = euler_sample(model, TOKEN_GRID, case_references([case], ToyCodec()), prompts([case], "refs"), steps=STEPS, seed=seed,
+                     true_cfg=TRUE_CFG, negative_prompt="")
+    return decode_tokens(ToyCodec(), z, TOKEN_GRID)[0]
 
 
 def generator_image(gen, case, seed: int) -> torch.Tensor:

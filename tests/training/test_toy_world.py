@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from training.codec import ToyCodec, decode_tokens, encode_tokens
+from training.codec import decode_tokens, encode_tokens
 from training.data import read_metadata
-from training.toy_data import eval_cases, write_group
-from training.toy_metrics import binding, bootstrap_difference, detect, fidelity, has_color, wilson
-from training.toy_world import (
+from training.toy.codec import ToyCodec
+from training.toy.datasets import eval_cases, write_group
+from training.toy.metrics import binding, bootstrap_difference, detect, fidelity, has_color, wilson
+from training.toy.world import (
     ALL_SUBJECTS,
     BACKGROUNDS,
     COLORS,

@@ -11,16 +11,20 @@ import torch
 from safetensors.torch import load_file
 
 from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.spec import DreamOSpec
 from dreamo_core.weights.formats import LoraFormat, load_dreamo_weights
 from dreamo_core.weights.lora_diffusers import merge_lora
 from training.attention_capture import select_layers
+from training.batch import make_batch, step_noise
 from training.checkpoint import LATEST, prune_checkpoints
 from training.codec import PixelCodec
 from training.config import ModelConfig
 from training.data import BatchSampler, read_metadata
-from training.export import export_dreamo, spec_of
-from training.model import build_model, tiny_transformer
-from training.train import compute_losses, learning_rate, make_batch, stage_at, step_noise, train
+from training.export import export_dreamo
+from training.loop import train
+from training.model import build_model, random_transformer
+from training.schedule import learning_rate, stage_at
+from training.step_losses import compute_losses
 
 
 def test_loss_on_a_fixed_batch_falls(tiny_config) -> None:
@@ -113,11 +117,11 @@ def test_export_loads_and_merges_like_the_peft_model(tmp_path: Path) -> None:
     assert sd["double_blocks.1.processor.qkv_lora1.down.weight"].shape == (12, 32)  # 3r x in
     assert sd["double_blocks.1.processor.qkv_lora1.up.weight"].shape == (96, 12)  # 3 out x 3r
     assert sd["single_blocks.0.processor.proj_lora.down.weight"].shape == (4, 160)
-    weights = load_dreamo_weights(path, spec_of(model.transformer))
+    weights = load_dreamo_weights(path, DreamOSpec.of_diffusers_config(model.transformer.config))
     assert weights.lora_format is LoraFormat.XLABS
     assert torch.equal(weights.embeddings.idx, model.idx_embedding.detach())
     assert torch.equal(weights.t5_rows, model.t5_embedding.detach())
-    fresh = tiny_transformer(cfg)
+    fresh = random_transformer(cfg)
     assert merge_lora(fresh, weights) == 2 * 8 + 2 * 4
 
     def forward(transformer, tables):
@@ -131,7 +135,7 @@ def test_export_loads_and_merges_like_the_peft_model(tmp_path: Path) -> None:
     with torch.no_grad():
         want = forward(model.transformer, model.tables)
         got = forward(fresh, weights.embeddings)
-        base = forward(tiny_transformer(cfg), weights.embeddings)
+        base = forward(random_transformer(cfg), weights.embeddings)
     assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
     assert not torch.allclose(base, want, atol=1e-3)  # the LoRA matters, so the match is not vacuous
 
@@ -145,4 +149,4 @@ def test_export_is_shape_checked_on_load(tmp_path: Path, bad: str) -> None:
     sd[bad] = sd[bad][:, :-1].contiguous()
     save_file(sd, str(tmp_path / "broken.safetensors"))
     with pytest.raises(ValueError, match="qkv_lora"):
-        load_dreamo_weights(tmp_path / "broken.safetensors", spec_of(model.transformer))
+        load_dreamo_weights(tmp_path / "broken.safetensors", DreamOSpec.of_diffusers_config(model.transformer.config))

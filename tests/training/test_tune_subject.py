@@ -1,7 +1,8 @@
 """Subject tuning (training.tune_subject) on the tiny model: the self-reference views follow the mask; a short
 tune lowers the subject's fixed-noise loss, trains only the new LoRA on top of the frozen base; the exported
 LoRA, fused by the generator's loader on top of the base DreamO file, gives the tuned model's forward; the
-``dreamo`` command loads it (different image than without it); bad inputs exit 2 before any model."""
+``dreamo`` command loads it (its image equals the base with the LoRA merged by hand); the before / after samples
+are the base's and the tuned model's own; bad inputs exit 2 before any model."""
 
 from __future__ import annotations
 
@@ -15,16 +16,20 @@ import torch
 from PIL import Image, ImageDraw
 from safetensors.torch import load_file
 
+from dreamo_core.generator import cli
 from dreamo_core.generator.cli import main as dreamo_main
 from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 from dreamo_core.generator.loading import LoraRequest, load_tiny_generator
 from dreamo_core.weights.lora_targets import diffusers_target_names
+from training import data
+from training.codec import PixelCodec, decode_tokens, encode_tokens
 from training.config import ModelConfig
 from training.export import export_dreamo
 from training.model import build_model
-from training.subject_data import BACKGROUNDS, Augment, write_subject_dataset
-from training.subject_lora import subject_tune_model
-from training.tune_subject import build_parser, main, tune, tune_config, write_prior_dataset
+from training.sampling import euler_sample
+from training.subject.dataset import BACKGROUNDS, Augment, write_subject_dataset
+from training.subject.lora import subject_tune_model
+from training.subject.tune import build_parser, main, tune, tune_config, write_prior_dataset
 
 SUBJECT_RGB, SUBJECT_BLUE = (220, 40, 40), (40, 60, 220)
 TINY = ["--model.num_layers=1", "--model.num_single_layers=1", "--progress=false", "--data.ref_res=32"]
@@ -110,10 +115,26 @@ def test_tune_lowers_the_subject_loss_and_trains_only_the_new_lora(tuned, inputs
     assert any(v.abs().max() > 0 for k, v in sd.items() if "lora_B" in k)  # it learned something
 
 
+def own_sample(model, reference: Path, prompt: str, steps: int, seed: int) -> np.ndarray:
+    """The model's sample (8-bit) with ``reference`` as ip reference 1 at the tune's 64-px bucket: the trainer's
+    Euler sampler on the reference's pixel-codec tokens, decoded here."""
+    ref = data.load_rgb(reference)
+    ref = data.fit(ref, data.ref_size(ref.shape[0], ref.shape[1], "ip", 32))  # TINY's --data.ref_res=32
+    tokens, grid = encode_tokens(PixelCodec(), ref[None])
+    with torch.no_grad():
+        z = euler_sample(model.cpu(), (4, 4), [ReferenceTokens(tokens, grid, 1)], [prompt], steps=steps, seed=seed)
+    return (decode_tokens(PixelCodec(), z, (4, 4))[0].clamp(0, 1) * 255).round().numpy().astype(int)
+
+
 def test_samples_before_and_after_the_tune(tuned, inputs) -> None:
-    folder = inputs["root"] / "run" / "subject_lora_tune" / "samples"
-    before, after = load_rgb(folder / "before_0.png"), load_rgb(folder / "after_0.png")
+    work = inputs["root"] / "run" / "subject_lora_tune"
+    before, after = load_rgb(work / "samples" / "before_0.png"), load_rgb(work / "samples" / "after_0.png")
     assert before.shape == after.shape == (64, 64, 3) and not np.array_equal(before, after)
+    a, extra = args_for(inputs, inputs["root"] / "run" / "subject_lora.safetensors", "--rank", "4")
+    base = subject_tune_model(tune_config(a, extra, work, prior=False).model, [LoraRequest(inputs["base"])])
+    reference, prompt = work / "subject" / "reference.png", "a [ref#1] object on a table"
+    assert np.abs(before - own_sample(base, reference, prompt, 4, 0)).max() <= 1  # the base DreamO, before the tune
+    assert np.abs(after - own_sample(tuned.model, reference, prompt, 4, 0)).max() <= 1  # the tuned model
 
 
 def test_base_plus_subject_lora_fused_by_the_generator_equals_the_tuned_model(tuned, inputs) -> None:
@@ -140,7 +161,18 @@ def test_dreamo_command_loads_the_subject_lora(tuned, inputs, tmp_path: Path) ->
               "--steps", "2", "--width", "64", "--height", "64", "--ref-res", "256", "--dtype", "fp32"]
     assert dreamo_main([*common, "--lora", str(tuned.lora), "--out", str(tmp_path / "with.png")]) == 0
     assert dreamo_main([*common, "--out", str(tmp_path / "without.png")]) == 0
-    assert np.abs(load_rgb(tmp_path / "with.png") - load_rgb(tmp_path / "without.png")).max() > 0
+    with_lora = load_rgb(tmp_path / "with.png")
+    assert np.abs(with_lora - load_rgb(tmp_path / "without.png")).max() > 0
+    # the same generation with the subject LoRA merged by hand, W += B @ A (alpha / r is folded into B)
+    a = cli.build_parser().parse_args([*common, "--out", str(tmp_path / "unused.png")])
+    gen = load_tiny_generator([LoraRequest(inputs["base"])], None, a.seed)
+    lora, modules = load_file(str(tuned.lora)), dict(gen.transformer.named_modules())
+    with torch.no_grad():
+        for key in [k for k in lora if k.endswith(".lora_A.weight")]:
+            name = key.removeprefix("transformer.").removesuffix(".lora_A.weight")
+            modules[name].weight += lora[key.replace("lora_A", "lora_B")] @ lora[key]
+    image = gen.generate(a.prompt, [cli.parse_ref(items) for items in a.ref], cli.settings_from_args(a, tiny=True))
+    assert np.abs(with_lora - (image.numpy() * 255).round().astype(int)).max() <= 1
 
 
 def test_killed_tune_resumes_to_the_same_lora(inputs, tmp_path: Path) -> None:
@@ -211,7 +243,7 @@ def test_bad_inputs_exit_2_with_one_line(inputs, tmp_path: Path, capsys, change,
 
 def test_regular_dataset_is_mixed_into_the_tune(inputs, tmp_path: Path) -> None:
     from training.data import BatchSampler, read_metadata
-    from training.synthetic import make_synthetic_dataset
+    from training.toy.synthetic import make_synthetic_dataset
 
     regular = tmp_path / "regular"
     make_synthetic_dataset(regular, 6, seed=3, max_refs=1)

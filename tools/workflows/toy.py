@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dreamo_core.spec import FLUX_DEV
+from training.toy.constants import GUIDANCE as TOY_GUIDANCE
+from training.toy.constants import REF_SIZE as TOY_REF_RES
+from training.toy.constants import SAMPLE_STEPS as TOY_STEPS
+from training.toy.constants import TARGET_SIZE as TOY_SIZE
+from training.toy.constants import TRUE_CFG as TOY_CFG
 
 from .layout import Graph
 from .recipes import add_sampling
 
 TOY_PROMPT = "a [ref#1] at top left and a [ref#2] at bottom right on a gray background"
-# The settings all three paths share, restated from training/toy_generate.py and toy_base.py. The toy modules are
-# moving to training/toy/ on another branch: after that merge these come from the toy's constants module.
-TOY_STEPS, TOY_SIZE, TOY_REF_RES, TOY_CFG = 10, 128, 96, 3.0
-TOY_GUIDANCE = 3.5  # toy_base.GUIDANCE
 SHIFTS = f"{FLUX_DEV.max_shift:g} / {FLUX_DEV.base_shift:g}"  # ModelSamplingFlux's max / base shift, as the note says
 
 

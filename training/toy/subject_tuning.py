@@ -1,10 +1,10 @@
 """Subject tuning measured on the toy DreamO: fidelity on a held-out subject before and after tuning on ONE image
 of it, and on the other held-out subjects (do they get worse?), in one run.
 
-    python -m bench.tune_subject_toy [--subject 0] [--steps 300] [--seeds 4] [--cases 30] [--regular-rows 96]
+    python -m training.toy.subject_tuning [--subject 0] [--steps 300] [--seeds 4] [--cases 30] [--regular-rows 96]
 
 1. One toy scene of held-out subject ``HELD_OUT[--subject]`` (never in the toy's training data) and its exact mask
-   are written as the tune's one image (``training/toy_world``, 4x file pixels as the toy's files).
+   are written as the tune's one image (``world``, 4x file pixels as the toy's files).
 2. ``training.tune_subject`` tunes a new LoRA on it, starting from the repo's toy (``models/toy``: base folder +
    ``dreamo_toy.safetensors`` merged and frozen), with views on the toy's sizes (subject 35-47 % of the view,
    the toy's gray background) and a toy caption; with ``--regular-rows N`` N one-subject scenes of the toy's
@@ -27,17 +27,18 @@ import torch
 from PIL import Image
 
 from dreamo_core.generator.loading import LoraRequest
-from training.subject_lora import subject_tune_model
-from training.toy_base import toy_model_overrides
-from training.toy_data import EvalCase, write_group
-from training.toy_eval import generate, score_single
-from training.toy_generate import TOY_DIR, TOY_REF_RES
-from training.toy_metrics import wilson
-from training.toy_world import HELD_OUT, make_scene, upscale
-from training.tune_subject import build_parser, tune, tune_config
+
+from ..subject.lora import subject_tune_model
+from ..subject.tune import build_parser, tune, tune_config
+from .base import toy_model_overrides
+from .constants import REF_SIZE, TARGET_SIZE, TOY_DIR
+from .datasets import EvalCase, write_group
+from .evaluation import generate, score_single
+from .metrics import wilson
+from .world import HELD_OUT, make_scene, upscale
 
 TOY_OVERRIDES = [*toy_model_overrides(TOY_DIR / "base"), "--timestep_sampling=uniform",
-                 f"--data.ref_res={TOY_REF_RES}", "--progress=false", "--log_every=0"]
+                 f"--data.ref_res={REF_SIZE}", "--progress=false", "--log_every=0"]
 
 
 def subject_cases(index: int, n: int, seed: int) -> list[EvalCase]:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(upscale(scene.image)).save(work / "subject.png")
     Image.fromarray(upscale(scene.masks[0].astype(np.uint8) * 255)).save(work / "mask.png")
     argv_tune = [str(work / "subject.png"), "--mask", str(work / "mask.png"), "--out", str(work / "subject.safetensors"),
-                 "--base", str(TOY_DIR / "dreamo_toy.safetensors"), "--size", "128", "--views", "48",
+                 "--base", str(TOY_DIR / "dreamo_toy.safetensors"), "--size", str(TARGET_SIZE), "--views", "48",
                  "--backgrounds", "gray", "--scale", "0.35,0.47", "--caption", "a [ref#1] on a gray background",
                  "--steps", str(a.steps), "--lr", str(a.lr), "--rank", str(a.rank), "--batch-size", "4"]
     if a.regular_rows:

@@ -3,7 +3,7 @@
 Modes on the same held-out scenes and seeds: ``refs`` (the DreamO prompt ``a [ref#1] on a gray background`` with
 its references), ``text_only`` (no references; the prompt names no subject: ``an object on a gray background``)
 and ``text_words`` (no references; the prompt names the held-out subject in words, which the base never saw
-together: how far text alone gets). Fidelity with one reference, binding with two (``toy_metrics``).
+together: how far text alone gets). Fidelity with one reference, binding with two (``metrics``).
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ import torch
 
 from dreamo_core.generator.flux_forward import ReferenceTokens
 
-from .codec import ToyCodec, decode_tokens, encode_tokens
-from .data import mask_to_tokens
-from .model import DreamOTrainModel, build_text_encoder
-from .sampling import euler_sample, mass_inside, response_maps
-from .toy_base import TOY_CFG, toy_model_config
-from .toy_data import EvalCase
-from .toy_metrics import binding, fidelity, has_color, wilson
-from .toy_world import anonymous_caption, caption, downscale, upscale
+from ..codec import decode_tokens, encode_tokens
+from ..data import mask_to_tokens
+from ..model import DreamOTrainModel, build_text_encoder
+from ..sampling import euler_sample, mass_inside, response_maps
+from .base import toy_model_config
+from .codec import ToyCodec
+from .constants import TOKEN_GRID, TRUE_CFG
+from .datasets import EvalCase
+from .metrics import binding, fidelity, has_color, wilson
+from .world import anonymous_caption, caption, downscale, upscale
 
-GRID = (8, 8)  # target token grid of a 128-px toy file (32 native px)
 MODES = ("refs", "text_only", "text_words")
 
 
@@ -49,7 +50,7 @@ def prompts(cases: list[EvalCase], mode: str) -> list[str]:
 
 def native_images(codec: ToyCodec, latents: torch.Tensor) -> np.ndarray:
     """(B, 64, 64) toy latents -> (B, 32, 32, 3) native images in [0, 1]."""
-    pixels = decode_tokens(codec, latents, GRID).cpu().numpy()
+    pixels = decode_tokens(codec, latents, TOKEN_GRID).cpu().numpy()
     return np.stack([downscale(p) for p in pixels])
 
 
@@ -65,7 +66,7 @@ def load_base_model(base: str | Path) -> DreamOTrainModel:
 
 @torch.no_grad()
 def generate(model: DreamOTrainModel, cases: list[EvalCase], mode: str, seed: int, steps: int,
-             codec: ToyCodec | None = None, chunk: int = 32, true_cfg: float = TOY_CFG) -> np.ndarray:
+             codec: ToyCodec | None = None, chunk: int = 32, true_cfg: float = TRUE_CFG) -> np.ndarray:
     """Native images (B, 32, 32, 3) for ``cases`` in ``mode``, sampled with noise seed ``seed + chunk start``
     and true CFG ``true_cfg`` (negative prompt ``""``: no references, no subject, no place)."""
     codec = codec or ToyCodec()
@@ -73,7 +74,7 @@ def generate(model: DreamOTrainModel, cases: list[EvalCase], mode: str, seed: in
     for start in range(0, len(cases), chunk):
         part = cases[start : start + chunk]
         refs = case_references(part, codec) if mode == "refs" else []
-        z = euler_sample(model, GRID, refs, prompts(part, mode), steps=steps, seed=seed * 1000 + start,
+        z = euler_sample(model, TOKEN_GRID, refs, prompts(part, mode), steps=steps, seed=seed * 1000 + start,
                          true_cfg=true_cfg, negative_prompt="")
         out.append(native_images(codec, z))
     return np.concatenate(out)
@@ -120,9 +121,10 @@ def score_pair(images: np.ndarray, cases: list[EvalCase]) -> dict[str, Score]:
     return out
 
 
-def evaluate(model: DreamOTrainModel, single: list[EvalCase], pairs: list[EvalCase], seeds: int, steps: int,
-             modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Score]]:
-    """{mode: {metric: Score}} over ``seeds`` sampling seeds (paired across models: same cases, same noise)."""
+def sample_scores(model: DreamOTrainModel, single: list[EvalCase], pairs: list[EvalCase], seeds: int, steps: int,
+                  modes: tuple[str, ...] = MODES) -> dict[str, dict[str, Score]]:
+    """The detector's scores of ``model``'s samples of the cases: {mode: {metric: Score}} over ``seeds`` sampling
+    seeds (paired across models: same cases, same noise)."""
     model.eval()
     results: dict[str, dict[str, Score]] = {}
     for mode in modes:

@@ -1,7 +1,7 @@
 """The toy world's base model — its FLUX.1-dev: a tiny ``FluxTransformer2DModel`` trained from scratch (full
 training, every weight) as a text-to-image model of toy scenes, before any DreamO training.
 
-DreamO then trains a LoRA + its tables on this frozen base (``training.demo``), as the paper does on FLUX.1-dev.
+DreamO then trains a LoRA + its tables on this frozen base (``training.toy.demo``), as the paper does on FLUX.1-dev.
 Scenes are drawn fresh every step (1 or 2 training subjects, plain captions ``a red striped circle on a gray
 background``; with probability ``ANONYMOUS_P`` the subjects are named ``object``, so the text-only baseline's
 prompt is one the base knows; with probability ``EMPTY_P`` the caption is ``""``, the unconditional that true CFG
@@ -23,16 +23,14 @@ import torch
 
 from dreamo_core.generator.flux_forward import dreamo_transformer_forward
 from dreamo_core.routing.losses import flow_matching_loss, noisy_latents
+from dreamo_core.spec import FLUX_DEV
 
-from .codec import ToyCodec, encode_tokens
-from .config import ModelConfig
-from .model import build_text_encoder, tiny_transformer
-from .toy_world import TRAIN_SUBJECTS, anonymous_caption, caption, draw_subjects, make_scene, upscale
-
-ANONYMOUS_P = 0.1
-GUIDANCE = 3.5  # the toy base is conditioned on a constant FLUX guidance (FLUX.1-dev is guidance-distilled)
-EMPTY_P = 0.1  # captions dropped to "" (the unconditional of true CFG)
-TOY_CFG = 3.0  # true CFG scale of every toy sampling path (negative prompt "": no references, no subject)
+from ..codec import encode_tokens
+from ..config import ModelConfig
+from ..model import build_text_encoder, random_transformer
+from .codec import ToyCodec
+from .constants import ANONYMOUS_P, EMPTY_P, GUIDANCE, TOKEN_GRID
+from .world import TRAIN_SUBJECTS, anonymous_caption, caption, draw_subjects, make_scene, upscale
 
 
 def toy_model_config(seed: int = 0) -> ModelConfig:
@@ -45,8 +43,8 @@ def toy_model_config(seed: int = 0) -> ModelConfig:
 
 
 def toy_model_overrides(base: str | Path) -> list[str]:
-    """The trainer's ``--model.*`` overrides for a DreamO run on the toy base folder ``base`` (``training.demo``,
-    ``bench.tune_subject_toy``): the tiny text encoder of ``toy_model_config``, the toy codec, fp32."""
+    """The trainer's ``--model.*`` overrides for a DreamO run on the toy base folder ``base`` (``training.toy.demo``,
+    ``training.toy.subject_tuning``): the tiny text encoder of ``toy_model_config``, the toy codec, fp32."""
     c = toy_model_config()
     return [f"--model.pretrained={base}", "--model.tiny_text=true", "--model.codec=toy", "--model.bf16=false",
             f"--model.joint_attention_dim={c.joint_attention_dim}",
@@ -56,7 +54,7 @@ def toy_model_overrides(base: str | Path) -> list[str]:
 
 @dataclass
 class BaseBatch:
-    latents: torch.Tensor  # (B, 64, 64) packed tokens
+    latents: torch.Tensor  # (B, 64, 64) packed tokens of TOKEN_GRID
     captions: list[str]
 
 
@@ -85,7 +83,7 @@ class PlainText:
 
     def __init__(self, cfg: ModelConfig):
         self.encoder = build_text_encoder(cfg)
-        self.rows = torch.zeros(10, cfg.joint_attention_dim)
+        self.rows = torch.zeros(FLUX_DEV.t5_placeholder_rows, cfg.joint_attention_dim)
 
     def encode_plain(self, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         embeds, pooled, _ = self.encoder.encode(captions, self.rows)
@@ -99,7 +97,7 @@ def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 
     ``snapshot_every`` > 0 also writes the average so far every that many steps (before the last) to
     ``snapshot_dir(out) / step_N`` (the base's learning curve); snapshots do not change the training."""
     cfg = toy_model_config(seed)
-    transformer = tiny_transformer(cfg)
+    transformer = random_transformer(cfg)
     ema = {k: v.detach().clone() for k, v in transformer.state_dict().items()}
     text, codec = PlainText(cfg), ToyCodec()
     opt = torch.optim.AdamW(transformer.parameters(), lr=lr, weight_decay=0.0)
@@ -113,7 +111,7 @@ def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 
         b = scene_batch(rng, codec, batch)
         noise = torch.randn(b.latents.shape, generator=g)
         t = torch.rand(batch, generator=g)  # uniform: the sampler's first steps (sigma near 1) are trained too
-        pred = base_velocity(transformer, text, noisy_latents(b.latents, noise, t), t, b.captions, (8, 8))
+        pred = base_velocity(transformer, text, noisy_latents(b.latents, noise, t), t, b.captions, TOKEN_GRID)
         loss = flow_matching_loss(pred, b.latents, noise)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)

@@ -24,7 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from .parallel import any_true
+from ..parallel import any_true
 
 
 def caption_key(caption: str) -> str:

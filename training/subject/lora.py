@@ -23,9 +23,9 @@ from dreamo_core.generator.loading import LoraRequest, apply_dreamo_files
 from dreamo_core.spec import DreamOSpec
 from dreamo_core.weights.lora_targets import diffusers_target_names
 
-from .config import ModelConfig
-from .export import lora_factors
-from .model import DreamOTrainModel, build_model
+from ..config import ModelConfig
+from ..export import lora_factors
+from ..model import DreamOTrainModel, build_model
 
 logger = logging.getLogger("DreamO")
 FORMAT = "dreamo-subject-lora"

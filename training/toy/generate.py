@@ -4,78 +4,36 @@ toy base (diffusers folder), the exported DreamO file merged by the generator's 
 codec behind the diffusers ``AutoencoderKL`` interface the generator calls, and the tiny text encoder with the
 file's placeholder rows. Nothing of the trainer's model object is used: only the two files.
 
-``python -m training.toy_generate --prompt "a [ref#1] on a gray background" --ref REF.png --out out.png``
+``python -m training.toy.generate --prompt "a [ref#1] on a gray background" --ref REF.png --out out.png``
 (defaults: the repo's ``models/toy``).
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
-from dreamo_core.conditioning.packing import denormalize_latents, normalize_latents
 from dreamo_core.generator.loading import LoraRequest, apply_dreamo_files
 from dreamo_core.generator.pipeline import DreamOGenerator, GenerationSettings, ReferenceInput
 from dreamo_core.generator.schedule import make_scheduler
 from dreamo_core.spec import FLUX_DEV, DreamOSpec
 
-from .codec import ToyCodec
-from .model import build_text_encoder
-from .toy_base import GUIDANCE, TOY_CFG, toy_model_config
-
-TOY_DIR = Path(__file__).resolve().parents[1] / "models" / "toy"
-TOY_SIZE, TOY_REF_RES = 128, 96  # file pixels of a toy scene / reference
-LORA_RANK = 32  # the toy DreamO LoRA (hidden 128)
-
-
-@dataclass
-class LatentDist:
-    latents: torch.Tensor
-
-    def mode(self) -> torch.Tensor:
-        return self.latents
-
-
-class ToyVAE(torch.nn.Module):
-    """``ToyCodec`` as a diffusers ``AutoencoderKL``: ``encode(x).latent_dist.mode()`` gives *raw* latents
-    (z / 0.3611 + 0.1159), ``decode(raw)`` undoes that; ``config.shift_factor`` / ``scaling_factor`` are FLUX's, so
-    the generator's normalisation maps raw latents back to exactly the toy's model latents (and ComfyUI's FLUX
-    latent format does the same)."""
-
-    def __init__(self, codec: ToyCodec | None = None):
-        super().__init__()
-        self.codec = codec or ToyCodec()
-        self.config = SimpleNamespace(shift_factor=FLUX_DEV.latent_shift, scaling_factor=FLUX_DEV.latent_scale)
-        self.register_buffer("anchor", torch.zeros(()))  # gives the module a dtype / device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.anchor.dtype
-
-    def encode(self, x: torch.Tensor) -> SimpleNamespace:
-        """(B, 3, H, W) in [-1, 1] -> .latent_dist.mode() (B, 16, H/8, W/8) raw latents."""
-        z = self.codec.encode(x.float())
-        return SimpleNamespace(latent_dist=LatentDist(denormalize_latents(z, self.config.shift_factor,
-                                                                          self.config.scaling_factor)))
-
-    def decode(self, raw: torch.Tensor, return_dict: bool = False) -> tuple[torch.Tensor]:
-        """(B, 16, h, w) raw latents -> ((B, 3, 8h, 8w) in [-1, 1],)."""
-        z = normalize_latents(raw.float(), self.config.shift_factor, self.config.scaling_factor)
-        return (self.codec.decode(z),)
+from ..model import build_text_encoder
+from .base import toy_model_config
+from .codec import ToyVAE
+from .constants import GUIDANCE, LORA_RANK, REF_SIZE, TARGET_SIZE, TOY_DIR, TRUE_CFG
 
 
 class ToyPromptEncoder:
-    """The tiny text encoder of the toy (``training.text.TinyTextEncoder``, seeded as the base) with the exported
-    placeholder rows ``dreamo_t5_embedding``; ``encode(prompt)`` -> (embeds (1, T, 64), pooled (1, 64))."""
+    """The tiny text encoder of the toy (``training.text.tiny_hashed.TinyTextEncoder``, seeded as the base) with the
+    exported placeholder rows ``dreamo_t5_embedding``; ``encode(prompt)`` -> (embeds (1, T, 64), pooled (1, 64))."""
 
     def __init__(self, rows: torch.Tensor | None, seed: int = 0):
         cfg = toy_model_config(seed)
         self.encoder = build_text_encoder(cfg)
-        self.rows = rows.float() if rows is not None else torch.zeros(10, cfg.joint_attention_dim)
+        self.rows = rows.float() if rows is not None else torch.zeros(FLUX_DEV.t5_placeholder_rows, cfg.joint_attention_dim)
 
     def encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         embeds, pooled, _ = self.encoder.encode([prompt], self.rows)
@@ -96,7 +54,7 @@ def load_toy_generator(base: str | Path = TOY_DIR / "base", dreamo: str | Path |
 
 
 def toy_train_config(base: str | Path, lora_rank: int = LORA_RANK):
-    """The trainer's ModelConfig of a toy DreamO run on ``base`` (what ``training.demo`` trains)."""
+    """The trainer's ModelConfig of a toy DreamO run on ``base`` (what ``python -m training.demo`` trains)."""
     from dataclasses import replace
 
     return replace(toy_model_config(), pretrained=str(base), tiny_text=True, codec="toy", lora_rank=lora_rank)
@@ -108,7 +66,7 @@ def load_trainer_model(base: str | Path = TOY_DIR / "base", trainable: str | Pat
     ``trainable.safetensors`` of its last checkpoint: LoRA A/B and the three tables, by parameter name)."""
     from safetensors.torch import load_file
 
-    from .model import build_model
+    from ..model import build_model
 
     model = build_model(toy_train_config(base, lora_rank))
     state = load_file(str(trainable))
@@ -120,10 +78,10 @@ def load_trainer_model(base: str | Path = TOY_DIR / "base", trainable: str | Pat
     return model.eval()
 
 
-def toy_settings(seed: int, steps: int = 12) -> GenerationSettings:
+def toy_settings(seed: int, steps: int) -> GenerationSettings:
     """The generator settings the trainer's sampler reproduces: 128 px, the trainer's guidance, references at 96."""
-    return GenerationSettings(width=TOY_SIZE, height=TOY_SIZE, steps=steps, guidance=GUIDANCE, seed=seed,
-                              ref_res=TOY_REF_RES, true_cfg=TOY_CFG, negative_prompt="", neg_guidance=GUIDANCE)
+    return GenerationSettings(width=TARGET_SIZE, height=TARGET_SIZE, steps=steps, guidance=GUIDANCE, seed=seed,
+                              ref_res=REF_SIZE, true_cfg=TRUE_CFG, negative_prompt="", neg_guidance=GUIDANCE)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 A scene is ``NATIVE`` x ``NATIVE`` native pixels (one or two subjects at random place and scale on a random plain
 low-saturation background); a reference is the subject alone, centred on white, ``REF_NATIVE`` px. Files are
 stored ``UPSCALE`` x larger by nearest-neighbour repetition, so that the trainer's 16-px token grid and the
-8x-downscaling codec (``training.codec.ToyCodec``) hold exactly ``4 x 4`` native pixels per token.
+8x-downscaling codec (``training.toy.codec.ToyCodec``) hold exactly ``4 x 4`` native pixels per token.
 
 Held-out subjects (``HELD_OUT``): six (colour, shape, pattern) combinations that no training scene, reference or
 caption ever shows; every colour, shape and pattern still appears in training in other combinations.
@@ -17,7 +17,8 @@ from itertools import product
 import numpy as np
 from PIL import Image, ImageDraw
 
-NATIVE, REF_NATIVE, UPSCALE = 32, 24, 4
+from .constants import NATIVE, REF_NATIVE, UPSCALE
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (225, 35, 35), "green": (35, 175, 55), "blue": (40, 70, 230), "yellow": (240, 205, 30),
     "magenta": (205, 45, 205), "cyan": (35, 200, 215)}

@@ -1,12 +1,12 @@
 """Per-GPU memory plan of DreamO training on FLUX.1-dev, from the real module shapes on the meta device.
 
-    python -m bench.memory_plan                      # prints the table
-    python -m bench.memory_plan --markdown plan.md   # and writes it
+    python -m training.memory_plan                      # prints the table
+    python -m training.memory_plan --markdown plan.md   # and writes it
 
 Nothing is downloaded and nothing is allocated: the diffusers ``FluxTransformer2DModel`` is built on the meta
-device with the FLUX.1-dev config (sizes from ``dreamo_core.spec.FLUX_DEV``; the CLIP-L pooled width 768 and
-the RoPE axes written here), given the trainer's own LoRA (``training.model.add_trainables``: rank 128 on the
-official targets), and T5-XXL / CLIP-L are built on meta from their configs written out below.
+device with the FLUX.1-dev config (``dreamo_core.spec.FLUX_DEV.diffusers_config()``: widths, head width, pooled
+width, RoPE axes), given the trainer's own LoRA (``training.model.add_trainables``: rank 128 on the official
+targets), and T5-XXL / CLIP-L are built on meta from their configs written out below.
 
 - Weights: parameter counts x bytes: frozen base in bf16 (2 B), trainables (LoRA + task/idx tables +
   placeholder rows) fp32 master weights (4 B) + fp32 gradients (4 B) + AdamW exp_avg / exp_avg_sq (8 B).
@@ -14,17 +14,17 @@ official targets), and T5-XXL / CLIP-L are built on meta from their configs writ
   divides frozen weights, trainables, gradients and optimizer state by the GPU count and adds two unsharded
   copies (bf16) of the largest shard unit (the block being computed + the one prefetched). CLIP-L and the VAE
   are not sharded (small).
-- Activations: counted, not estimated. One training forward of the meta model (batch 1 per GPU, 512 text
-  tokens, a 512² target = 1024 tokens, each 512² reference 1024 tokens, L_route / L_holder captures on the
-  layers of ``configs/flux_dev.yaml``) runs under ``torch.autograd.graph.saved_tensors_hooks``; every tensor
-  autograd saves for backward is recorded once (by storage), parameters excluded. Attention is counted as
-  flash attention (what bf16 training on a recent GPU runs): a ``TorchFunctionMode`` routes
-  ``scaled_dot_product_attention`` without a mask to ``aten._scaled_dot_product_flash_attention``, whose
-  autograd saves q, k, v, out and the log-sum-exp (on meta the dispatcher would pick the math kernel, which
-  saves the L x L matrices a GPU never stores). All activations are bf16, as under autocast, except where the
-  model itself computes in fp32 (RoPE, norms' statistics); autocast's own fp32 ops on GPU (e.g. layer_norm in
-  CUDA's fp32 list) may add some, so measure ``max_memory_allocated`` on the first real run
-  (``bench.bench_trainer --size full --device cuda``).
+- Activations: counted, not estimated. One training forward of the meta model (batch 1 per GPU, 512 text tokens,
+  a 512² target = 1024 tokens, each 512² reference 1024 tokens, L_route / L_holder captures on
+  ``FLUX_DEV.route_layers``, the layers of ``configs/flux_dev.yaml``) runs under
+  ``torch.autograd.graph.saved_tensors_hooks``; every tensor autograd saves for backward is recorded once (by
+  storage), parameters excluded. Attention is counted as flash attention (what bf16 training on a recent GPU
+  runs): a ``TorchFunctionMode`` routes ``scaled_dot_product_attention`` without a mask to
+  ``aten._scaled_dot_product_flash_attention``, whose autograd saves q, k, v, out and the log-sum-exp (on meta
+  the dispatcher would pick the math kernel, which saves the L x L matrices a GPU never stores). All activations
+  are bf16, as under autocast, except where the model itself computes in fp32 (RoPE, norms' statistics);
+  autocast's own fp32 ops on GPU (e.g. layer_norm in CUDA's fp32 list) may add some, so measure
+  ``max_memory_allocated`` on the first real run (``bench.bench_trainer --size full --device cuda``).
   With gradient checkpointing (diffusers, per block): what is saved outside the blocks + every block's inputs
   (kept for the recompute; shared tensors once) + the largest single block's saved tensors (one block is
   recomputed at a time in backward).
@@ -58,21 +58,22 @@ from bench.flops import FLUX_TEXT_TOKENS, forward_flops, tokens_for
 from dreamo_core.conditioning.token_layout import reference_spans
 from dreamo_core.spec import FLUX_DEV
 
+from .attention_capture import RoutingCapture
+from .config import ModelConfig
+from .model import add_trainables
+
 GiB = 2**30
-FLUX_DEV_TRANSFORMER = dict(  # diffusers FluxTransformer2DModel config of FLUX.1-dev
-    patch_size=1, in_channels=FLUX_DEV.packed_channels, num_layers=FLUX_DEV.num_double_blocks,
-    num_single_layers=FLUX_DEV.num_single_blocks, attention_head_dim=128,
-    num_attention_heads=FLUX_DEV.hidden_size // 128, joint_attention_dim=FLUX_DEV.t5_dim,
-    pooled_projection_dim=768, guidance_embeds=True, axes_dims_rope=(16, 56, 56))
-T5_XXL = dict(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+FLUX_DEV_TRANSFORMER = FLUX_DEV.diffusers_config(patch_size=1, in_channels=FLUX_DEV.packed_channels)  # FLUX.1-dev
+T5_XXL = dict(vocab_size=32128, d_model=FLUX_DEV.t5_dim, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
               relative_attention_num_buckets=32, relative_attention_max_distance=128, feed_forward_proj="gated-gelu",
               is_encoder_decoder=False, use_cache=False)  # google/t5-v1_1-xxl encoder (FLUX text_encoder_2)
-CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
-VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
+CLIP_L = dict(vocab_size=49408, hidden_size=FLUX_DEV.pooled_dim, intermediate_size=3072, num_hidden_layers=12,
+              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu",
+              projection_dim=FLUX_DEV.pooled_dim)
+VAE = dict(in_channels=3, out_channels=3, latent_channels=FLUX_DEV.latent_channels,
+           block_out_channels=(128, 256, 512, 512),
            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
            use_quant_conv=False, use_post_quant_conv=False)  # FLUX.1-dev AutoencoderKL
-ROUTE_LAYERS = ["transformer_blocks.2", "transformer_blocks.8", "transformer_blocks.14"]  # configs/flux_dev.yaml
 H100_BF16_FLOPS, ASSUMED_MFU = 989e12, 0.40
 
 
@@ -172,8 +173,6 @@ def meta_transformer(lora_rank: int) -> nn.Module:
     """FLUX.1-dev on meta with the trainer's LoRA and capture processors."""
     from diffusers import FluxTransformer2DModel
 
-    from training.config import ModelConfig
-    from training.model import add_trainables
 
     with torch.device("meta"):
         transformer = nn.Module.to(FluxTransformer2DModel(**FLUX_DEV_TRANSFORMER), torch.bfloat16)
@@ -183,8 +182,6 @@ def meta_transformer(lora_rank: int) -> nn.Module:
 
 def transformer_activations(transformer: nn.Module, n_refs: int, image: int, ref: int) -> SavedBytes:
     """Saved-for-backward bytes of one DreamO training forward (batch 1), all compute in bf16."""
-    from training.attention_capture import RoutingCapture
-
     trainables = {n: p for n, p in transformer.named_parameters() if p.requires_grad}
     fp32 = {n: p.data for n, p in trainables.items()}
     for p in trainables.values():  # autocast computes LoRA in bf16 too
@@ -196,11 +193,11 @@ def transformer_activations(transformer: nn.Module, n_refs: int, image: int, ref
     with torch.device("meta"):
         hidden = torch.empty(1, L, FLUX_DEV.packed_channels, dtype=torch.bfloat16)
         text = torch.empty(1, T, FLUX_DEV.t5_dim, dtype=torch.bfloat16, requires_grad=True)  # rows' gradient
-        pooled = torch.empty(1, 768, dtype=torch.bfloat16)
+        pooled = torch.empty(1, FLUX_DEV.pooled_dim, dtype=torch.bfloat16)
         t, g = torch.empty(1), torch.empty(1)
         img_ids, txt_ids = torch.empty(L, 3), torch.empty(T, 3)
         pos = torch.zeros(1, n_refs, dtype=torch.long)
-    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), frozenset(ROUTE_LAYERS), "softmax",
+    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), frozenset(FLUX_DEV.route_layers), "softmax",
                              pos if n_refs > 1 else None)
     with FlashAttentionAccounting(), saved_tensor_count(transformer, blocks) as saved:
         out = transformer(hidden_states=hidden, timestep=t, guidance=g, pooled_projections=pooled,

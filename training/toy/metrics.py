@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .toy_world import BACKGROUNDS, COLORS, SHAPES, STRIPE_DARK, WHITE, Subject, shape_mask
+from .world import BACKGROUNDS, COLORS, SHAPES, STRIPE_DARK, WHITE, Subject, shape_mask
 
 MAX_TONE_DISTANCE = 70.0  # RGB distance (0..255 scale) to the nearest subject tone
 MIN_AREA = 30  # native px; the smallest subject (an 11 px triangle) has ~60

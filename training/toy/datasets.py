@@ -1,7 +1,7 @@
 """Toy-world datasets in the trainer's format (``training/data.py``) and the held-out evaluation cases.
 
 Groups (all from ``TRAIN_SUBJECTS``): ``single`` one subject, ``multi`` two subjects (left = ``[ref#1]``), ``self``
-stage-3 rows (the scene is its own reference, mask = everything). Files are stored 4x (``toy_world.upscale``):
+stage-3 rows (the scene is its own reference, mask = everything). Files are stored 4x (``world.upscale``):
 targets 128 px, references 96 px, masks at the target's size. ``eval_cases`` draws held-out scenes.
 """
 
@@ -14,40 +14,29 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .toy_world import (
-    HELD_OUT,
-    NATIVE,
-    REF_NATIVE,
-    TRAIN_SUBJECTS,
-    UPSCALE,
-    Scene,
-    Subject,
-    caption,
-    draw_subjects,
-    make_scene,
-    upscale,
-)
-
-TARGET_PX, REF_PX = NATIVE * UPSCALE, REF_NATIVE * UPSCALE  # 128, 96: file sizes (multiples of 16)
+from .constants import NATIVE
+from .world import HELD_OUT, TRAIN_SUBJECTS, Scene, Subject, caption, draw_subjects, make_scene, upscale
 
 
-def save_png(pixels: np.ndarray, path: Path) -> str:
+def save_upscaled_png(pixels: np.ndarray, path: Path) -> str:
+    """Write native pixels (h, w[, 3]) uint8 upscaled as the files hold them; return the row's path
+    (``folder/name``)."""
     Image.fromarray(upscale(pixels)).save(path)
     return f"{path.parent.name}/{path.name}"
 
 
 def write_row(root: Path, i: int, scene: Scene, self_ref: bool = False) -> dict:
     """Write one scene's files under ``root``; return its metadata row."""
-    target = save_png(scene.image, root / "targets" / f"{i:05d}.png")
+    target = save_upscaled_png(scene.image, root / "targets" / f"{i:05d}.png")
     refs = []
     if self_ref:
-        full = save_png(np.full((NATIVE, NATIVE), 255, np.uint8), root / "masks" / f"{i:05d}_full.png")
+        full = save_upscaled_png(np.full((NATIVE, NATIVE), 255, np.uint8), root / "masks" / f"{i:05d}_full.png")
         refs.append({"image": target, "mask": full, "task": "ip", "index": 1})
         return {"target": target, "caption": f"this image of a [ref#1] at {scene.places[0]} on a {scene.background} background",
                 "references": refs}
     for k, (ref, mask) in enumerate(zip(scene.references, scene.masks), start=1):
-        refs.append({"image": save_png(ref, root / "refs" / f"{i:05d}_{k}.png"),
-                     "mask": save_png(mask.astype(np.uint8) * 255, root / "masks" / f"{i:05d}_{k}.png"),
+        refs.append({"image": save_upscaled_png(ref, root / "refs" / f"{i:05d}_{k}.png"),
+                     "mask": save_upscaled_png(mask.astype(np.uint8) * 255, root / "masks" / f"{i:05d}_{k}.png"),
                      "task": "ip", "index": k})
     return {"target": target, "caption": caption(scene, True), "plain_caption": caption(scene, False),
             "references": refs}
