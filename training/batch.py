@@ -46,9 +46,9 @@ def make_batch(plan: BatchPlan, codec: Codec, ref_res: int, drop: float, device:
     samples = [load_sample(row, ref_res, plain) for row, plain in zip(plan.rows, plan.use_plain)]
     latents, grid = encode_tokens(codec, torch.stack([s.target for s in samples]).to(device))
     refs = []
-    for j, index in enumerate(samples[0].indices):
+    for j, ref_row in enumerate(plan.rows[0].refs):  # one bucket: every row has these indices, sizes and boxes
         tokens, rgrid = encode_tokens(codec, torch.stack([s.refs[j] for s in samples]).to(device))
-        refs.append(ReferenceTokens(tokens, rgrid, index))
+        refs.append(ReferenceTokens(tokens, rgrid, ref_row.index, ref_row.box))
     masks = torch.stack([s.masks for s in samples], dim=1).to(device)  # (n_refs, B, N)
     holder = torch.tensor([float(s.has_placeholders) for s in samples], device=device)
     keep = keep_indices([r.tokens.shape[1] for r in refs], drop, plan.ref_keep_seed)

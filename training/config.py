@@ -57,6 +57,8 @@ class DataConfig:
     batch_size: int = 4  # global batch of one micro-step (split over processes); x grad_accum per optimizer step
     plain_caption_prob: float = 0.5  # paper: half the prompts without placeholders (L_holder dropped)
     on_bad_row: str = "stop"  # "stop" or "skip" (skipped rows are logged with file:line and reason)
+    placement: str = "diagonal"  # "diagonal": DreamO's reference ids; "box": each reference's ids in its box (a row's
+    # "box", else its mask's bounding box: DreamFuse's positional affine, the toy DreamO's choice)
 
 
 @dataclass
@@ -215,6 +217,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("config model.vae_path: model.codec 'vae' needs the folder of a diffusers AutoencoderKL")
     if cfg.loss.route_mode not in ("softmax", "logits"):
         raise ValueError(f"config loss.route_mode: expected 'softmax' or 'logits', got {cfg.loss.route_mode!r}")
+    if cfg.data.placement not in ("diagonal", "box"):
+        raise ValueError(f"config data.placement: expected 'diagonal' or 'box', got {cfg.data.placement!r}")
     if cfg.data.on_bad_row not in ("stop", "skip"):
         raise ValueError(f"config data.on_bad_row: expected 'stop' or 'skip', got {cfg.data.on_bad_row!r}")
     if cfg.timestep_sampling not in ("logit_normal", "uniform"):

@@ -8,7 +8,10 @@ Format: a folder with ``metadata.jsonl``, one JSON object per line; paths are re
      "references": [{"image": "refs/0001_1.png", "task": "ip", "index": 1, "mask": "masks/0001_1.png"}, ...]}
 
 ``task`` is ``ip``/``id``/``style``; ``index`` 1..9, unique per row; ``mask`` is the subject's footprint in the
-*target* (white = subject), the L_route target, so it must have the target's size. Every image a row names is
+*target* (white = subject), the L_route target, so it must have the target's size. Optional ``"box": [x, y, w, h]``
+(fractions of the target) is where the reference belongs in the target: with ``data.placement: box`` its position
+ids are mapped into that box (DreamFuse's positional affine) instead of DreamO's diagonal offsets; a reference
+without a box then takes the bounding box of its mask. Boxes are part of a row's bucket (one id table per batch). Every image a row names is
 decoded once when the rows are checked (a truncated PNG or a text file named ``.png`` is a bad row, not a crash
 mid-training). A bad row is reported as ``file:line: reason`` and either stops loading (``on_bad_row="stop"``,
 ``DatasetError``) or is skipped with a warning (``"skip"``); a dataset left without rows is a ``DatasetError``.
@@ -33,11 +36,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+from dreamo_core.conditioning.placement import Box
 from dreamo_core.conditioning.placeholders import find_placeholders
 from dreamo_core.conditioning.reference_images import TASKS, area_resize_size, center_square, resize_area
 
 logger = logging.getLogger("DreamO")
 TOKEN_PIXELS = 16
+PLACEMENTS = ("diagonal", "box")  # data.placement: DreamO's diagonal reference ids, or each reference in its box
 CHECK_THREADS = min(8, os.cpu_count() or 1)  # rows are checked (images decoded) in parallel
 
 
@@ -51,6 +56,7 @@ class RefRow:
     task: str
     index: int
     mask: Path | None
+    box: Box | None = None  # where the reference belongs in the target (data.placement: box), else None
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ class Row:
     plain_caption: str | None
     refs: tuple[RefRow, ...]
     source: str  # "metadata.jsonl:LINE" for messages
-    bucket: tuple  # ((H, W) target bucket, ((h, w) per reference), (index per reference)): batchable together
+    bucket: tuple  # ((H, W) target, ((h, w) per reference), (index per reference), (box per reference)): batchable
 
 
 def nearest_bucket(h: int, w: int, buckets: Sequence[Sequence[int]]) -> tuple[int, int]:
@@ -92,8 +98,44 @@ def check_mask(path: Path, what: str, target_size: tuple[int, int]) -> None:
                          "(width x height); a mask is the subject's footprint in the target and must match it")
 
 
-def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row:
-    """Validate one decoded JSON line; raise ValueError with the reason."""
+def parse_box(value: object, what: str) -> Box:
+    """A row's ``box`` [x, y, w, h] (fractions of the target) as a Box; ValueError naming ``what`` otherwise."""
+    if not isinstance(value, list) or len(value) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{what} must be a list [x, y, w, h] of fractions of the target, got {value!r}")
+    try:
+        return Box(*(float(v) for v in value))
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from e
+
+
+def mask_box(path: Path, what: str) -> Box:
+    """The bounding box of a mask's foreground (pixels > 127), as fractions of the mask (= the target)."""
+    with Image.open(path) as im:
+        m = np.asarray(im.convert("L")) > 127
+    if not m.any():
+        raise ValueError(f"{what} selects nothing, so it gives no placement box (data.placement: box); give the "
+                         "reference a \"box\" or a mask with a foreground")
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    h, w = m.shape
+    return Box(cols[0] / w, rows[0] / h, (cols[-1] + 1 - cols[0]) / w, (rows[-1] + 1 - rows[0]) / h)
+
+
+def cropped_box(box: Box, h: int, w: int, size: tuple[int, int]) -> Box:
+    """``box`` (fractions of an (h, w) target) after ``fit``'s centre crop to the bucket ``size``'s aspect: where the
+    reference sits in the cropped target, clipped to it."""
+    ch, cw = crop_to_aspect(torch.empty(h, w, 0), *size).shape[:2]
+    top, left = (h - ch) // 2, (w - cw) // 2
+    y0, y1 = (max(box.y * h - top, 0) / ch, min((box.y + box.h) * h - top, ch) / ch)
+    x0, x1 = (max(box.x * w - left, 0) / cw, min((box.x + box.w) * w - left, cw) / cw)
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"box {box} lies outside the part of the target kept for the bucket {size[0]}x{size[1]}")
+    return Box(x0, y0, x1 - x0, y1 - y0)
+
+
+def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str,
+              placement: str = "diagonal") -> Row:
+    """Validate one decoded JSON line; raise ValueError with the reason. ``placement``: ``data.placement``."""
     if not isinstance(obj, dict):
         raise ValueError("a row must be a JSON object")
     unknown = set(obj) - {"target", "caption", "plain_caption", "references"}
@@ -119,8 +161,12 @@ def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_r
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 9 or k in seen:
             raise ValueError(f"references[{j}]: index must be a unique int in 1..9, got {k!r}")
         seen.add(k)
+        unknown = set(r) - {"image", "task", "index", "mask", "box"}
+        if unknown:
+            raise ValueError(f"references[{j}]: unknown key(s) {sorted(unknown)}")
         mask = existing(r["mask"], f"references[{j}] mask") if r.get("mask") is not None else None
-        refs.append(RefRow(existing(r.get("image"), f"references[{j}] image"), r["task"], k, mask))
+        box = parse_box(r["box"], f"references[{j}] box") if r.get("box") is not None else None
+        refs.append(RefRow(existing(r.get("image"), f"references[{j}] image"), r["task"], k, mask, box))
     found = {p.index for p in find_placeholders(obj["caption"])}
     if found != seen:
         raise ValueError(f"caption placeholders {sorted(found)} do not match the reference indices {sorted(seen)}")
@@ -134,28 +180,44 @@ def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_r
         ref_sizes.append(ref_size(h, w, r.task, ref_res))
         if r.mask is not None:
             check_mask(r.mask, f"references[{j}] mask {obj['references'][j]['mask']!r}", (tw, th))
-    bucket = (nearest_bucket(th, tw, buckets), tuple(ref_sizes), tuple(r.index for r in refs))
+    size = nearest_bucket(th, tw, buckets)
+    if placement == "box":
+        refs = [placed(r, j, th, tw, size) for j, r in enumerate(refs)]
+    else:
+        refs = [RefRow(r.image, r.task, r.index, r.mask) for r in refs]  # diagonal ids: boxes play no part
+    bucket = (size, tuple(ref_sizes), tuple(r.index for r in refs), tuple(r.box for r in refs))
     return Row(target, obj["caption"], plain, tuple(refs), source, bucket)
 
 
-def _check_line(line: str, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row | Exception:
+def placed(ref: RefRow, j: int, h: int, w: int, size: tuple[int, int]) -> RefRow:
+    """``ref`` with its placement box in the bucket's crop: the row's ``box``, else its mask's bounding box."""
+    if ref.box is None and ref.mask is None:
+        raise ValueError(f"references[{j}]: data.placement box needs the reference's \"box\" or its \"mask\"")
+    box = ref.box if ref.box is not None else mask_box(ref.mask, f"references[{j}] mask")
+    return RefRow(ref.image, ref.task, ref.index, ref.mask, cropped_box(box, h, w, size))
+
+
+def _check_line(line: str, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str,
+                placement: str) -> Row | Exception:
     """The row of one JSON line, or the reason it is bad (returned, so rows can be checked in parallel)."""
     try:
-        return parse_row(json.loads(line), folder, buckets, ref_res, source)
+        return parse_row(json.loads(line), folder, buckets, ref_res, source, placement)
     except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
         return e
 
 
-def read_metadata(folder: str | Path, buckets: Sequence[Sequence[int]], ref_res: int, on_bad_row: str = "stop") -> list[Row]:
+def read_metadata(folder: str | Path, buckets: Sequence[Sequence[int]], ref_res: int, on_bad_row: str = "stop",
+                  placement: str = "diagonal") -> list[Row]:
     """All valid rows of ``folder/metadata.jsonl``. Bad rows raise DatasetError (stop) or are logged and skipped
-    (skip); no usable rows is a DatasetError."""
+    (skip); no usable rows is a DatasetError. ``placement``: ``data.placement`` (``box``: every reference gets its
+    placement box, from the row or its mask)."""
     folder = Path(folder)
     meta = folder / "metadata.jsonl"
     if not meta.is_file():
         raise DatasetError(f"dataset {folder}: metadata.jsonl not found")
     lines = [(f"{meta}:{n}", line) for n, line in enumerate(meta.read_text().splitlines(), start=1) if line.strip()]
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        checked = list(pool.map(lambda item: _check_line(item[1], folder, buckets, ref_res, item[0]), lines))
+        checked = list(pool.map(lambda item: _check_line(item[1], folder, buckets, ref_res, item[0], placement), lines))
     bad = [(source, e) for (source, _), e in zip(lines, checked) if isinstance(e, Exception)]
     if bad and on_bad_row == "stop":
         source, e = bad[0]

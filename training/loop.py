@@ -102,7 +102,7 @@ def setup(cfg: TrainConfig, model: DreamOTrainModel | None) -> Run:
     """The accelerator, the checked datasets (before any model loads), the model on its device (FSDP2-sharded
     with ``distributed: fsdp``), AdamW over the parameters that require grad, the batch sampler and the codec."""
     acc = make_accelerator("bf16" if cfg.model.uses_bf16 else "no", cfg.grad_accum)
-    groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
+    groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row, cfg.data.placement)
               for name, path in cfg.data.datasets.items()}
     order = data_order(cfg, groups)
     model = (build_model(cfg.model) if model is None else model).to(acc.device)

@@ -225,7 +225,7 @@ def fixed_noise_losses(model: DreamOTrainModel, cfg: TrainConfig, folder: Path, 
     same numbers before and after a tune measure what the tune changed (plain captions never used)."""
     device = next(model.parameters()).device
     codec = codec_of(cfg, device)
-    rows = read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
+    rows = read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row, cfg.data.placement)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     sums, n = {"diff": 0.0, "route": 0.0}, 0
     was_training = model.training
