@@ -41,7 +41,14 @@ class ModelConfig:
     bf16: bool | None = None
     gradient_checkpointing: bool = False  # recompute each transformer block in backward (diffusers' checkpointing)
     text_cache: str = ""  # folder: embeddings of captions without placeholders, encoded once (safetensors); "" = off
-    seed: int = 0  # weights of the tiny random model
+    seed: int = 0  # weights of the tiny random model and of the tiny text encoder
+    init_seed: int | None = None  # start of the LoRA and the tables; None = model.seed (a new draw per training seed
+    # without changing the frozen model or its text encoder)
+
+    @property
+    def trainables_seed(self) -> int:
+        """Seeds the LoRA and table initialisation: ``init_seed``, else ``seed``."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     @property
     def uses_bf16(self) -> bool:

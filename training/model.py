@@ -79,7 +79,7 @@ def add_trainables(transformer: nn.Module, cfg: ModelConfig) -> nn.Module:
                       target_modules=diffusers_target_names(len(transformer.transformer_blocks),
                                                                        len(transformer.single_transformer_blocks)))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 1)
+        torch.manual_seed(cfg.trainables_seed + 1)
         transformer.add_adapter(lora)
     trainables_to_fp32(transformer)
     install_capture_processors(transformer)
@@ -174,4 +174,4 @@ def build_text_encoder(cfg: ModelConfig) -> TinyTextEncoder | FluxTextEncoder | 
 def build_model(cfg: ModelConfig) -> DreamOTrainModel:
     """Text encoder (frozen) + transformer with LoRA + trainable tables (the only trainable parameters)."""
     text = build_text_encoder(cfg)
-    return DreamOTrainModel(load_transformer(cfg), text, cfg.embedding_init_std, cfg.seed)
+    return DreamOTrainModel(load_transformer(cfg), text, cfg.embedding_init_std, cfg.trainables_seed)
