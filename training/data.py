@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dreamo_core.conditioning.placement import Box
 from dreamo_core.conditioning.placeholders import find_placeholders
+from dreamo_core.conditioning.placement import Box
 from dreamo_core.conditioning.reference_images import TASKS, area_resize_size, center_square, resize_area
 
 logger = logging.getLogger("DreamO")
