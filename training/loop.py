@@ -25,7 +25,7 @@ from .config import StageConfig, TrainConfig, check_paths
 from .data import BatchSampler
 from .export import export_dreamo
 from .loss_log import LOSS_LOG, log_losses, trim_loss_log
-from .model import DreamOTrainModel, build_model
+from .model import DreamOTrainModel
 from .objective import Objective, RoutingObjective
 from .parallel import grad_sync, shard_model
 from .resume import data_order, resume
@@ -107,7 +107,7 @@ def setup(cfg: TrainConfig, model: DreamOTrainModel | None, objective: Objective
     acc = make_accelerator("bf16" if cfg.model.uses_bf16 else "no", cfg.grad_accum)
     groups = {name: objective.rows(path, cfg) for name, path in cfg.data.datasets.items()}
     order = data_order(cfg, groups) | objective.order()
-    model = (build_model(cfg.model) if model is None else model).to(acc.device)
+    model = (objective.model(cfg) if model is None else model).to(acc.device)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     fsdp = cfg.distributed == "fsdp" and acc.num_processes > 1
     if fsdp:
@@ -239,8 +239,8 @@ def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel 
           export: bool = True, objective: Objective | None = None) -> TrainResult:
     """Run (or resume) training. ``stop_at`` ends the run after that global step without a final checkpoint
     (tests use it to simulate a killed run). Datasets are checked before the model loads (DatasetError).
-    ``model``: a prepared model instead of ``build_model(cfg.model)`` (subject tuning, the preference stage: base
-    merged, tables frozen; only its parameters that require grad train); ``export=False`` skips
+    ``model``: a prepared model instead of the objective's (``build_model(cfg.model)`` for DreamO's; subject
+    tuning: base merged, tables frozen; only its parameters that require grad train); ``export=False`` skips
     ``dreamo_trained.safetensors``; ``objective``: what the steps optimise (default DreamO's ``RoutingObjective``)."""
     check_paths(cfg)
     run = setup(cfg, model, objective or RoutingObjective())

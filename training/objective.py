@@ -1,5 +1,5 @@
-"""What a training run optimises, as the loop sees it: which rows a dataset folder holds, how a step's rows become a
-batch, the loss terms of a batch and how they show on the progress line. The loop (``training/loop.py``) is the same
+"""What a training run optimises, as the loop sees it: the model it trains (when none is given), which rows a dataset
+folder holds, how a step's rows become a batch, the loss terms of a batch and how they show on the progress line. The loop (``training/loop.py``) is the same
 for every objective: the batch plan, the noise and t of a step, gradient accumulation, DDP / FSDP, the
 all-process finiteness check, checkpoints, resume and the loss log.
 
@@ -18,6 +18,7 @@ from .batch import Batch, make_batch
 from .codec import Codec
 from .config import StageConfig, TrainConfig
 from .data import BatchPlan, Row, read_metadata
+from .model import DreamOTrainModel, build_model
 from .step_losses import LOSS_TERMS, compute_losses
 
 
@@ -26,6 +27,8 @@ class Objective(Protocol):
     (B, N, 64): the step's noise and t are drawn for that shape (one per row)."""
 
     terms: tuple[str, ...]
+
+    def model(self, cfg: TrainConfig) -> DreamOTrainModel: ...
 
     def rows(self, folder: str | Path, cfg: TrainConfig) -> list[Row]: ...
 
@@ -43,6 +46,9 @@ class RoutingObjective:
     """DreamO's attention-routing objective on the trainer's dataset format (``training/data.py``)."""
 
     terms = LOSS_TERMS
+
+    def model(self, cfg: TrainConfig) -> DreamOTrainModel:
+        return build_model(cfg.model)
 
     def rows(self, folder: str | Path, cfg: TrainConfig) -> list[Row]:
         return read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)

@@ -35,9 +35,9 @@ from .step_losses import NonFiniteLossError
 USAGE = "usage: python -m training.train CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
 
 
-def fail(error: BaseException | str, code: int) -> int:
-    """Print ``training.train: error: ...`` as one line on stderr; return the exit code."""
-    print("training.train: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+def fail(error: BaseException | str, code: int, prog: str = "training.train") -> int:
+    """Print ``PROG: error: ...`` as one line on stderr; return the exit code."""
+    print(f"{prog}: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
     return code
 
 

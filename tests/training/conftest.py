@@ -44,3 +44,75 @@ def tiny_config(dataset_dirs: dict[str, Path], tmp_path: Path):
         return load_config(None, tiny_overrides(dataset_dirs, out or tmp_path / "run") + (extra or []))
 
     return make
+
+
+# The preference stage's tests: a tiny pair world written by the stage's own pair builder (training.preference.pairs).
+PAIR_COLOURS = ((220, 40, 40), (40, 160, 60), (40, 60, 220), (230, 200, 40), (160, 60, 200), (40, 200, 210))
+
+
+def pair_world_sample(prompt, seed: int):
+    """A 64 x 64 scene: a gray background with seed-dependent speckles, and in the prompt's region box a disc of
+    the reference's colour (even seeds) or of the next colour (odd seeds: the wrong identity)."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageDraw
+
+    rgb = tuple(int(v) for v in np.asarray(Image.open(prompt.references[0].image).convert("RGB"))[16, 16])
+    colour = rgb if seed % 2 == 0 else PAIR_COLOURS[(PAIR_COLOURS.index(rgb) + 1) % len(PAIR_COLOURS)]
+    img = np.full((64, 64, 3), 128, dtype=np.uint8)
+    img[np.random.default_rng(seed).random((64, 64)) < 0.05] = 100
+    im = Image.fromarray(img)
+    ImageDraw.Draw(im).ellipse(prompt.region_box, fill=colour)
+    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)
+
+
+def pair_world_score(prompt, image) -> float:
+    """1 when the centre of the region box has the reference's colour, else 0 (the 'detector')."""
+    import numpy as np
+    from PIL import Image
+
+    want = np.asarray(Image.open(prompt.references[0].image).convert("RGB"), dtype=np.float32)[16, 16] / 255.0
+    x0, y0, x1, y1 = prompt.region_box
+    got = image[(y0 + y1) // 2, (x0 + x1) // 2].numpy()
+    return float(np.abs(got - want).max() < 0.02)
+
+
+def pair_world_prompts(root: Path) -> list:
+    """Six prompts: a disc of each colour as the reference (32 x 32 on white), at a corner of the 64 x 64 scene."""
+    from PIL import Image, ImageDraw
+
+    from training.preference.pairs import PairPrompt, PairReference
+
+    root.mkdir(parents=True, exist_ok=True)
+    boxes = ((4, 4, 36, 36), (28, 4, 60, 36), (4, 28, 36, 60), (28, 28, 60, 60))
+    prompts = []
+    for i, colour in enumerate(PAIR_COLOURS):
+        ref = Image.new("RGB", (32, 32), (255, 255, 255))
+        ImageDraw.Draw(ref).ellipse((4, 4, 28, 28), fill=colour)
+        ref.save(root / f"ref{i}.png")
+        prompts.append(PairPrompt("a [ref#1] on a gray floor", (PairReference(root / f"ref{i}.png", "ip", 1),),
+                                  "a disc on a gray floor", boxes[i % 4]))
+    return prompts
+
+
+@pytest.fixture(scope="session")
+def pair_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training.preference.pairs import build_preference_pairs
+
+    root = tmp_path_factory.mktemp("pairs")
+    return build_preference_pairs(pair_world_prompts(root / "prompts"), pair_world_sample, pair_world_score,
+                                  root / "data", samples_per_prompt=2).folder
+
+
+def pair_overrides(pairs: Path, out: Path) -> list[str]:
+    """The preference stage on the tiny model: 4 steps of batch 4 (checkpoints at 2 and 4), localized LDPO."""
+    return [f"--data.datasets={{pairs: '{pairs}'}}", "--data.buckets=[[64, 64]]", "--data.ref_res=32",
+            "--data.batch_size=4", "--model.lora_rank=4", "--model.num_layers=1", "--model.num_single_layers=1",
+            f"--output_dir={out}", "--progress=false", "--checkpoint_every=2", "--log_every=1",
+            "--stages=[{name: pref, steps: 4, lr: 0.002, mixture: {pairs: 1.0}}]", "--preference.beta=200",
+            "--preference.localized=true", "--preference.anchor=0.5"]
+
+
+@pytest.fixture(scope="session")
+def pair_overrides_for(pair_dir: Path):
+    return lambda out: pair_overrides(pair_dir, out)
