@@ -116,3 +116,29 @@ def pair_overrides(pairs: Path, out: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def pair_overrides_for(pair_dir: Path):
     return lambda out: pair_overrides(pair_dir, out)
+
+
+@pytest.fixture(scope="session")
+def pair_world():
+    """The pair world's prompts (a folder -> six prompts), sampler and scorer."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(prompts=pair_world_prompts, sample=pair_world_sample, score=pair_world_score)
+
+
+def yaml_config(path: Path, overrides: list[str], extra: str = "") -> Path:
+    """The overrides written as a YAML config file (+ ``extra`` YAML text), for the commands."""
+    import yaml
+
+    from training.config import apply_override
+
+    data: dict = {}
+    for o in overrides:
+        apply_override(data, o)
+    path.write_text(yaml.safe_dump(data) + extra)
+    return path
+
+
+@pytest.fixture(scope="session")
+def config_file():
+    return yaml_config

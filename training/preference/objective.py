@@ -84,8 +84,8 @@ def dpo_losses(model: nn.Module, batch: PairBatch, cfg: TrainConfig, noise: torc
 def sft_losses(model: nn.Module, batch: PairBatch, cfg: TrainConfig, noise: torch.Tensor,
                t: torch.Tensor) -> dict[str, torch.Tensor]:
     """{"loss"}: flow matching on the preferred targets only (the rejected never enter the model)."""
-    pred, _ = model(noisy_latents(batch.latents, noise, t), batch.grid, batch.refs, t,
-                    torch.full_like(t, cfg.guidance), batch.captions)
+    pred, _ = model(latents=noisy_latents(batch.latents, noise, t), target_grid=batch.grid, refs=batch.refs, sigma=t,
+                    guidance=torch.full_like(t, cfg.guidance), captions=batch.captions)
     return {"loss": flow_matching_loss(pred, batch.latents, noise)}
 
 
