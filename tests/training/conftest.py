@@ -33,6 +33,34 @@ def tiny_overrides(dataset_dirs: dict[str, Path], out: Path) -> list[str]:
     ]
 
 
+def launch_two_processes(script: str, args: list[str], timeout_s: float) -> tuple[str, str]:
+    """("exit N" or "timed out", the output's tail) of ``tests/training/SCRIPT ARGS`` on 2 CPU processes
+    (``torch.distributed.run``, gloo; what ``accelerate launch --multi_gpu`` runs on GPUs). A hanging rank would
+    wait for gloo's 30 min timeout: the whole process group is killed after ``timeout_s``."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(root / "tests" / "training" / script), *args]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout_s)
+        return f"exit {proc.returncode}", output[-4000:]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+        return "timed out", proc.communicate()[0][-4000:]
+
+
+@pytest.fixture(scope="session")
+def two_processes():
+    return launch_two_processes
+
+
 @pytest.fixture(scope="session")
 def overrides_for(dataset_dirs: dict[str, Path]):
     return lambda out: tiny_overrides(dataset_dirs, out)
