@@ -1,11 +1,13 @@
 """The subject LoRA written by training.tune_subject's exporter stacks with Load DreamO LoRA through core
 LoraLoaderModelOnly: the DreamO output with it differs from without it, and equals the same model with both
-LoRAs merged into the weights BY HAND (q/k/v rows of the fused qkv / linear1 written out here, not ComfyUI's map)."""
+LoRAs merged into the weights BY HAND (q/k/v rows of the fused qkv / linear1 written out in
+bench/comfy_harness/hand_merge.py, not ComfyUI's map)."""
 
 import pytest
 import torch
 
 from bench import comfy_harness as h
+from bench.comfy_harness.hand_merge import hand_merged_weights
 
 pytest.importorskip("peft")
 
@@ -35,44 +37,6 @@ def subject_lora(loras_dir):
     from safetensors.torch import load_file
 
     return load_file(str(loras_dir / FILE))
-
-
-def hand_merged_weights(sd, dreamo, subject, subject_strength):
-    """BFL-layout weights + the DreamO XLabs LoRA + the subject's diffusers LoRA, every delta up @ down."""
-    sd = {k: v.clone() for k, v in sd.items()}
-    hid = h.HIDDEN
-
-    def add(key, delta, rows=None):
-        w = sd[f"{key}.weight"]
-        if rows is None:
-            w += delta
-        else:
-            w[rows[0]:rows[1]] += delta
-
-    x = {k.split("processor.")[1]: v for k, v in dreamo.items() if "processor." in k and k.startswith("double")}
-    s = {k.split("processor.")[1]: v for k, v in dreamo.items() if "processor." in k and k.startswith("single")}
-    for tag, key in (("qkv_lora1", "img_attn.qkv"), ("proj_lora1", "img_attn.proj"), ("qkv_lora2", "txt_attn.qkv"),
-                     ("proj_lora2", "txt_attn.proj")):
-        add(f"double_blocks.0.{key}", x[f"{tag}.up.weight"] @ x[f"{tag}.down.weight"])
-    add("single_blocks.0.linear1", s["qkv_lora.up.weight"] @ s["qkv_lora.down.weight"], (0, 3 * hid))
-    add("single_blocks.0.linear2", s["proj_lora.up.weight"] @ s["proj_lora.down.weight"])
-    targets = {"transformer_blocks.0.attn.to_q": ("double_blocks.0.img_attn.qkv", 0),
-               "transformer_blocks.0.attn.to_k": ("double_blocks.0.img_attn.qkv", 1),
-               "transformer_blocks.0.attn.to_v": ("double_blocks.0.img_attn.qkv", 2),
-               "transformer_blocks.0.attn.add_q_proj": ("double_blocks.0.txt_attn.qkv", 0),
-               "transformer_blocks.0.attn.add_k_proj": ("double_blocks.0.txt_attn.qkv", 1),
-               "transformer_blocks.0.attn.add_v_proj": ("double_blocks.0.txt_attn.qkv", 2),
-               "transformer_blocks.0.attn.to_out.0": ("double_blocks.0.img_attn.proj", None),
-               "transformer_blocks.0.attn.to_add_out": ("double_blocks.0.txt_attn.proj", None),
-               "single_transformer_blocks.0.attn.to_q": ("single_blocks.0.linear1", 0),
-               "single_transformer_blocks.0.attn.to_k": ("single_blocks.0.linear1", 1),
-               "single_transformer_blocks.0.attn.to_v": ("single_blocks.0.linear1", 2),
-               "single_transformer_blocks.0.proj_out": ("single_blocks.0.linear2", None)}
-    assert len(subject) == 2 * len(targets)  # every target of the file is merged here
-    for module, (key, part) in targets.items():
-        delta = subject_strength * subject[f"transformer.{module}.lora_B.weight"] @ subject[f"transformer.{module}.lora_A.weight"]
-        add(key, delta, None if part is None else (part * hid, (part + 1) * hid))
-    return sd
 
 
 def dreamo_output(model):
