@@ -149,3 +149,18 @@ def test_trainer_sampler_is_the_trainers_sampler(pair_dir: Path) -> None:
                          true_cfg=2.0)
     want = decode_tokens(PixelCodec(), z, (4, 4))[0].clamp(0, 1)
     assert got.shape == (64, 64, 3) and torch.equal(got, want)
+
+
+def test_outside_change_counts_only_pixels_outside_the_dilated_box() -> None:
+    from training.preference.measure import outside_change
+
+    before = torch.zeros(10, 10, 3)
+    after = before.clone()
+    after[2:6, 2:6] = 1.0  # inside the box (2, 2, 6, 6); enlarged by 1.5 it is pixels 1..6 (x1 / y1 exclusive: 7)
+    after[1, 1] = 1.0  # in the enlarged box's ring only
+    assert outside_change(before, after, (2, 2, 6, 6), 1.5) == 0.0
+    assert outside_change(before, after, (2, 2, 6, 6), 1.0) == pytest.approx(3 / ((100 - 16) * 3))
+    after[9, 9, 0] = 0.6  # one channel of one pixel outside both
+    assert outside_change(before, after, (2, 2, 6, 6), 1.5) == pytest.approx(0.6 / ((100 - 36) * 3))
+    with pytest.raises(ValueError, match="covers the image"):
+        outside_change(before, after, (0, 0, 10, 10), 1.0)
