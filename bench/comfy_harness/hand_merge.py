@@ -1,12 +1,14 @@
 """The node tests' independent LoRA merge (imported by name, like ``hand_forward``): BFL-layout FLUX weights + a
 DreamO XLabs LoRA + a diffusers / peft FLUX LoRA (what the subject tune and the preference stage export), every
 delta ``up @ down`` written out here with the q / k / v rows of the fused qkv / ``linear1`` placed by hand, not by
-ComfyUI's key map."""
+ComfyUI's key map; ``stacked_on_dreamo``, the graph it is compared with (Load DreamO LoRA, then core
+LoraLoaderModelOnly); and ``patched_weights``, what ComfyUI's patcher makes of a model's LoRA patches."""
 
 from __future__ import annotations
 
 import torch
 
+from .loading import run_node
 from .tiny_models import HIDDEN
 
 # peft module of the tiny model's block 0 -> (BFL weight, which third of a fused qkv / linear1; None = the whole)
@@ -49,3 +51,27 @@ def hand_merged_weights(sd: dict[str, torch.Tensor], dreamo: dict[str, torch.Ten
         delta = lora_strength * lora[f"transformer.{module}.lora_B.weight"] @ lora[f"transformer.{module}.lora_A.weight"]
         add(key, delta, None if part is None else (part * hid, (part + 1) * hid))
     return sd
+
+
+def patched_weights(model) -> dict[str, torch.Tensor]:
+    """The FLUX weights of a ModelPatcher with its patches applied (then removed again). Every loaded model is
+    unloaded first: a sampling run may have left another clone's patches on the shared model."""
+    import comfy.model_management
+
+    comfy.model_management.unload_all_models()
+    model.patch_model()
+    try:
+        return {k: v.clone() for k, v in model.model.diffusion_model.state_dict().items()}
+    finally:
+        model.unpatch_model()
+
+
+def stacked_on_dreamo(base, lora_file: str, strength: float) -> tuple:
+    """(Load DreamO LoRA of ``dreamo.safetensors`` on ``base``, the same + core LoraLoaderModelOnly of ``lora_file``
+    at ``strength``): two ModelPatchers."""
+    import nodes
+
+    (dreamo,) = run_node("DreamO_LoadLoRA", model=base, lora_name="dreamo.safetensors", strength=1.0,
+                         embedding_name="None")
+    (stacked,) = nodes.NODE_CLASS_MAPPINGS["LoraLoaderModelOnly"]().load_lora_model_only(dreamo, lora_file, strength)
+    return dreamo, stacked

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench import comfy_harness as h
-from bench.comfy_harness.hand_merge import hand_merged_weights
+from bench.comfy_harness.hand_merge import hand_merged_weights, patched_weights, stacked_on_dreamo
 
 pytest.importorskip("peft")
 
@@ -45,26 +45,10 @@ def preference_lora(loras_dir):
     return load_file(str(path))
 
 
-def patched_weights(model) -> dict[str, torch.Tensor]:
-    """The FLUX weights of a ModelPatcher with its LoRA patches applied (then removed again)."""
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()  # no other clone's patches on the shared model
-    model.patch_model()
-    try:
-        return {k: v.clone() for k, v in model.model.diffusion_model.state_dict().items()}
-    finally:
-        model.unpatch_model()
-
-
 @pytest.mark.parametrize("strength", [1.0, 0.5])
 def test_preference_lora_stacks_on_load_dreamo_lora_like_a_hand_merge(loras_dir, preference_lora, strength):
-    import nodes
-
     base = h.tiny_flux(0)
-    (dreamo,) = h.run_node("DreamO_LoadLoRA", model=base, lora_name="dreamo.safetensors", strength=1.0,
-                           embedding_name="None")
-    (stacked,) = nodes.NODE_CLASS_MAPPINGS["LoraLoaderModelOnly"]().load_lora_model_only(dreamo, FILE, strength)
+    dreamo, stacked = stacked_on_dreamo(base, FILE, strength)
     got, dreamo_only = patched_weights(stacked), patched_weights(dreamo)
     want = hand_merged_weights(base.model.diffusion_model.state_dict(), h.xlabs_lora(), preference_lora, strength)
     worst = max((got[k] - want[k]).abs().max().item() for k in want)

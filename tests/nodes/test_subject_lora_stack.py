@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bench import comfy_harness as h
-from bench.comfy_harness.hand_merge import hand_merged_weights
+from bench.comfy_harness.hand_merge import hand_merged_weights, patched_weights, stacked_on_dreamo
 
 pytest.importorskip("peft")
 
@@ -50,12 +50,8 @@ def dreamo_output(model):
 
 @pytest.mark.parametrize("strength", [1.0, 0.5])
 def test_subject_lora_stacks_on_load_dreamo_lora_like_a_hand_merge(loras_dir, subject_lora, strength):
-    import nodes
-
     base = h.tiny_flux(0)
-    (dreamo,) = h.run_node("DreamO_LoadLoRA", model=base, lora_name="dreamo.safetensors", strength=1.0,
-                           embedding_name="None")
-    (stacked,) = nodes.NODE_CLASS_MAPPINGS["LoraLoaderModelOnly"]().load_lora_model_only(dreamo, FILE, strength)
+    dreamo, stacked = stacked_on_dreamo(base, FILE, strength)
     with_lora, without = dreamo_output(stacked), dreamo_output(dreamo)
 
     merged = h.tiny_flux(0)
@@ -66,14 +62,7 @@ def test_subject_lora_stacks_on_load_dreamo_lora_like_a_hand_merge(loras_dir, su
     assert (with_lora - by_hand).abs().max().item() <= 2e-5
     assert (with_lora - without).abs().max().item() > 1e-3  # the subject LoRA changes the result
     # the tiny model's q/k pass RMSNorms of scale ~0.05, so the output barely sees q vs k rows: compare weights too
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()  # the last sampling left another clone's patches on the shared model
-    stacked.patch_model()
-    try:
-        patched = {k: v.clone() for k, v in stacked.model.diffusion_model.state_dict().items()}
-    finally:
-        stacked.unpatch_model()
+    patched = patched_weights(stacked)
     want = dm.state_dict()
     worst = max((patched[k] - want[k]).abs().max().item() for k in want)
     assert worst <= 1e-6, worst

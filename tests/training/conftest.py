@@ -170,3 +170,24 @@ def yaml_config(path: Path, overrides: list[str], extra: str = "") -> Path:
 @pytest.fixture(scope="session")
 def config_file():
     return yaml_config
+
+
+def fixed_dreamo_forward(transformer, model, caption: str):
+    """``transformer``'s DreamO velocity at fixed noise (one 2 x 2-token reference, σ 0.6, guidance 3.5) with
+    ``model``'s text encoder and tables: compares a generator's fused transformer with a trained model's."""
+    import torch
+
+    from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+
+    g = torch.Generator().manual_seed(0)
+    lat = torch.randn(1, 16, 64, generator=g)
+    refs = [ReferenceTokens(torch.randn(1, 4, 64, generator=g), (2, 2), 1)]
+    pe, pooled, _ = model.encode_text([caption])
+    with torch.no_grad():
+        return dreamo_transformer_forward(transformer, lat, (4, 4), refs, torch.tensor([0.6]), torch.tensor([3.5]),
+                                          pooled, pe, model.tables)
+
+
+@pytest.fixture(scope="session")
+def fixed_forward():
+    return fixed_dreamo_forward

@@ -22,7 +22,6 @@ from torch import nn
 
 from dreamo_core.generator import cli
 from dreamo_core.generator.cli import main as dreamo_main
-from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
 from dreamo_core.generator.loading import LoraRequest, load_tiny_generator
 from dreamo_core.routing.losses import flow_matching_loss, noisy_latents
 from dreamo_core.weights.lora_targets import diffusers_target_names
@@ -217,24 +216,15 @@ def on_base(pair_overrides_for, base_file: Path, tmp_path_factory: pytest.TempPa
     return train_preference(cfg)
 
 
-def test_exported_lora_fused_by_the_generator_gives_the_trained_model(on_base, base_file: Path) -> None:
+def test_exported_lora_fused_by_the_generator_gives_the_trained_model(on_base, base_file: Path, fixed_forward) -> None:
     sd = load_file(str(on_base.lora))
     assert set(sd) == {f"transformer.{n}.lora_{s}.weight" for n in diffusers_target_names(1, 1) for s in "AB"}
     model = on_base.model.cpu().eval()
     assert torch.equal(model.task_embedding, load_file(str(base_file))["dreamo_task_embedding.weight"])  # frozen
     gen = load_tiny_generator([LoraRequest(base_file), LoraRequest(on_base.lora)])
     base_only = load_tiny_generator([LoraRequest(base_file)])
-
-    def forward(transformer):
-        g = torch.Generator().manual_seed(0)
-        lat = torch.randn(1, 16, 64, generator=g)
-        refs = [ReferenceTokens(torch.randn(1, 4, 64, generator=g), (2, 2), 1)]
-        pe, pooled, _ = model.encode_text(["a [ref#1] on a gray floor"])
-        return dreamo_transformer_forward(transformer, lat, (4, 4), refs, torch.tensor([0.6]), torch.tensor([3.5]),
-                                          pooled, pe, model.tables)
-
-    with torch.no_grad():
-        want, got, without = forward(model.transformer), forward(gen.transformer), forward(base_only.transformer)
+    want, got, without = (fixed_forward(t, model, "a [ref#1] on a gray floor")
+                          for t in (model.transformer, gen.transformer, base_only.transformer))
     assert (got - want).abs().max() < 1e-5
     assert (without - want).abs().max() > 1e-4  # the preference LoRA matters, so the match is not vacuous
 

@@ -17,42 +17,21 @@ line on stderr, no traceback; the pairs' rows are checked, images decoded, befor
 
 from __future__ import annotations
 
-import logging
-import sys
-
-from ..checkpoint import CheckpointMismatchError
 from ..config import check_paths
-from ..data import DatasetError
-from ..step_losses import NonFiniteLossError
-from ..train import fail
-from .config import check_bases, load_preference_config
+from ..train import run_command
+from .config import PreferenceRunConfig, check_bases, load_preference_config
 from .stage import train_preference
 
-PROG = "training.preference"
-USAGE = f"usage: python -m {PROG} CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
+
+def checked_config(path: str, overrides: list[str]) -> PreferenceRunConfig:
+    """The config, with the folders and base files it names checked."""
+    config = load_preference_config(path, overrides)
+    check_paths(config)
+    check_bases(config)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI; exit codes in the module docstring."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print(f"{USAGE}\n\n{__doc__}")
-        return 0
-    if not argv or argv[0].startswith("-"):
-        print(USAGE, file=sys.stderr)
-        return fail("no config file given (the first argument is a YAML file, e.g. "
-                    "training/configs/flux_dev_preference.yaml)", 2, PROG)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_preference_config(argv[0], argv[1:])
-        check_paths(config)
-        check_bases(config)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        return fail(e, 2, PROG)
-    try:
-        train_preference(config)
-    except (DatasetError, CheckpointMismatchError) as e:
-        return fail(e, 2, PROG)
-    except NonFiniteLossError as e:
-        return fail(e, 1, PROG)
-    return 0
+    return run_command(argv, "training.preference", __doc__, "training/configs/flux_dev_preference.yaml",
+                       checked_config, train_preference)
