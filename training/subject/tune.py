@@ -43,11 +43,11 @@ from ..attention_capture import select_layers
 from ..batch import make_batch
 from ..codec import Codec, decode_tokens, encode_tokens, make_codec
 from ..config import TrainConfig, load_config
-from ..data import BatchPlan, DatasetError, fit, load_rgb, read_metadata, ref_size
+from ..data import BatchPlan, DatasetError, fit, load_rgb, read_metadata, ref_size, save_rgb, write_rows
 from ..loop import train
 from ..model import DreamOTrainModel
 from ..step_losses import NonFiniteLossError, compute_losses
-from .dataset import BACKGROUNDS, REFERENCE, Augment, save_rgb, write_rows, write_subject_dataset
+from .dataset import BACKGROUNDS, REFERENCE, Augment, write_subject_dataset
 from .lora import save_subject_lora, subject_tune_model
 
 logger = logging.getLogger("DreamO")
@@ -225,7 +225,7 @@ def fixed_noise_losses(model: DreamOTrainModel, cfg: TrainConfig, folder: Path, 
     same numbers before and after a tune measure what the tune changed (plain captions never used)."""
     device = next(model.parameters()).device
     codec = codec_of(cfg, device)
-    rows = read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row, cfg.data.placement)
+    rows = read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row, placement=cfg.data.placement)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     sums, n = {"diff": 0.0, "route": 0.0}, 0
     was_training = model.training
