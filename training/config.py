@@ -84,7 +84,13 @@ class StageConfig:
     lr: float = 4e-5
     warmup: int = 0
     mixture: dict[str, float] = field(default_factory=dict)  # dataset group -> sampling weight
-    ref_token_drop: float = 0.0  # stage 3: 0.95 of the reference tokens dropped
+    ref_token_drop: float | dict[str, float] = 0.0  # stage 3: 0.95 of the reference tokens dropped; a mapping
+    # {group: share} drops them only in those dataset groups (e.g. {self: 0.95} while other groups keep theirs)
+
+    def drop_for(self, group: str) -> float:
+        """The share of reference tokens dropped in a batch of dataset ``group``."""
+        drop = self.ref_token_drop
+        return drop.get(group, 0.0) if isinstance(drop, dict) else drop
 
 
 @dataclass
@@ -246,8 +252,12 @@ def validate(cfg: TrainConfig) -> None:
         missing = sorted(set(s.mixture) - set(cfg.data.datasets))
         if missing:
             raise ValueError(f"config stages[{i}].mixture: dataset group(s) {missing} are not in data.datasets")
-        if not 0.0 <= s.ref_token_drop < 1.0:
+        drops = s.ref_token_drop.values() if isinstance(s.ref_token_drop, dict) else [s.ref_token_drop]
+        if not all(0.0 <= d < 1.0 for d in drops):
             raise ValueError(f"config stages[{i}].ref_token_drop must be in [0, 1), got {s.ref_token_drop}")
+        if isinstance(s.ref_token_drop, dict) and set(s.ref_token_drop) - set(cfg.data.datasets):
+            raise ValueError(f"config stages[{i}].ref_token_drop: dataset group(s) "
+                             f"{sorted(set(s.ref_token_drop) - set(cfg.data.datasets))} are not in data.datasets")
 
 
 def _need(key: str, path: str, parts: tuple[str, ...], what: str) -> None:

@@ -351,6 +351,7 @@ class BatchPlan:
     rows: list[Row]
     use_plain: list[bool]
     ref_keep_seed: int  # seeds the (shared) reference-token drop of this step
+    group: str = ""  # the dataset group the stage's mixture picked for this step
 
 
 class BatchSampler:
@@ -371,11 +372,12 @@ class BatchSampler:
         rng = np.random.default_rng([self.seed, step])
         names = sorted(mixture)
         p = np.array([mixture[n] for n in names], dtype=np.float64)
-        group = self.buckets[names[int(rng.choice(len(names), p=p / p.sum()))]]
+        name = names[int(rng.choice(len(names), p=p / p.sum()))]
+        group = self.buckets[name]
         sizes = np.array([len(b) for b in group], dtype=np.float64)
         bucket = group[int(rng.choice(len(group), p=sizes / sizes.sum()))]
         picks = rng.choice(len(bucket), size=self.batch_size, replace=len(bucket) < self.batch_size)
         plain = rng.random(self.batch_size) < self.plain_prob
         keep_seed = int(rng.integers(2**31))
         mine = slice(rank, None, world)
-        return BatchPlan([bucket[int(i)] for i in picks[mine]], [bool(x) for x in plain[mine]], keep_seed)
+        return BatchPlan([bucket[int(i)] for i in picks[mine]], [bool(x) for x in plain[mine]], keep_seed, name)

@@ -55,7 +55,7 @@ class RoutingObjective:
                              placement=cfg.data.placement)
 
     def batch(self, plan: BatchPlan, codec: Codec, cfg: TrainConfig, stage: StageConfig, device: torch.device) -> Batch:
-        return make_batch(plan, codec, cfg.data.ref_res, stage.ref_token_drop, device)
+        return make_batch(plan, codec, cfg.data.ref_res, stage.drop_for(plan.group), device)
 
     def losses(self, model: torch.nn.Module, batch: Batch, cfg: TrainConfig, noise: torch.Tensor, t: torch.Tensor,
                layers: frozenset[str]) -> dict[str, torch.Tensor]:

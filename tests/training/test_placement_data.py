@@ -113,3 +113,32 @@ def test_trainer_forward_uses_the_rows_box(tmp_path, overrides_for):
     handle.remove()
     want = placed_reference_ids(batch.refs[0].grid, Box(0.25, 0.25, 0.5, 0.5), batch.grid)
     assert torch.equal(seen["ids"][-want.shape[0]:].float(), want)  # [text | target | reference] ids: the last rows
+
+
+def test_reference_token_drop_per_dataset_group(dataset_dirs, tmp_path):
+    """``ref_token_drop: {self: 0.95}`` drops reference tokens only in batches drawn from the ``self`` group (a
+    quality stage that keeps rehearsing the other groups with their whole references)."""
+    from training.objective import RoutingObjective
+
+    stages = ("--stages=[{name: q, steps: 4, lr: 0.001, mixture: {subject: 1.0, self: 1.0}, "
+              "ref_token_drop: {self: 0.95}}]")
+    cfg = load_config(None, [f"--data.datasets={{subject: '{dataset_dirs['subject']}', self: '{dataset_dirs['self']}'}}",
+                             "--data.buckets=[[64, 64]]", "--data.ref_res=32", "--data.batch_size=2", stages])
+    stage = cfg.stages[0]
+    assert (stage.drop_for("self"), stage.drop_for("subject")) == (0.95, 0.0)
+    groups = {k: read_metadata(v, [[64, 64]], 32) for k, v in cfg.data.datasets.items()}
+    sampler, objective = BatchSampler(groups, 2, 0.0, seed=0), RoutingObjective()
+    seen = set()
+    for step in range(16):
+        plan = sampler.plan(step, stage.mixture)
+        batch = objective.batch(plan, PixelCodec(), cfg, stage, torch.device("cpu"))
+        n_ref = sum(r.tokens.shape[1] for r in batch.refs)
+        if plan.group == "self":
+            assert batch.ref_keep is not None and len(batch.ref_keep) == max(1, round(n_ref * 0.05))
+        else:
+            assert batch.ref_keep is None
+        seen.add(plan.group)
+    assert seen == {"self", "subject"}
+    with pytest.raises(ValueError, match=r"ref_token_drop: dataset group\(s\) \['nope'\]"):
+        load_config(None, [f"--data.datasets={{subject: '{dataset_dirs['subject']}'}}",
+                           "--stages=[{name: q, steps: 1, mixture: {subject: 1.0}, ref_token_drop: {nope: 0.5}}]"])

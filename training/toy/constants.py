@@ -35,7 +35,7 @@ HELD_OUT_SEED = 20261206  # draws them (training glyphs are drawn from other see
 
 LORA_RANK = 32  # the toy DreamO LoRA (hidden 128)
 BASE_STEPS = 1000  # toy base training steps (batch 16): draws crisp glyphs at the prompt's place (training/README)
-DREAMO_STEPS = 1200  # toy DreamO training steps per run (batch 8)
+DREAMO_STEPS = 1600  # toy DreamO training steps per placed run (batch 8; diagonal runs: half)
 ROUTE_WEIGHT = 0.1  # λ_route of the runs with L_route (0 in the runs without)
 
 TOY_DIR = Path(__file__).resolve().parents[2] / "models" / "toy"  # the repo's trained toy (python -m training.toy.retrain)

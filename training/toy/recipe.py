@@ -1,12 +1,13 @@
 """What the toy DreamO trains: the runs (placement x L_route x training seed) and the trainer config of each.
 
 Each run is the real trainer (``python -m training.train``) on the frozen toy base: LoRA on the official targets +
-task/index tables + T5 placeholder rows; flow matching + L_route + L_holder; the paper's three stages scaled down
-(20 % subject warm-up on one-glyph rows; 75 % all rows; 5 % self-reference quality stage with 95 % of the
-reference tokens dropped, at a third of the learning rate: at the paper's 10 % and lr 3e-4 this stage took held-out
-cell accuracy from 0.99 to 0.87 — training/README.md, pilots). ``placed`` runs train with ``data.placement: box``
-(each reference's ids in its glyph's box: DreamFuse's positional affine); ``diagonal`` runs keep DreamO's own
-diagonal reference ids. A run's ``seed`` is the trainer's ``seed`` (data order and noise) and ``model.init_seed``
+task/index tables + T5 placeholder rows; flow matching + L_route + L_holder; the paper's three stages scaled down:
+20 % subject warm-up on one-glyph rows; 75 % all rows; 5 % quality stage at a tenth of the learning rate, on
+self-reference rows with 95 % of their reference tokens dropped mixed half and half with the other rows (which
+keep their references). The paper's stage 3 (self-reference rows alone, every batch dropped) unlearns the copy
+here: the toy has no image quality for it to restore (training/README.md, pilots). ``placed`` runs train with
+``data.placement: box`` (each reference's ids in its glyph's box: DreamFuse's positional affine); ``diagonal``
+runs keep DreamO's own diagonal reference ids and stop earlier (their copy plateaus by step 400). A run's ``seed`` is the trainer's ``seed`` (data order and noise) and ``model.init_seed``
 (the LoRA's and the tables' start; the frozen base and its tiny text encoder stay those of the base).
 """
 
@@ -28,6 +29,11 @@ class Run:
     seed: int
 
     @property
+    def steps(self) -> int:
+        """Training steps: ``DREAMO_STEPS`` placed, half of it diagonal."""
+        return DREAMO_STEPS if self.placement == "box" else DREAMO_STEPS // 2
+
+    @property
     def kind(self) -> str:
         """``placed, L_route`` ... the row of the tables (seeds pooled)."""
         return f"{'placed' if self.placement == 'box' else 'diagonal'}, {'L_route' if self.route else 'no L_route'}"
@@ -46,9 +52,11 @@ RUNS: tuple[Run, ...] = (
 )
 
 
-def dreamo_overrides(run: Run, out: Path, data: dict[str, Path], base: Path, steps: int = DREAMO_STEPS,
+def dreamo_overrides(run: Run, out: Path, data: dict[str, Path], base: Path, steps: int | None = None,
                      checkpoint_every: int = 0) -> list[str]:
-    """The trainer's ``--key=value`` config of one run (the stages above; batch 8, lr 1e-3, uniform t)."""
+    """The trainer's ``--key=value`` config of one run (the stages above; batch 8, lr 1e-3, uniform t; ``steps``
+    default ``run.steps``)."""
+    steps = steps or run.steps
     s1, s3 = steps // 5, steps // 20
     sets = ", ".join(f"{k}: '{v}'" for k, v in data.items())
     return [
@@ -60,5 +68,6 @@ def dreamo_overrides(run: Run, out: Path, data: dict[str, Path], base: Path, ste
         f"--keep_checkpoints={0 if checkpoint_every else 1}", "--progress=false", "--log_every=25",
         f"--stages=[{{name: subject, steps: {s1}, lr: 0.001, warmup: 20, mixture: {{single: 1.0}}}}, "
         f"{{name: all, steps: {steps - s1 - s3}, lr: 0.001, mixture: {{single: 0.4, multi: 0.6}}}}, "
-        f"{{name: quality, steps: {s3}, lr: 0.0001, mixture: {{self: 1.0}}, ref_token_drop: 0.95}}]",
+        f"{{name: quality, steps: {s3}, lr: 0.0001, mixture: {{self: 0.5, single: 0.25, multi: 0.25}}, "
+        "ref_token_drop: {self: 0.95}}]",
     ]

@@ -42,7 +42,7 @@ from .report import Measurement
 HEADLINE = ("accuracy", "retrieval", "binding", "blend")
 
 
-def write_run_config(run: Run, out: Path, data: dict[str, Path], base: Path, steps: int, curve_every: int = 0) -> Path:
+def write_run_config(run: Run, out: Path, data: dict[str, Path], base: Path, steps: int | None, curve_every: int = 0) -> Path:
     """The run's resolved trainer config as YAML (``out/<run>/config.yaml``): what ``python -m training.train`` runs
     (``curve_every`` > 0 keeps a checkpoint every that many steps for the learning curve)."""
     cfg = load_config(None, dreamo_overrides(run, out / run.name, data, base, steps, curve_every))
@@ -63,7 +63,7 @@ def last_log(run_dir: Path) -> dict | None:
         return None
 
 
-def train_runs(runs: tuple[Run, ...], out: Path, data: dict[str, Path], base: Path, steps: int, workers: int,
+def train_runs(runs: tuple[Run, ...], out: Path, data: dict[str, Path], base: Path, steps: int | None, workers: int,
                curve_every: int = 0) -> None:
     """Each run in its own ``python -m training.train`` process (one thread each), ``workers`` at a time; a line
     per running run every 15 s (step, loss, s/step); stops at the first failure with its log."""
@@ -83,8 +83,9 @@ def train_runs(runs: tuple[Run, ...], out: Path, data: dict[str, Path], base: Pa
             rec = last_log(out / run.name)
             if rec:
                 per = (time.time() - started) / rec["step"]
-                print(f"  {run.name}: step {rec['step']}/{steps} ({rec['stage']}), loss {rec['loss']:.4f}, "
-                      f"{per:.2f} s/step, about {per * (steps - rec['step']):.0f} s to go", flush=True)
+                total = steps or run.steps
+                print(f"  {run.name}: step {rec['step']}/{total} ({rec['stage']}), loss {rec['loss']:.4f}, "
+                      f"{per:.2f} s/step, about {per * (total - rec['step']):.0f} s to go", flush=True)
             if proc.poll() is not None:
                 log.close()
                 del running[run]
@@ -174,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/toy_retrain")
     p.add_argument("--base", default="", help="an existing toy base folder (skips step 2), e.g. models/toy/base")
     p.add_argument("--base-steps", type=int, default=BASE_STEPS)
-    p.add_argument("--steps", type=int, default=DREAMO_STEPS, help="DreamO training steps per run")
+    p.add_argument("--steps", type=int, default=0, help=f"DreamO training steps per run (default {DREAMO_STEPS} "
+                   "placed, half diagonal)")
     p.add_argument("--workers", type=int, default=2, help="runs trained at once (one thread each)")
-    p.add_argument("--curve-every", type=int, default=300, help="checkpoint steps of the learning curve (0: none)")
+    p.add_argument("--curve-every", type=int, default=400, help="checkpoint steps of the learning curve (0: none)")
     p.add_argument("--only", default="", help="comma-separated run names (default: every run of the recipe)")
     p.add_argument("--cases", type=int, default=N_SINGLE, help="held-out one- and two-glyph cases per run")
     p.add_argument("--save-toy", default="", help="write the trained toy here (e.g. models/toy)")
@@ -193,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training the toy base from scratch ({args.base_steps} steps) ...", flush=True)
         train_base(base, steps=args.base_steps)
     timings["data + base"] = time.time() - t0
-    print(f"training {len(runs)} DreamO runs ({args.steps} steps each, {args.workers} at a time) ...", flush=True)
-    train_runs(runs, out, data, base, args.steps, args.workers, args.curve_every)
+    print(f"training {len(runs)} DreamO runs ({args.workers} at a time) ...", flush=True)
+    train_runs(runs, out, data, base, args.steps or None, args.workers, args.curve_every)
     timings["DreamO runs"] = time.time() - t0 - sum(timings.values())
     toy = Toy(out, {r: out / r.name / "dreamo_trained.safetensors" for r in runs}, base)
     print("measuring on held-out glyphs ...", flush=True)
