@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default="", help="comma-separated run names (default: every run of the recipe)")
     p.add_argument("--cases", type=int, default=N_SINGLE, help="held-out one- and two-glyph cases per run")
     p.add_argument("--save-toy", default="", help="write the trained toy here (e.g. models/toy)")
+    p.add_argument("--resume", action="store_true", help="keep the runs already exported in --out (an interrupted "
+                   "retraining goes on where it stopped)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     out, t0 = Path(args.out), time.time()
@@ -195,8 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training the toy base from scratch ({args.base_steps} steps) ...", flush=True)
         train_base(base, steps=args.base_steps)
     timings["data + base"] = time.time() - t0
-    print(f"training {len(runs)} DreamO runs ({args.workers} at a time) ...", flush=True)
-    train_runs(runs, out, data, base, args.steps or None, args.workers, args.curve_every)
+    done = tuple(r for r in runs if args.resume and (out / r.name / "dreamo_trained.safetensors").is_file())
+    if done:
+        print(f"keeping {len(done)} runs already trained: {', '.join(r.name for r in done)}", flush=True)
+    todo = tuple(r for r in runs if r not in done)
+    print(f"training {len(todo)} DreamO runs ({args.workers} at a time) ...", flush=True)
+    train_runs(todo, out, data, base, args.steps or None, args.workers, args.curve_every)
     timings["DreamO runs"] = time.time() - t0 - sum(timings.values())
     toy = Toy(out, {r: out / r.name / "dreamo_trained.safetensors" for r in runs}, base)
     print("measuring on held-out glyphs ...", flush=True)
