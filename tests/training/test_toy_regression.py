@@ -28,18 +28,16 @@ def test_shipped_toy_copies_held_out_glyphs(model):
     assert abs(text.mean("accuracy") - text.mean("chance_accuracy")) < 0.15
 
 
-def test_the_references_embedding_and_box_all_matter(model):
-    """Break one DreamO part at a time at sampling: each costs most of the copy."""
+def test_the_box_and_the_dreamo_file_both_matter(model):
+    """Break one DreamO part at a time at sampling: each costs most of the copy. (Zeroing the condition-embedding
+    tables or the placeholder rows costs only 0.01-0.05 here: with boxes, the position ids do the routing — see
+    training/README.md.)"""
     single = eval_cases(12, 1, seed=4244)
     good = evaluate(model, single, [], placed=True)["refs"].mean("accuracy")
     diagonal = evaluate(model, single, [], placed=False)["refs"].mean("accuracy")  # ids not in the box
-    idx = model.idx_embedding.detach().clone()
-    try:
-        model.idx_embedding.data[1] = 0.0  # reference 1 without its index embedding
-        no_index = evaluate(model, single, [], placed=True)["refs"].mean("accuracy")
-    finally:
-        model.idx_embedding.data.copy_(idx)
-    assert good >= 0.8 and diagonal < good - 0.2 and no_index < good - 0.1, (good, diagonal, no_index)
+    plain = load_exported_model(TOY_DIR / "base", None)  # the base without the DreamO file (LoRA, tables, rows)
+    no_file = evaluate(plain, single, [], placed=True)["refs"].mean("accuracy")
+    assert good >= 0.8 and diagonal < good - 0.2 and no_file < good - 0.3, (good, diagonal, no_file)
 
 
 def test_routing_mass_is_inside_the_own_glyph(model):

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="runs/toy_demo")
     p.add_argument("--toy", default=str(TOY_DIR), help="a trained toy folder (manifest.json, base/, runs/)")
     p.add_argument("--cases", type=int, default=N_SINGLE, help="held-out one- and two-glyph cases per run")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: the tiny model gains nothing from more, and a busy machine slows many threads down)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0, out = time.time(), Path(args.out)
