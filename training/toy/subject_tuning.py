@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     Image.fromarray(upscale(HELD_OUT[a.glyph].pixels())).save(work / "glyph.png")
     argv_tune = [str(work / "glyph.png"), "--out", str(work / "glyph_lora.safetensors"), "--base", str(run_file),
                  "--size", str(TARGET_SIZE), "--views", "48", "--backgrounds", "gray", "--scale", "0.5,0.5",
-                 "--flip", "0", "--caption", "a [ref#1] on a gray background", "--steps", str(a.steps),
+                 "--flip", "0", "--align", "32", "--caption", "a [ref#1] on a gray background", "--steps", str(a.steps),
                  "--lr", str(a.lr), "--rank", str(a.rank), "--batch-size", "4"]
     if a.regular_rows:
         argv_tune += ["--regular", str(write_group(work / "regular", a.regular_rows, 1, seed=11)),
