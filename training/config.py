@@ -6,6 +6,7 @@ Defaults are read in one place (the dataclasses below); ``training/README.md`` e
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ class TrainConfig:
         return sum(s.steps for s in self.stages)
 
 
+FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _check(value: Any, tp: Any, where: str) -> Any:
     """Return ``value`` converted to ``tp`` (dataclasses built from dicts); raise ValueError on a mismatch."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -142,6 +146,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         raise ValueError(f"config {where}: {value!r} is none of {args}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and FLOAT_WITHOUT_DOT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         raise ValueError(f"config {where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
