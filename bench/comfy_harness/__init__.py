@@ -12,7 +12,7 @@ node tests' independent DreamO forward), ``workflow_api`` (UI workflow -> API pr
 """
 
 from .direct_call import dreamo_call_options
-from .guided_call import Captured, denoise_once, guided_call, seen_position_ids
+from .guided_call import Captured, denoise_once, guided_call, guider_call, guider_denoise_once, seen_position_ids
 from .loading import (
     PACK_NAME,
     REPO,
@@ -20,6 +20,7 @@ from .loading import (
     comfyui_version,
     node,
     pack,
+    run_core_node,
     run_node,
     setup_comfy,
     use_loras_folder,
@@ -61,7 +62,7 @@ __all__ = [
     "COMFYUI_ABSENT", "CTX", "FLUX_FAMILY", "GUIDANCE", "HEADS", "HIDDEN", "PACK_NAME", "REF_SHAPES", "REPO", "SIGMA",
     "TINY_SIZES", "VEC", "Captured", "SilentServer", "comfy_lora", "comfy_path", "comfyui_version", "conditioning",
     "denoise_once", "diffusers_lora", "dreamo_call_options", "dreamo_refs", "flux1_key_signature", "flux_config", "flux_model",
-    "guided_call", "guided_positive", "io_directories", "node", "pack", "prompt_executor", "random_refs",
-    "random_state_dict", "run_node", "seen_position_ids", "setup_comfy", "stand_in_for_absent", "tiny_family_model",
+    "guided_call", "guided_positive", "guider_call", "guider_denoise_once", "io_directories", "node", "pack", "prompt_executor", "random_refs",
+    "random_state_dict", "run_core_node", "run_node", "seen_position_ids", "setup_comfy", "stand_in_for_absent", "tiny_family_model",
     "tiny_flux", "tiny_tables", "tiny_vae", "use_loras_folder", "with_dreamo_tables", "write_loras", "xlabs_lora",
 ]

@@ -55,6 +55,15 @@ def run_node(node_id: str, **inputs):
     return node(node_id).execute(**inputs).result
 
 
+def run_core_node(node_id: str, **inputs):
+    """Execute one of ComfyUI's own nodes, classic (``FUNCTION``) or V3 (``execute``) as the version has it;
+    returns its outputs tuple."""
+    cls = node(node_id)
+    if hasattr(cls, "FUNCTION"):
+        return tuple(getattr(cls(), cls.FUNCTION)(**inputs))
+    return cls.execute(**inputs).result
+
+
 def with_dreamo_tables(model, embedding_name: str = "embedding.safetensors"):
     """``model`` through Load DreamO LoRA with no LoRA, only the tables of ``embedding_name`` (in ``loras``)."""
     (out,) = run_node("DreamO_LoadLoRA", model=model, lora_name="None", strength=1.0, embedding_name=embedding_name)

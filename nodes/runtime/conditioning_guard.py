@@ -56,8 +56,8 @@ def dynamic_vram(model: Any) -> bool:
     if callable(dynamic) and dynamic():
         return True
     memory = getattr(comfy, "memory_management", None)
-    return bool(getattr(memory, "aimdo_enabled", False)) or (
-        getattr(comfy.model_patcher, "CoreModelPatcher", None) is not getattr(comfy.model_patcher, "ModelPatcher", None))
+    core = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)  # 0.16+: may be dynamic
+    return bool(getattr(memory, "aimdo_enabled", False)) or core is not comfy.model_patcher.ModelPatcher
 
 
 def guarded(conditioning: list, model: Any) -> list:
