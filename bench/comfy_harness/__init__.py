@@ -12,7 +12,14 @@ node tests' independent DreamO forward), ``workflow_api`` (UI workflow -> API pr
 """
 
 from .direct_call import dreamo_call_options
-from .guided_call import Captured, denoise_once, guided_call, guider_call, guider_denoise_once, seen_position_ids
+from .guided_call import (
+    Captured,
+    denoise_once,
+    guided_call,
+    guider_call,
+    guider_denoise_once,
+    seen_position_ids,
+)
 from .loading import (
     PACK_NAME,
     REPO,
