@@ -114,13 +114,13 @@ def scenario_rows(dreamo, plain_negative) -> list[list[str]]:
     noop = {"diffusion_model": {"bench_noop": [passthrough]}}
     rows = []
     for name, pos, cfg in (("1 ref, cfg 1", pos1, 1.0), ("1 ref, cfg 2", pos1, 2.0), ("0 refs, cfg 2", pos0, 2.0)):
-        base_out, base_b, _ = counted_run(dreamo, pos, plain_negative, cfg)
+        base_out, base_b, base_switches = counted_run(dreamo, pos, plain_negative, cfg)
         for variant, cond in (("hook registered (no-op wrapper)", hooked(pos, noop)),
                               ("hook declined (should_register)", hooked(pos, noop, S.has_dreamo_wrappers))):
             out, batches, switches = counted_run(dreamo, cond, plain_negative, cfg)
             ratio = time_ratio(dreamo, pos, cond, plain_negative, cfg)
             rows.append([name, variant, f"{base_b[:2]} -> {batches[:2]}", f"{len(base_b)} -> {len(batches)}",
-                         str(switches), f"{ratio:.3f}", f"{(out - base_out).abs().max().item():.2e}"])
+                         f"{base_switches} -> {switches}", f"{ratio:.3f}", f"{(out - base_out).abs().max().item():.2e}"])
     return rows
 
 
