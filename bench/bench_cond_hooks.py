@@ -54,6 +54,11 @@ def hooked(conditioning: list, wrappers: dict, decline=None) -> list:
     return comfy.hooks.set_hooks_for_conditioning(conditioning, group)
 
 
+def unhooked(conditioning: list) -> list:
+    """``conditioning`` without any hook (Apply's output carries DreamO's guard; the baseline has none)."""
+    return [[c, {k: v for k, v in d.items() if k != "hooks"}] for c, d in conditioning]
+
+
 def passthrough(executor, *args, **kwargs):
     return executor(*args, **kwargs)
 
@@ -109,8 +114,8 @@ def time_ratio(model, base_cond: list, cond: list, negative, cfg: float) -> floa
 def scenario_rows(dreamo, plain_negative) -> list[list[str]]:
     S = h.pack("nodes.runtime.dreamo_model")
     one = h.random_refs([(8, 8)], [1])
-    _, pos1 = h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive(), references=one)
-    _, pos0 = h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive())
+    pos1 = unhooked(h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive(), references=one)[1])
+    pos0 = unhooked(h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive())[1])
     noop = {"diffusion_model": {"bench_noop": [passthrough]}}
     rows = []
     for name, pos, cfg in (("1 ref, cfg 1", pos1, 1.0), ("1 ref, cfg 2", pos1, 2.0), ("0 refs, cfg 2", pos0, 2.0)):
@@ -142,8 +147,8 @@ def gap_row(base, dreamo) -> list[str]:
 
     carried = {"sampler_sample": {"dreamo": [run_with_tables]}, "apply_model": {"dreamo": [S.dreamo_call_wrapper]},
                "diffusion_model": {"dreamo": [W.dreamo_forward_wrapper]}}
-    _, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive(),
-                        references=h.random_refs([(8, 8)], [1]))
+    pos = unhooked(h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive(),
+                              references=h.random_refs([(8, 8)], [1]))[1])
     want = ksample(dreamo, pos, h.conditioning(30), 1.0)
     silent = ksample(base, pos, h.conditioning(30), 1.0)
     got = ksample(base, hooked(pos, carried), h.conditioning(30), 1.0)
@@ -158,7 +163,7 @@ def dynamic_delegate_row(dreamo) -> list[str]:
     dynamic = getattr(comfy.model_patcher, "ModelPatcherDynamic", None)
     if dynamic is None:
         return ["this ComfyUI has no dynamic VRAM (no ModelPatcherDynamic)"] * 2
-    _, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive())
+    pos = unhooked(h.run_node("DreamO_ApplyConditioning", model=dreamo, positive=h.guided_positive())[1])
     out = []
     for cond in (pos, hooked(pos, {"diffusion_model": {"bench_noop": [passthrough]}},
                              h.pack("nodes.runtime.dreamo_model").has_dreamo_wrappers)):
