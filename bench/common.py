@@ -6,10 +6,12 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
 from bench.flops import FLUX_TEXT_TOKENS, excess_percent
+from bench.seeded_weights import materialize_seeded
 from dreamo_core.generator.tiny import TINY_TRANSFORMER, flux_transformer
 from dreamo_core.spec import FLUX_DEV
 
@@ -24,9 +26,14 @@ SIZES = {  # diffusers FluxTransformer2DModel sizes (dreamo_core.generator.tiny.
 }
 
 
+WEIGHTS_SEED = 0  # of every bench's random transformer weights (bench.seeded_weights)
+
+
 def build_transformer(size: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
-    """Random-weight FLUX transformer of the named size (``full`` = FLUX.1-dev architecture, ~12B params)."""
-    return flux_transformer(0, device, dtype, **SIZES[size]).requires_grad_(False)
+    """Random-weight FLUX transformer of the named size (``full`` = FLUX.1-dev architecture, ~12B params), built on
+    the meta device and filled on ``device`` in ``dtype`` with ``WEIGHTS_SEED``'s seeded weights (no fp32 copy;
+    the same values in any diffusers version). Eval mode, no grad."""
+    return materialize_seeded(flux_transformer(0, "meta", None, **SIZES[size]), WEIGHTS_SEED, device, dtype)
 
 
 def sync(device: str) -> None:
@@ -34,7 +41,24 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+T = TypeVar("T")
 Measured = tuple[float, "float | None"]  # (seconds, peak GPU GiB or None) of one call
+
+
+def clocked(fn: Callable[[], T], device: str) -> tuple[float, T]:
+    """(seconds, result) of one call of ``fn``: on CUDA by CUDA events recorded around the call after a sync (the
+    GPU time of this call's kernels), elsewhere by the wall clock."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3, out
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
 
 
 def timed(fn: Callable[[], object], device: str) -> Callable[[], Measured]:
@@ -42,11 +66,7 @@ def timed(fn: Callable[[], object], device: str) -> Callable[[], Measured]:
     def call() -> Measured:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        seconds = time.perf_counter() - t0
+        seconds, _ = clocked(fn, device)
         return seconds, torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     return call
 

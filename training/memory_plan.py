@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from bench.flops import FLUX_TEXT_TOKENS, forward_flops, tokens_for
+from bench.flops import FLUX_TEXT_TOKENS, card_bf16_peak, forward_flops, tokens_for
 from dreamo_core.conditioning.token_layout import reference_spans
 from dreamo_core.spec import FLUX_DEV
 
@@ -74,7 +74,7 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=FLUX_DEV.latent_channe
            block_out_channels=(128, 256, 512, 512),
            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
            use_quant_conv=False, use_post_quant_conv=False)  # FLUX.1-dev AutoencoderKL
-H100_BF16_FLOPS, ASSUMED_MFU = 989e12, 0.40
+H100_BF16_FLOPS, ASSUMED_MFU = card_bf16_peak("NVIDIA H100 80GB HBM3"), 0.40
 
 
 class FlashAttentionAccounting(TorchFunctionMode):
