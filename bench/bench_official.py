@@ -61,7 +61,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -75,21 +74,15 @@ from bench.common import (
     peak_rss_gib,
     print_table,
     reset_peak_rss,
+    size_spec,
 )
 from bench.flops import card_bf16_peak, forward_flops, peak_share, tokens_for
 from dreamo_core.conditioning.embeddings import ConditionEmbeddings
-from dreamo_core.spec import DreamOSpec
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("official", "core", "comfyui", "comfyui-sdpa")
 SIGMA, GUIDANCE = 0.5, 3.5
 OFFICIAL_ABSENT = ("torchvision", "cv2")  # imported by the official dreamo/utils.py, used by no step
-
-
-def size_spec(size: str) -> DreamOSpec:
-    """The DreamOSpec of the diffusers transformer ``SIZES[size]`` (``full``: FLUX_DEV; ``width``: FLUX_DEV with
-    2 + 2 blocks): its widths for the tokens, its ComfyUI FluxParams for the comfyui variants."""
-    return DreamOSpec.of_diffusers_config(SimpleNamespace(**SIZES[size]))
 
 
 def inputs(a: argparse.Namespace) -> dict:
