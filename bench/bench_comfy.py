@@ -60,10 +60,10 @@ def random_comfy_flux(size: str, dtype: torch.dtype, device: str):
     return h.flux_model(SIZES[size], seed=0, dtype=dtype, device=device, scale=0.02)
 
 
-def model_call(model, positive, negative, noise, device: str,
-               outputs: dict | None = None) -> tuple[float, float | None]:
-    """(seconds, peak GPU GiB) of one guided model call through ComfyUI's CFGGuider (cfg 1, ``h.guided_call``);
-    its output goes to ``outputs["y"]`` when given."""
+def model_call(model, positive, negative, noise, device: str, outputs: dict | None = None,
+               sigma: float = SIGMA) -> tuple[float, float | None]:
+    """(seconds, peak GPU GiB) of one guided model call at ``sigma`` through ComfyUI's CFGGuider (cfg 1,
+    ``h.guided_call``); its output goes to ``outputs["y"]`` when given."""
     def step(denoise, x) -> tuple[float, float | None]:
         y = None
 
@@ -77,7 +77,23 @@ def model_call(model, positive, negative, noise, device: str,
         return measured
 
     with torch.no_grad():
-        return h.guided_call(model, positive, negative, noise, SIGMA, 1.0, step)
+        return h.guided_call(model, positive, negative, noise, sigma, 1.0, step)
+
+
+def plain_and_dreamo(size: str, dtype: torch.dtype, device: str, text_tokens: int, g: torch.Generator) -> tuple:
+    """(plain FLUX, the same through Load DreamO LoRA with random tables, a positive conditioning of
+    ``text_tokens`` random text tokens), random values from ``g``; ComfyUI set up already."""
+    from safetensors.torch import save_file
+
+    model, cfg = random_comfy_flux(size, dtype, device), SIZES[size]
+    hidden = cfg["hidden_size"]
+    loras = Path(tempfile.mkdtemp())
+    save_file({"dreamo_task_embedding.weight": torch.randn(2, hidden, generator=g),
+               "dreamo_idx_embedding.weight": torch.randn(10, hidden, generator=g)}, str(loras / "embedding.safetensors"))
+    h.use_loras_folder(loras)
+    ctx = torch.randn(1, text_tokens, cfg["context_in_dim"], generator=g).to(dtype)
+    cond = [[ctx, {"pooled_output": torch.randn(1, cfg["vec_in_dim"], generator=g).to(dtype), "guidance": 3.5}]]
+    return model, h.with_dreamo_tables(model), cond
 
 
 def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int,
@@ -85,19 +101,9 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
     """Measure every grid point (``common.overhead_row`` each), print the table and return the rows; no grid point
     starts after ``deadline`` (``time.monotonic()``). ComfyUI runs on ``device`` (its CPU mode elsewhere)."""
     setup_comfyui(cpu=not device.startswith("cuda"))
-    from safetensors.torch import save_file
-
-    model, cfg = random_comfy_flux(size, dtype, device), SIZES[size]
-    hidden = cfg["hidden_size"]
-    spec = size_spec(size)
-    loras = Path(tempfile.mkdtemp())
     g = torch.Generator().manual_seed(1)
-    save_file({"dreamo_task_embedding.weight": torch.randn(2, hidden, generator=g),
-               "dreamo_idx_embedding.weight": torch.randn(10, hidden, generator=g)}, str(loras / "embedding.safetensors"))
-    h.use_loras_folder(loras)
-    dreamo_model = h.with_dreamo_tables(model)
-    ctx = torch.randn(1, text_tokens, cfg["context_in_dim"], generator=g).to(dtype)
-    cond = [[ctx, {"pooled_output": torch.randn(1, cfg["vec_in_dim"], generator=g).to(dtype), "guidance": 3.5}]]
+    model, dreamo_model, cond = plain_and_dreamo(size, dtype, device, text_tokens, g)
+    spec = size_spec(size)
     rows = []
     for out, n_refs, ref_res in GRIDS[grid]:
         if deadline is not None and time.monotonic() > deadline:
