@@ -169,36 +169,38 @@ def saved_tensor_count(model: nn.Module, blocks: dict[str, nn.Module]) -> Iterat
             h.remove()
 
 
-def meta_transformer(lora_rank: int) -> nn.Module:
-    """FLUX.1-dev on meta with the trainer's LoRA and capture processors."""
+def meta_transformer(lora_rank: int, **sizes: object) -> nn.Module:
+    """FLUX.1-dev on meta with the trainer's LoRA and capture processors; ``sizes`` override its diffusers config
+    (e.g. ``num_layers``, ``num_single_layers``: the blocks a benchmark builds)."""
     from diffusers import FluxTransformer2DModel
 
-
     with torch.device("meta"):
-        transformer = nn.Module.to(FluxTransformer2DModel(**FLUX_DEV_TRANSFORMER), torch.bfloat16)
+        transformer = nn.Module.to(FluxTransformer2DModel(**{**FLUX_DEV_TRANSFORMER, **sizes}), torch.bfloat16)
         add_trainables(transformer, ModelConfig(lora_rank=lora_rank))
     return transformer
 
 
-def transformer_activations(transformer: nn.Module, n_refs: int, image: int, ref: int) -> SavedBytes:
-    """Saved-for-backward bytes of one DreamO training forward (batch 1), all compute in bf16."""
+def transformer_activations(transformer: nn.Module, n_refs: int, image: int, ref: int,
+                            layers: frozenset[str] = frozenset(FLUX_DEV.route_layers),
+                            text_tokens: int = FLUX_TEXT_TOKENS) -> SavedBytes:
+    """Saved-for-backward bytes of one DreamO training forward (batch 1), all compute in bf16, with the routing
+    capture on ``layers`` (the config's by default) and ``text_tokens`` text tokens."""
     trainables = {n: p for n, p in transformer.named_parameters() if p.requires_grad}
     fp32 = {n: p.data for n, p in trainables.items()}
     for p in trainables.values():  # autocast computes LoRA in bf16 too
         p.data = p.data.to(torch.bfloat16)
     n, r = tokens_for(image, image), tokens_for(ref, ref)
-    L, T = n + n_refs * r, FLUX_TEXT_TOKENS
+    L, T, c = n + n_refs * r, text_tokens, transformer.config
     blocks = {f"transformer_blocks.{i}": b for i, b in enumerate(transformer.transformer_blocks)}
     blocks |= {f"single_transformer_blocks.{i}": b for i, b in enumerate(transformer.single_transformer_blocks)}
     with torch.device("meta"):
-        hidden = torch.empty(1, L, FLUX_DEV.packed_channels, dtype=torch.bfloat16)
-        text = torch.empty(1, T, FLUX_DEV.t5_dim, dtype=torch.bfloat16, requires_grad=True)  # rows' gradient
-        pooled = torch.empty(1, FLUX_DEV.pooled_dim, dtype=torch.bfloat16)
+        hidden = torch.empty(1, L, c.in_channels, dtype=torch.bfloat16)
+        text = torch.empty(1, T, c.joint_attention_dim, dtype=torch.bfloat16, requires_grad=True)  # rows' gradient
+        pooled = torch.empty(1, c.pooled_projection_dim, dtype=torch.bfloat16)
         t, g = torch.empty(1), torch.empty(1)
         img_ids, txt_ids = torch.empty(L, 3), torch.empty(T, 3)
         pos = torch.zeros(1, n_refs, dtype=torch.long)
-    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), frozenset(FLUX_DEV.route_layers), "softmax",
-                             pos if n_refs > 1 else None)
+    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), layers, "softmax", pos if n_refs > 1 else None)
     with FlashAttentionAccounting(), saved_tensor_count(transformer, blocks) as saved:
         out = transformer(hidden_states=hidden, timestep=t, guidance=g, pooled_projections=pooled,
                           encoder_hidden_states=text, img_ids=img_ids, txt_ids=txt_ids,
@@ -271,6 +273,37 @@ def build_plans(lora_rank: int = 128, image: int = 512, ref: int = 512, gpus: in
                               trainable * (4 + 4 + 8) / gpus / GiB, act, t5_act))
     counts["largest shard unit"] = largest_unit
     return plans, counts
+
+
+@dataclass
+class SingleGpuPlan:
+    """What one training step on one GPU holds (GiB), transformer only (no T5 / CLIP / VAE: what
+    ``bench.bench_trainer`` builds): frozen bf16 weights, the trainables' fp32 weights + gradients + AdamW state,
+    the DiT's saved activations (batch 1)."""
+
+    weights: float
+    training_state: float
+    activations: float
+    frozen_params: int
+    trainable_params: int
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.training_state + self.activations
+
+
+def single_gpu_plan(sizes: dict, n_refs: int, image: int, ref: int, layers: frozenset[str], text_tokens: int,
+                    lora_rank: int = 128, checkpointing: bool = True) -> SingleGpuPlan:
+    """The plan of one batch-1 step on one GPU (no DDP bucket copy) of the FLUX transformer of diffusers ``sizes``
+    (overrides of FLUX.1-dev's config), with the trainer's LoRA and its tables (task, idx, placeholder rows)."""
+    transformer = meta_transformer(lora_rank, **sizes)
+    c = transformer.config
+    d = c.num_attention_heads * c.attention_head_dim
+    tables = FLUX_DEV.num_task_rows * d + FLUX_DEV.num_idx_rows * d + FLUX_DEV.t5_placeholder_rows * c.joint_attention_dim
+    trainable = numel(transformer, True) + tables
+    saved = transformer_activations(transformer, n_refs, image, ref, layers, text_tokens)
+    return SingleGpuPlan(2 * numel(transformer, False) / GiB, trainable * (4 + 4 + 8) / GiB,
+                         (saved.checkpointed if checkpointing else saved.total) / GiB, numel(transformer, False), trainable)
 
 
 def step_seconds(n_refs: int, ckpt: bool, image: int, ref: int) -> tuple[float, float]:
