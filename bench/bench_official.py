@@ -70,6 +70,7 @@ from bench.common import (
     SIZES,
     WEIGHTS_SEED,
     build_transformer,
+    cell,
     clocked,
     peak_rss_gib,
     print_table,
@@ -442,10 +443,6 @@ def summary(a: argparse.Namespace, c: Comparison) -> list[dict]:
             "threads": rs[-1]["threads"], "output_scale": outs[base].abs().max().item(),
         })
     return rows
-
-
-def cell(value: float | None, fmt: str) -> str:
-    return "n/a" if value is None else format(value, fmt)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -278,7 +278,7 @@ def t5_cost(a: argparse.Namespace) -> None:
           f"forward + backward over 512 tokens ~ {full:.1f} s on this CPU per placeholder caption")
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -295,7 +295,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--blocks", type=lambda v: tuple(int(x) for x in v.split(",")), help="D,S double / single blocks")
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--refs", type=int, default=2, help="references per sample")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = arguments().parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.step_memory:

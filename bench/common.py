@@ -133,7 +133,12 @@ def peak_rss_gib() -> float:
 
 
 def fmt_mem(gib: float | None) -> str:
-    return "n/a" if gib is None else f"{gib:.2f}"
+    return cell(gib, ".2f")
+
+
+def cell(value: float | None, fmt: str) -> str:
+    """``value`` formatted, or n/a."""
+    return "n/a" if value is None else format(value, fmt)
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
