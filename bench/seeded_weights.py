@@ -4,7 +4,7 @@ same (name, shape) is built, whatever library version built the module.
 Each tensor has its own generator on the target device, seeded from the run's seed and the tensor's name, so a
 diffusers ``FluxTransformer2DModel`` of diffusers 0.33 (the official code's) and of the current diffusers get
 identical weights, and ComfyUI's FLUX gets them too after its own key conversion. The distribution is the one
-PyTorch's default init gives (a ``Linear``'s weight and bias uniform in ±1/√fan_in; norm scales 1), so
+PyTorch's default init gives (a ``Linear``'s weight and bias uniform in ±1/√fan_in; norm scales 1, shifts 0), so
 activations keep a sane scale through all 57 FLUX.1-dev blocks. Values differ between CPU and CUDA (their
 generators differ); every variant of one run builds on the same device.
 """
@@ -33,8 +33,8 @@ def seeded_tensors(module: nn.Module, seed: int, device: torch.device | str, dty
         bound = weight.shape[1] ** -0.5 if isinstance(weight, torch.Tensor) and weight.ndim == 2 else None
         for short, p in params:
             name = f"{prefix}.{short}" if prefix else short
-            if "Norm" in type(sub).__name__:
-                yield name, torch.ones(p.shape, device=device, dtype=dtype)
+            if "Norm" in type(sub).__name__:  # as a norm's reset_parameters: scale 1, shift 0
+                yield name, (torch.ones if short == "weight" else torch.zeros)(p.shape, device=device, dtype=dtype)
                 continue
             g = torch.Generator(device=device).manual_seed(tensor_seed(seed, name))
             if bound is None:

@@ -1,8 +1,9 @@
 """One section of the GPU suite in its own subprocess (a clean GPU, its own peak memory, a hard time limit):
 
-    python -m bench.gpu_suite.child KEY SETTINGS.json RESULT.json BUDGET_S
+    python -m bench.gpu_suite.child KEY SETTINGS.json RESULT.json DEADLINE
 
-Runs the section's parts one after the other, no part started after BUDGET_S, and rewrites RESULT.json after each
+Runs the section's parts one after the other, no part started after DEADLINE (seconds since the epoch: the
+section's budget counts from when the suite started this process), and rewrites RESULT.json after each
 ({part: {"status": done | skipped | error, "rows", "notes", "reason" | "error", "elapsed_s"}}): a part that fails
 is recorded with the end of its traceback and the next one still runs, and a section killed at its hard limit
 keeps the parts it finished."""
@@ -20,15 +21,15 @@ from bench.gpu_suite.sections import SECTIONS
 from bench.gpu_suite.settings import Settings
 
 
-def run_parts(key: str, settings: Settings, result_file: Path, budget_s: float) -> dict:
-    deadline = time.monotonic() + budget_s
+def run_parts(key: str, settings: Settings, result_file: Path, deadline_epoch: float) -> dict:
+    deadline = time.monotonic() + (deadline_epoch - time.time())
     result: dict[str, dict] = {}
     for part in SECTIONS[key].parts(settings):
         t0 = time.monotonic()
         if part.skip:
             result[part.name] = {"status": "skipped", "reason": part.skip}
         elif t0 > deadline:
-            result[part.name] = {"status": "skipped", "reason": f"time budget: the section's {budget_s:.0f} s were up"}
+            result[part.name] = {"status": "skipped", "reason": "time budget: the section's time was up"}
         else:
             print(f"== {key}: {part.name}", flush=True)
             try:
@@ -52,9 +53,9 @@ def free_device_memory() -> None:
 
 
 def main(argv: list[str]) -> int:
-    key, settings_file, result_file, budget_s = argv
+    key, settings_file, result_file, deadline = argv
     settings = Settings.from_json(json.loads(Path(settings_file).read_text()))
-    run_parts(key, settings, Path(result_file), float(budget_s))
+    run_parts(key, settings, Path(result_file), float(deadline))
     return 0
 
 

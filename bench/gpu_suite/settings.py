@@ -46,7 +46,7 @@ class Settings:
 FULL = Settings(size="full", device="cuda", dtype="bf16", text_tokens=512, out=1024, refs=2, ref_res=512, repeat=5,
                 rounds=2, overhead_grid="gpu-suite", strength_grid="gpu-suite", compile_size="width",
                 compile_backend="inductor", trainer_size="full", trainer_blocks=(19, 38), trainer_refs=2,
-                budgets={"official": 150, "overhead": 70, "strength": 40, "compile": 110, "trainer": 70},
+                budgets={"official": 150, "overhead": 90, "strength": 35, "compile": 110, "trainer": 55},
                 total_budget=450)
 # tiny: the same paths on the CPU in fp32 (exact enough to compare core and ComfyUI to 1e-5); torch.compile with
 # Dynamo's eager backend (the counts need no compiler)
