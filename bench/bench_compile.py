@@ -47,9 +47,10 @@ def compiled_counts(model, positive, negative, noises: list[torch.Tensor], backe
 
 
 def run(size: str, device: str, dtype: torch.dtype, out: int, n_refs: int, ref_res: int, text_tokens: int,
-        backend: str, repeat: int, deadline: float | None = None) -> list[dict]:
+        backend: str, repeat: int, deadline: float | None = None, fallback: str | None = None) -> list[dict]:
     """Plain and DreamO rows (``compiled_counts`` + eager / compiled ms and the speed-up); prints the table. The
-    DreamO row is not started after ``deadline`` (``time.monotonic()``)."""
+    DreamO row is not started after ``deadline`` (``time.monotonic()``). Where ``backend`` fails to compile, the
+    model is compiled with ``fallback`` (if given) and the row says so."""
     setup_comfyui(cpu=not device.startswith("cuda"), use_pytorch_cross_attention=True)
     g = torch.Generator().manual_seed(1)
     plain, dreamo_model, cond = plain_and_dreamo(size, dtype, device, text_tokens, g)
@@ -61,17 +62,24 @@ def run(size: str, device: str, dtype: torch.dtype, out: int, n_refs: int, ref_r
         for name, model, pos in (("plain FLUX", plain, cond), (f"DreamO, {n_refs} refs", dreamo, positive)):
             if rows and deadline is not None and time.monotonic() > deadline:
                 break
-            compiled, counts = compiled_counts(model, pos, cond, noises, backend, device)
+            try:
+                compiled, counts = compiled_counts(model, pos, cond, noises, backend, device)
+            except Exception as e:  # e.g. inductor's Triton without a C compiler on a bare machine
+                if fallback is None:
+                    raise
+                print(f"  {backend} failed ({type(e).__name__}: {str(e)[:300]}); {fallback} instead", file=sys.stderr)
+                compiled, counts = compiled_counts(model, pos, cond, noises, fallback, device)
+                counts["backend_failed"] = f"{backend}: {type(e).__name__}: {str(e)[:300]}"
             times, ratios, _ = interleaved([partial(model_call, m, pos, cond, noises[2], device, sigma=SIGMAS[2])
                                             for m in (model, compiled)], repeat)
-            rows.append({"model": name, **counts, "eager_ms": times[0] * 1e3, "compiled_ms": times[1] * 1e3,
-                         "speedup": 1 / ratios[1]})
+            rows.append({"model": name, "backend": backend if "backend_failed" not in counts else fallback, **counts,
+                         "eager_ms": times[0] * 1e3, "compiled_ms": times[1] * 1e3, "speedup": 1 / ratios[1]})
             print(f"  compiled {name}", file=sys.stderr, flush=True)
     print_table(f"torch.compile via TorchCompileModel ({backend}; {size}, {device}, {dtype}, {out}² + {n_refs} x "
                 f"{ref_res}² refs, {text_tokens} text tokens; counts over {len(SIGMAS)} steps)",
-                ["model", "graph breaks", "graphs", "recompiles after step 1", "first step s", "eager ms", "compiled ms",
-                 "speed-up"],
-                [[r["model"], str(r["graph_breaks"]), str(r["graphs"]), str(r["recompiles"]), f"{r['first_step_s']:.1f}",
+                ["model", "backend", "graph breaks", "graphs", "recompiles after step 1", "first step s", "eager ms",
+                 "compiled ms", "speed-up"],
+                [[r["model"], r["backend"], str(r["graph_breaks"]), str(r["graphs"]), str(r["recompiles"]), f"{r['first_step_s']:.1f}",
                   f"{r['eager_ms']:.1f}", f"{r['compiled_ms']:.1f}", f"{r['speedup']:.2f}"] for r in rows])
     return rows
 

@@ -66,7 +66,7 @@ def plan(s: Settings) -> str:
 def markdown(part: str, result: dict) -> list[str]:
     rows = result["rows"]
     base = rows[0]["base"] if rows else "official"
-    return table(["variant", "stack", "step ms", f"speed-up vs {base}", "peak GiB (GPU: max allocated)",
+    return table(["variant", "stack", "step ms", f"speed-up vs {base}", "peak GiB (GPU: max allocated, CPU: RSS)",
                   "max abs diff vs official", "max abs diff vs core", "share of bf16 peak"],
                  [[r["variant"], r["stack"], f"{r['step_ms']:.1f}", f"{r['speedup']:.2f}", f"{r['peak_gib']:.2f}",
                    cell(r["diff_vs_official"], ".2e"), cell(r["diff_vs_core"], ".2e"), cell(r["peak_share"], ".1%")]
