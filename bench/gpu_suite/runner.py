@@ -44,6 +44,12 @@ class Tee:
         self.log.flush()
 
 
+def copy_lines(stream: TextIO) -> None:
+    """A subprocess's output, line by line, to this process's (teed) stdout."""
+    for line in stream:
+        sys.stdout.write(line)
+
+
 def run_section(section: Section, settings: Settings, budget_s: float) -> dict:
     """Run ``section`` in a subprocess with ``budget_s``; its record: status (done / partial / error / timeout /
     skipped), elapsed_s, budget_s and the parts' results."""
@@ -55,7 +61,7 @@ def run_section(section: Section, settings: Settings, budget_s: float) -> dict:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
-        copier = threading.Thread(target=lambda: [sys.stdout.write(line) for line in proc.stdout], daemon=True)
+        copier = threading.Thread(target=copy_lines, args=(proc.stdout,), daemon=True)
         copier.start()
         timed_out = False
         try:

@@ -66,4 +66,6 @@ def settings_for(size: str, device: str | None = None, **overrides: object) -> S
                official_python=os.environ.get("DREAMO_OFFICIAL_PYTHON", ""),
                official_pythonpath=os.environ.get("DREAMO_OFFICIAL_PYTHONPATH", ""))
     chosen = {k: v for k, v in overrides.items() if v is not None}
-    return replace(PRESETS[size], device=device or PRESETS[size].device, **{**env, **chosen})
+    device = device or PRESETS[size].device
+    device = "cuda:0" if device == "cuda" else device  # the index ComfyUI's model management compares devices with
+    return replace(PRESETS[size], device=device, **{**env, **chosen})
