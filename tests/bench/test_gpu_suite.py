@@ -48,7 +48,7 @@ def test_dry_run_lists_every_section_and_the_gpu_plan_fits_eight_minutes(capsys,
     (tmp_path / "official" / "dreamo").mkdir(parents=True)
     (tmp_path / "official" / "dreamo" / "dreamo_pipeline.py").write_text("")
     argv = ["--dry-run", "--comfyui-path", str(tmp_path / "comfy"), "--official-path", str(tmp_path / "official"),
-            "--official-pythonpath", str(tmp_path)]
+            "--official-pythonpath", str(tmp_path), "--out", str(tmp_path / "out")]
     assert main(argv) == 0
     plan = capsys.readouterr().out
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in plan.splitlines()
@@ -66,7 +66,7 @@ def test_dry_run_lists_every_section_and_the_gpu_plan_fits_eight_minutes(capsys,
     assert sum(FULL.budgets.values()) <= FULL.total_budget <= 8 * 60  # the one run of <= 8 minutes
     assert main(["--dry-run"] + NO_COMFY) == 0  # without ComfyUI the plan says what it skips
     assert "comfyui-sdpa skipped: no ComfyUI tree" in capsys.readouterr().out
-    assert not any(tmp_path.glob("*.json"))  # a dry run writes nothing
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
 
 
 def test_every_section_has_numbers_or_a_skip_reason(tiny_run):
