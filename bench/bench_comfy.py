@@ -45,10 +45,10 @@ SIZES = {size: size_spec(size).comfy_flux_params() for size in DIFFUSERS_SIZES}
 SIGMA = 0.7  # of the one guided call per step
 
 
-def setup_comfyui(**cli_args: object) -> None:
-    """ComfyUI ($COMFYUI_PATH, ``cli_args`` as ``h.setup_comfy``'s: on the CPU unless ``cpu=False``) and this pack,
-    loaded by the shared harness; SystemExit without COMFYUI_PATH."""
-    comfy_path = os.environ.get("COMFYUI_PATH")
+def setup_comfyui(comfy_path: str | None = None, **cli_args: object) -> None:
+    """ComfyUI (``comfy_path``, default $COMFYUI_PATH; ``cli_args`` as ``h.setup_comfy``'s: on the CPU unless
+    ``cpu=False``) and this pack, loaded by the shared harness; SystemExit without a ComfyUI path."""
+    comfy_path = comfy_path or os.environ.get("COMFYUI_PATH")
     if not comfy_path:
         raise SystemExit("bench_comfy: set COMFYUI_PATH to a ComfyUI checkout (>= 0.3.64)")
     h.setup_comfy(comfy_path, **cli_args)
@@ -97,10 +97,11 @@ def plain_and_dreamo(size: str, dtype: torch.dtype, device: str, text_tokens: in
 
 
 def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int,
-        deadline: float | None = None) -> list[dict]:
+        deadline: float | None = None, comfy_path: str | None = None) -> list[dict]:
     """Measure every grid point (``common.overhead_row`` each), print the table and return the rows; no grid point
-    starts after ``deadline`` (``time.monotonic()``). ComfyUI runs on ``device`` (its CPU mode elsewhere)."""
-    setup_comfyui(cpu=not device.startswith("cuda"))
+    starts after ``deadline`` (``time.monotonic()``). ComfyUI (``comfy_path``, default $COMFYUI_PATH) runs on
+    ``device`` (its CPU mode elsewhere)."""
+    setup_comfyui(comfy_path, cpu=not device.startswith("cuda"))
     g = torch.Generator().manual_seed(1)
     model, dreamo_model, cond = plain_and_dreamo(size, dtype, device, text_tokens, g)
     spec = size_spec(size)

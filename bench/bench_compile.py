@@ -47,11 +47,12 @@ def compiled_counts(model, positive, negative, noises: list[torch.Tensor], backe
 
 
 def run(size: str, device: str, dtype: torch.dtype, out: int, n_refs: int, ref_res: int, text_tokens: int,
-        backend: str, repeat: int, deadline: float | None = None, fallback: str | None = None) -> list[dict]:
+        backend: str, repeat: int, deadline: float | None = None, fallback: str | None = None,
+        comfy_path: str | None = None) -> list[dict]:
     """Plain and DreamO rows (``compiled_counts`` + eager / compiled ms and the speed-up); prints the table. The
     DreamO row is not started after ``deadline`` (``time.monotonic()``). Where ``backend`` fails to compile, the
-    model is compiled with ``fallback`` (if given) and the row says so."""
-    setup_comfyui(cpu=not device.startswith("cuda"), use_pytorch_cross_attention=True)
+    model is compiled with ``fallback`` (if given) and the row says so. ComfyUI: ``comfy_path``, default $COMFYUI_PATH."""
+    setup_comfyui(comfy_path, cpu=not device.startswith("cuda"), use_pytorch_cross_attention=True)
     g = torch.Generator().manual_seed(1)
     plain, dreamo_model, cond = plain_and_dreamo(size, dtype, device, text_tokens, g)
     refs = h.dreamo_refs([torch.randn(1, 16, ref_res // 8, ref_res // 8, generator=g) for _ in range(n_refs)])

@@ -20,7 +20,7 @@ def comfyui(s: Settings, deadline: float | None) -> dict:
     from bench import bench_comfy
 
     rows = bench_comfy.run(s.size, s.device, BENCH_DTYPE_BY_NAME[s.dtype], s.overhead_grid, s.repeat, s.text_tokens,
-                           deadline=deadline)
+                           deadline=deadline, comfy_path=s.comfyui_path)
     return {"rows": rows, "notes": skipped_points(s, rows)}
 
 

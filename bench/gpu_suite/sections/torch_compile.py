@@ -16,7 +16,8 @@ def run(s: Settings, deadline: float | None) -> dict:
 
     fallback = "cudagraphs" if s.compile_backend == "inductor" and device_kind(s) == "cuda" else None
     rows = bench_compile.run(s.compile_size, s.device, BENCH_DTYPE_BY_NAME[s.dtype], s.out, s.refs, s.ref_res,
-                             s.text_tokens, s.compile_backend, s.repeat, deadline=deadline, fallback=fallback)
+                             s.text_tokens, s.compile_backend, s.repeat, deadline=deadline, fallback=fallback,
+                             comfy_path=s.comfyui_path)
     notes = [f"{r['model']}: {r['backend_failed']}; compiled with {r['backend']}" for r in rows if "backend_failed" in r]
     return {"rows": rows, "notes": notes + (["time budget: the DreamO model was not compiled"] if len(rows) < 2 else [])}
 
