@@ -12,7 +12,7 @@ from dreamo_core.generator.flux_forward import ReferenceTokens
 
 from .codec import Codec, encode_tokens
 from .config import TrainConfig
-from .data import BatchPlan, load_sample
+from .data import BatchPlan, LoadedSample, load_sample
 
 
 @dataclass
@@ -41,14 +41,20 @@ def keep_indices(lengths: list[int], drop: float, seed: int) -> torch.Tensor | N
     return torch.cat(keep)
 
 
-def make_batch(plan: BatchPlan, codec: Codec, ref_res: int, drop: float, device: torch.device) -> Batch:
-    """Load, encode and stack the plan's rows (all from one bucket)."""
-    samples = [load_sample(row, ref_res, plain) for row, plain in zip(plan.rows, plan.use_plain)]
-    latents, grid = encode_tokens(codec, torch.stack([s.target for s in samples]).to(device))
+def encode_references(samples: list[LoadedSample], codec: Codec, device: torch.device) -> list[ReferenceTokens]:
+    """Reference j of every sample, encoded as one batch: (B, tokens, 64) per reference index."""
     refs = []
     for j, index in enumerate(samples[0].indices):
         tokens, rgrid = encode_tokens(codec, torch.stack([s.refs[j] for s in samples]).to(device))
         refs.append(ReferenceTokens(tokens, rgrid, index))
+    return refs
+
+
+def make_batch(plan: BatchPlan, codec: Codec, ref_res: int, drop: float, device: torch.device) -> Batch:
+    """Load, encode and stack the plan's rows (all from one bucket)."""
+    samples = [load_sample(row, ref_res, plain) for row, plain in zip(plan.rows, plan.use_plain)]
+    latents, grid = encode_tokens(codec, torch.stack([s.target for s in samples]).to(device))
+    refs = encode_references(samples, codec, device)
     masks = torch.stack([s.masks for s in samples], dim=1).to(device)  # (n_refs, B, N)
     holder = torch.tensor([float(s.has_placeholders) for s in samples], device=device)
     keep = keep_indices([r.tokens.shape[1] for r in refs], drop, plan.ref_keep_seed)

@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,25 +92,32 @@ def check_mask(path: Path, what: str, target_size: tuple[int, int]) -> None:
                          "(width x height); a mask is the subject's footprint in the target and must match it")
 
 
-def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row:
-    """Validate one decoded JSON line; raise ValueError with the reason."""
+def check_keys(obj: object, allowed: set[str], required: tuple[str, ...]) -> dict:
+    """The row as a dict with only ``allowed`` keys, every ``required`` one, a string caption and a non-empty
+    references list; ValueError otherwise."""
     if not isinstance(obj, dict):
         raise ValueError("a row must be a JSON object")
-    unknown = set(obj) - {"target", "caption", "plain_caption", "references"}
+    unknown = set(obj) - allowed
     if unknown:
         raise ValueError(f"unknown key(s) {sorted(unknown)}")
-    for key in ("target", "caption", "references"):
+    for key in required:
         if key not in obj:
             raise ValueError(f"missing key {key!r}")
     if not isinstance(obj["caption"], str) or not isinstance(obj["references"], list) or not obj["references"]:
         raise ValueError("caption must be a string and references a non-empty list")
+    return obj
 
-    def existing(rel: object, what: str) -> Path:
-        if not isinstance(rel, str) or not (folder / rel).is_file():
-            raise ValueError(f"{what} file not found: {rel!r}")
-        return folder / rel
 
-    target = existing(obj["target"], "target")
+def existing_file(folder: Path, rel: object, what: str) -> Path:
+    """``folder / rel`` when ``rel`` is a string naming a file there; ValueError naming ``what`` otherwise."""
+    if not isinstance(rel, str) or not (folder / rel).is_file():
+        raise ValueError(f"{what} file not found: {rel!r}")
+    return folder / rel
+
+
+def parse_references(obj: dict, folder: Path) -> tuple[RefRow, ...]:
+    """The row's references (task, unique index 1..9, files present), checked against the caption's [ref#k]
+    placeholders; the plain caption (when given) has none."""
     refs, seen = [], set()
     for j, r in enumerate(obj["references"]):
         if not isinstance(r, dict) or r.get("task") not in TASKS:
@@ -119,43 +126,63 @@ def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_r
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 9 or k in seen:
             raise ValueError(f"references[{j}]: index must be a unique int in 1..9, got {k!r}")
         seen.add(k)
-        mask = existing(r["mask"], f"references[{j}] mask") if r.get("mask") is not None else None
-        refs.append(RefRow(existing(r.get("image"), f"references[{j}] image"), r["task"], k, mask))
+        mask = existing_file(folder, r["mask"], f"references[{j}] mask") if r.get("mask") is not None else None
+        refs.append(RefRow(existing_file(folder, r.get("image"), f"references[{j}] image"), r["task"], k, mask))
     found = {p.index for p in find_placeholders(obj["caption"])}
     if found != seen:
         raise ValueError(f"caption placeholders {sorted(found)} do not match the reference indices {sorted(seen)}")
     plain = obj.get("plain_caption")
     if plain is not None and (not isinstance(plain, str) or find_placeholders(plain)):
         raise ValueError("plain_caption must be a string without [ref#k] placeholders")
-    tw, th = decoded_size(target, f"target {obj['target']!r}")
-    ref_sizes = []
+    return tuple(refs)
+
+
+def reference_sizes(obj: dict, refs: Sequence[RefRow], ref_res: int, target_size: tuple[int, int]) -> tuple:
+    """Each reference decoded -> its prepared (h, w); each mask decoded and of the target's (width, height)."""
+    sizes = []
     for j, r in enumerate(refs):
         w, h = decoded_size(r.image, f"references[{j}] image {obj['references'][j]['image']!r}")
-        ref_sizes.append(ref_size(h, w, r.task, ref_res))
+        sizes.append(ref_size(h, w, r.task, ref_res))
         if r.mask is not None:
-            check_mask(r.mask, f"references[{j}] mask {obj['references'][j]['mask']!r}", (tw, th))
-    bucket = (nearest_bucket(th, tw, buckets), tuple(ref_sizes), tuple(r.index for r in refs))
-    return Row(target, obj["caption"], plain, tuple(refs), source, bucket)
+            check_mask(r.mask, f"references[{j}] mask {obj['references'][j]['mask']!r}", target_size)
+    return tuple(sizes)
 
 
-def _check_line(line: str, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row | Exception:
+RowParser = Callable[[object, Path, Sequence[Sequence[int]], int, str], "Row"]
+
+
+def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row:
+    """Validate one decoded JSON line; raise ValueError with the reason."""
+    obj = check_keys(obj, {"target", "caption", "plain_caption", "references"}, ("target", "caption", "references"))
+    target = existing_file(folder, obj["target"], "target")
+    refs = parse_references(obj, folder)
+    tw, th = decoded_size(target, f"target {obj['target']!r}")
+    ref_sizes = reference_sizes(obj, refs, ref_res, (tw, th))
+    bucket = (nearest_bucket(th, tw, buckets), ref_sizes, tuple(r.index for r in refs))
+    return Row(target, obj["caption"], obj.get("plain_caption"), refs, source, bucket)
+
+
+def _check_line(line: str, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str,
+                parse: RowParser) -> Row | Exception:
     """The row of one JSON line, or the reason it is bad (returned, so rows can be checked in parallel)."""
     try:
-        return parse_row(json.loads(line), folder, buckets, ref_res, source)
+        return parse(json.loads(line), folder, buckets, ref_res, source)
     except (ValueError, OSError) as e:  # json.JSONDecodeError is a ValueError
         return e
 
 
-def read_metadata(folder: str | Path, buckets: Sequence[Sequence[int]], ref_res: int, on_bad_row: str = "stop") -> list[Row]:
-    """All valid rows of ``folder/metadata.jsonl``. Bad rows raise DatasetError (stop) or are logged and skipped
-    (skip); no usable rows is a DatasetError."""
+def read_metadata(folder: str | Path, buckets: Sequence[Sequence[int]], ref_res: int, on_bad_row: str = "stop",
+                  parse: RowParser = parse_row) -> list[Row]:
+    """All valid rows of ``folder/metadata.jsonl`` (``parse``: one JSON object -> its row, ValueError when bad; the
+    preference stage passes its pair rows'). Bad rows raise DatasetError (stop) or are logged and skipped (skip);
+    no usable rows is a DatasetError."""
     folder = Path(folder)
     meta = folder / "metadata.jsonl"
     if not meta.is_file():
         raise DatasetError(f"dataset {folder}: metadata.jsonl not found")
     lines = [(f"{meta}:{n}", line) for n, line in enumerate(meta.read_text().splitlines(), start=1) if line.strip()]
     with ThreadPoolExecutor(CHECK_THREADS) as pool:
-        checked = list(pool.map(lambda item: _check_line(item[1], folder, buckets, ref_res, item[0]), lines))
+        checked = list(pool.map(lambda item: _check_line(item[1], folder, buckets, ref_res, item[0], parse), lines))
     bad = [(source, e) for (source, _), e in zip(lines, checked) if isinstance(e, Exception)]
     if bad and on_bad_row == "stop":
         source, e = bad[0]
@@ -196,6 +223,11 @@ def crop_to_aspect(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return img[:, left : left + cw]
 
 
+def reference_pixels(img: torch.Tensor, task: str, size: tuple[int, int]) -> torch.Tensor:
+    """A reference image (H, W, 3) prepared at ``size`` (``ref_size``): ``id`` centre square, then area resize."""
+    return resize_area(center_square(img), size) if task == "id" else resize_area(img, size)
+
+
 def fit(img: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """(H, W, C) -> centre-cropped and area-resized (h, w, C)."""
     return resize_area(crop_to_aspect(img, *size), size)
@@ -205,6 +237,23 @@ def mask_to_tokens(mask: torch.Tensor) -> torch.Tensor:
     """(H, W, 1) pixel mask -> (H/16 * W/16,) fraction of each token covered (row-major token grid)."""
     m = mask[..., 0][None, None]
     return torch.nn.functional.avg_pool2d(m, TOKEN_PIXELS).flatten()
+
+
+def save_rgb(pixels: torch.Tensor, path: Path) -> None:
+    """(H, W, 3) in [0, 1] -> an 8-bit RGB PNG (rounded)."""
+    Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().numpy()).save(path)
+
+
+def save_gray(pixels: torch.Tensor, path: Path) -> None:
+    """(H, W) in [0, 1] -> an 8-bit gray PNG (rounded)."""
+    Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().numpy(), mode="L").save(path)
+
+
+def write_rows(root: Path, rows: Sequence[dict]) -> None:
+    """``root/metadata.jsonl``, one JSON object per line."""
+    with open(root / "metadata.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 @dataclass
@@ -225,8 +274,7 @@ def load_sample(row: Row, ref_res: int, use_plain: bool) -> LoadedSample:
     target = fit(load_rgb(row.target), size)
     refs, masks = [], []
     for r, rsize in zip(row.refs, row.bucket[1]):
-        img = load_rgb(r.image)
-        refs.append(resize_area(center_square(img), rsize) if r.task == "id" else resize_area(img, rsize))
+        refs.append(reference_pixels(load_rgb(r.image), r.task, rsize))
         m = fit(load_gray(r.mask), size) if r.mask is not None else torch.zeros(*size, 1)
         masks.append(mask_to_tokens(m))
     plain = use_plain and row.plain_caption is not None

@@ -12,25 +12,26 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
 
 from .attention_capture import select_layers
-from .batch import Batch, make_batch, micro_shard, step_noise
+from .batch import micro_shard, step_noise
 from .checkpoint import prune_checkpoints, save_checkpoint, save_sharded_checkpoint, trainable_state
 from .codec import Codec, make_codec
 from .config import StageConfig, TrainConfig, check_paths
-from .data import BatchSampler, read_metadata
+from .data import BatchSampler
 from .export import export_dreamo
 from .loss_log import LOSS_LOG, log_losses, trim_loss_log
-from .model import DreamOTrainModel, build_model
+from .model import DreamOTrainModel
+from .objective import Objective, RoutingObjective
 from .parallel import grad_sync, shard_model
 from .resume import data_order, resume
 from .sampling import save_sample_strip
 from .schedule import learning_rate, stage_at
-from .step_losses import LOSS_TERMS, check_grad_norm, compute_losses, reduced_losses
+from .step_losses import check_grad_norm, reduced_losses
 from .text.cache import CachedTextEncoder
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class Run:
     codec: Codec
     layers: frozenset[str]
     fsdp: bool
+    objective: Objective
 
     @property
     def out_dir(self) -> Path:
@@ -82,7 +84,7 @@ class StepOutcome:
     lr: float
     means: dict[str, float]
     local: dict[str, float]
-    batch: Batch
+    batch: Any
 
 
 def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
@@ -98,14 +100,14 @@ def make_accelerator(mixed_precision: str, grad_accum: int) -> Accelerator:
                        gradient_accumulation_steps=grad_accum)
 
 
-def setup(cfg: TrainConfig, model: DreamOTrainModel | None) -> Run:
-    """The accelerator, the checked datasets (before any model loads), the model on its device (FSDP2-sharded
-    with ``distributed: fsdp``), AdamW over the parameters that require grad, the batch sampler and the codec."""
+def setup(cfg: TrainConfig, model: DreamOTrainModel | None, objective: Objective) -> Run:
+    """The accelerator, the checked datasets (the objective's rows, before any model loads), the model on its
+    device (FSDP2-sharded with ``distributed: fsdp``), AdamW over the parameters that require grad, the batch
+    sampler and the codec."""
     acc = make_accelerator("bf16" if cfg.model.uses_bf16 else "no", cfg.grad_accum)
-    groups = {name: read_metadata(path, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
-              for name, path in cfg.data.datasets.items()}
-    order = data_order(cfg, groups)
-    model = (build_model(cfg.model) if model is None else model).to(acc.device)
+    groups = {name: objective.rows(path, cfg) for name, path in cfg.data.datasets.items()}
+    order = data_order(cfg, groups) | objective.order()
+    model = (objective.model(cfg) if model is None else model).to(acc.device)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     fsdp = cfg.distributed == "fsdp" and acc.num_processes > 1
     if fsdp:
@@ -116,7 +118,7 @@ def setup(cfg: TrainConfig, model: DreamOTrainModel | None) -> Run:
     opt = torch.optim.AdamW(trainables, lr=cfg.stages[0].lr, weight_decay=cfg.weight_decay)
     sampler = BatchSampler(groups, cfg.data.batch_size * cfg.grad_accum, cfg.data.plain_caption_prob, cfg.seed)
     codec = make_codec(cfg.model.codec, cfg.model.vae_path, acc.device)
-    return Run(cfg, acc, model, model, opt, trainables, groups, order, sampler, codec, layers, fsdp)
+    return Run(cfg, acc, model, model, opt, trainables, groups, order, sampler, codec, layers, fsdp, objective)
 
 
 def resume_run(run: Run) -> int:
@@ -135,19 +137,20 @@ def resume_run(run: Run) -> int:
 
 
 def micro_step(run: Run, step: int, j: int, stage: StageConfig, mixture: dict[str, float], done: int,
-               ) -> tuple[dict[str, float], dict[str, torch.Tensor], Batch]:
-    """Micro-step ``j`` of ``step``: this process's shard of the batch and noise, the losses (means over the
-    processes checked finite before backward: all processes stop together), backward (synced on the last)."""
-    cfg, acc = run.cfg, run.acc
+               ) -> tuple[dict[str, float], dict[str, torch.Tensor], Any]:
+    """Micro-step ``j`` of ``step``: this process's shard of the batch and noise, the objective's losses (means
+    over the processes checked finite before backward: all processes stop together), backward (synced on the
+    last)."""
+    cfg, acc, objective = run.cfg, run.acc, run.objective
     shard, shards = micro_shard(j, acc.process_index, acc.num_processes, cfg.grad_accum)
-    batch = make_batch(run.sampler.plan(step, mixture, shard, shards), run.codec, cfg.data.ref_res,
-                       stage.ref_token_drop, acc.device)
+    batch = objective.batch(run.sampler.plan(step, mixture, shard, shards), run.codec, cfg, stage, acc.device)
     noise, t = step_noise(cfg, step, tuple(batch.latents.shape), shard, shards)
     with grad_sync(acc, run.step_model) as sync:
         assert sync == (j == cfg.grad_accum - 1), "gradient accumulation out of step with Accelerate's counter"
         with acc.autocast():
-            losses = compute_losses(run.step_model, batch, cfg, noise.to(acc.device), t.to(acc.device), run.layers)
-        means = reduced_losses(acc, losses, done, stage.name)  # before backward: all processes stop together
+            losses = objective.losses(run.step_model, batch, cfg, noise.to(acc.device), t.to(acc.device), run.layers)
+        # before backward: all processes stop together
+        means = reduced_losses(acc, losses, done, stage.name, objective.terms)
         acc.backward(losses["loss"])  # divided by grad_accum
     return means, losses, batch
 
@@ -172,11 +175,11 @@ def optimizer_step(run: Run, step: int) -> StepOutcome:
     for group in run.opt.param_groups:
         group["lr"] = lr
     mixture = stage.mixture or {n: 1.0 for n in run.groups}
-    k = run.cfg.grad_accum
-    means, local = dict.fromkeys(LOSS_TERMS, 0.0), dict.fromkeys(LOSS_TERMS, 0.0)
+    k, terms = run.cfg.grad_accum, run.objective.terms
+    means, local = dict.fromkeys(terms, 0.0), dict.fromkeys(terms, 0.0)
     for j in range(k):
         micro, losses, batch = micro_step(run, step, j, stage, mixture, done)
-        for key in LOSS_TERMS:
+        for key in terms:
             means[key] += micro[key] / k
             local[key] += float(losses[key].detach()) / k
     clip_gradients(run, done, stage)
@@ -233,23 +236,23 @@ def export_trained(run: Run) -> None:
 
 
 def train(cfg: TrainConfig, stop_at: int | None = None, model: DreamOTrainModel | None = None,
-          export: bool = True) -> TrainResult:
+          export: bool = True, objective: Objective | None = None) -> TrainResult:
     """Run (or resume) training. ``stop_at`` ends the run after that global step without a final checkpoint
     (tests use it to simulate a killed run). Datasets are checked before the model loads (DatasetError).
-    ``model``: a prepared model instead of ``build_model(cfg.model)`` (subject tuning: base merged, tables frozen;
-    only its parameters that require grad train); ``export=False`` skips ``dreamo_trained.safetensors``."""
+    ``model``: a prepared model instead of the objective's (``build_model(cfg.model)`` for DreamO's; subject
+    tuning: base merged, tables frozen; only its parameters that require grad train); ``export=False`` skips
+    ``dreamo_trained.safetensors``; ``objective``: what the steps optimise (default DreamO's ``RoutingObjective``)."""
     check_paths(cfg)
-    run = setup(cfg, model)
+    run = setup(cfg, model, objective or RoutingObjective())
     start = resume_run(run)
     end = cfg.total_steps if stop_at is None else min(stop_at, cfg.total_steps)
-    history: dict[str, list[float]] = {key: [] for key in LOSS_TERMS}
+    history: dict[str, list[float]] = {key: [] for key in run.objective.terms}
     bar = tqdm(range(start, end), disable=not (run.acc.is_local_main_process and cfg.progress), desc="DreamO")
     for step in bar:
         outcome = optimizer_step(run, step)
-        for key in LOSS_TERMS:
+        for key in run.objective.terms:
             history[key].append(outcome.local[key])
-        bar.set_postfix(stage=outcome.stage.name, loss=f"{outcome.means['loss']:.4f}",
-                        route=f"{outcome.means['route']:.3f}")
+        bar.set_postfix(stage=outcome.stage.name, **run.objective.progress(outcome.means))
         record_step(run, outcome)
     if export and end == cfg.total_steps:
         export_trained(run)

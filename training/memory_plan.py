@@ -31,6 +31,11 @@ targets), and T5-XXL / CLIP-L are built on meta from their configs written out b
   T5 (placeholder captions only: their rows are trained through T5, so T5's activations are kept; plain
   captions are cached with ``model.text_cache``): T5-XXL's forward over 512 tokens counted the same way, its
   biased attention as the memory-efficient kernel (which saves the position bias, shared by all layers).
+- The preference stage (``training.preference``): the same weights (the DreamO files are merged into the frozen
+  base), a new LoRA of ``--preference-rank`` (64) and no trainable tables (so T5 runs without gradients: no T5
+  activations), one pair per GPU: its two targets in one forward of batch 2 with gradients (counted as above,
+  without routing captures), the reference pass (the LoRA off) without gradients, so it saves nothing. FLOPs per
+  pair: 2 x (forward + backward) + 2 forwards for the reference + 4 T5 forwards (two captions per pass).
 - Not included: the CUDA context and allocator slack (~1-3 GB in practice), the transient working set of one op
   in backward (gradients of the current block's activations), data loading, VAE encoding (no grad, transient).
 
@@ -54,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from bench.flops import FLUX_TEXT_TOKENS, forward_flops, tokens_for
+from bench.flops import FLUX_TEXT_TOKENS, card_bf16_peak, forward_flops, tokens_for
 from dreamo_core.conditioning.token_layout import reference_spans
 from dreamo_core.spec import FLUX_DEV
 
@@ -74,7 +79,7 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=FLUX_DEV.latent_channe
            block_out_channels=(128, 256, 512, 512),
            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
            use_quant_conv=False, use_post_quant_conv=False)  # FLUX.1-dev AutoencoderKL
-H100_BF16_FLOPS, ASSUMED_MFU = 989e12, 0.40
+H100_BF16_FLOPS, ASSUMED_MFU = card_bf16_peak("NVIDIA H100 80GB HBM3"), 0.40
 
 
 class FlashAttentionAccounting(TorchFunctionMode):
@@ -169,41 +174,49 @@ def saved_tensor_count(model: nn.Module, blocks: dict[str, nn.Module]) -> Iterat
             h.remove()
 
 
-def meta_transformer(lora_rank: int) -> nn.Module:
-    """FLUX.1-dev on meta with the trainer's LoRA and capture processors."""
+def meta_transformer(lora_rank: int, **sizes: object) -> nn.Module:
+    """FLUX.1-dev on meta with the trainer's LoRA and capture processors; ``sizes`` override its diffusers config
+    (e.g. ``num_layers``, ``num_single_layers``: the blocks a benchmark builds)."""
     from diffusers import FluxTransformer2DModel
 
-
     with torch.device("meta"):
-        transformer = nn.Module.to(FluxTransformer2DModel(**FLUX_DEV_TRANSFORMER), torch.bfloat16)
+        transformer = nn.Module.to(FluxTransformer2DModel(**{**FLUX_DEV_TRANSFORMER, **sizes}), torch.bfloat16)
         add_trainables(transformer, ModelConfig(lora_rank=lora_rank))
     return transformer
 
 
-def transformer_activations(transformer: nn.Module, n_refs: int, image: int, ref: int) -> SavedBytes:
-    """Saved-for-backward bytes of one DreamO training forward (batch 1), all compute in bf16."""
+def transformer_activations(transformer: nn.Module, n_refs: int, image: int, ref: int, batch: int = 1,
+                            routing: bool = True, layers: frozenset[str] = frozenset(FLUX_DEV.route_layers),
+                            text_tokens: int = FLUX_TEXT_TOKENS) -> SavedBytes:
+    """Saved-for-backward bytes of one DreamO training forward of ``batch`` rows, all compute in bf16, with
+    ``text_tokens`` text tokens. ``routing``: the L_route / L_holder captures on ``layers`` (the config's by default),
+    and the text embeddings need a gradient (the placeholder rows train); off for the preference stage (no routing
+    loss, tables frozen)."""
     trainables = {n: p for n, p in transformer.named_parameters() if p.requires_grad}
     fp32 = {n: p.data for n, p in trainables.items()}
     for p in trainables.values():  # autocast computes LoRA in bf16 too
         p.data = p.data.to(torch.bfloat16)
     n, r = tokens_for(image, image), tokens_for(ref, ref)
-    L, T = n + n_refs * r, FLUX_TEXT_TOKENS
+    L, T, c = n + n_refs * r, text_tokens, transformer.config
     blocks = {f"transformer_blocks.{i}": b for i, b in enumerate(transformer.transformer_blocks)}
     blocks |= {f"single_transformer_blocks.{i}": b for i, b in enumerate(transformer.single_transformer_blocks)}
     with torch.device("meta"):
-        hidden = torch.empty(1, L, FLUX_DEV.packed_channels, dtype=torch.bfloat16)
-        text = torch.empty(1, T, FLUX_DEV.t5_dim, dtype=torch.bfloat16, requires_grad=True)  # rows' gradient
-        pooled = torch.empty(1, FLUX_DEV.pooled_dim, dtype=torch.bfloat16)
-        t, g = torch.empty(1), torch.empty(1)
+        hidden = torch.empty(batch, L, c.in_channels, dtype=torch.bfloat16)
+        text = torch.empty(batch, T, c.joint_attention_dim, dtype=torch.bfloat16, requires_grad=routing)  # rows' grad
+        pooled = torch.empty(batch, c.pooled_projection_dim, dtype=torch.bfloat16)
+        t, g = torch.empty(batch), torch.empty(batch)
         img_ids, txt_ids = torch.empty(L, 3), torch.empty(T, 3)
-        pos = torch.zeros(1, n_refs, dtype=torch.long)
-    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), frozenset(FLUX_DEV.route_layers), "softmax",
-                             pos if n_refs > 1 else None)
+        pos = torch.zeros(batch, n_refs, dtype=torch.long)
+    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), layers, "softmax",
+                             pos if n_refs > 1 else None) if routing else None
     with FlashAttentionAccounting(), saved_tensor_count(transformer, blocks) as saved:
         out = transformer(hidden_states=hidden, timestep=t, guidance=g, pooled_projections=pooled,
                           encoder_hidden_states=text, img_ids=img_ids, txt_ids=txt_ids,
-                          joint_attention_kwargs={"dreamo_capture": capture}, return_dict=False)[0]
-        loss = out[:, :n].float().square().mean() + capture.stacked_route().float().square().mean()
+                          joint_attention_kwargs={"dreamo_capture": capture} if routing else None,
+                          return_dict=False)[0]
+        loss = out[:, :n].float().square().mean()
+        if routing:
+            loss = loss + capture.stacked_route().float().square().mean()
     del loss
     for name, p in trainables.items():
         p.data = fp32[name]
@@ -226,6 +239,7 @@ def numel(module: nn.Module, trainable: bool | None = None) -> int:
 
 @dataclass
 class Plan:
+    stage: str  # "dreamo" (training.train) or "preference" (training.preference)
     refs: int
     checkpointing: bool
     strategy: str
@@ -240,7 +254,28 @@ class Plan:
         return self.weights + self.training_state + self.dit_activations + self.t5_activations
 
 
-def build_plans(lora_rank: int = 128, image: int = 512, ref: int = 512, gpus: int = 8) -> tuple[list[Plan], dict]:
+def stage_plans(stage: str, saved: dict[int, SavedBytes], t5_saved: int, trainable: int, frozen_sharded: int,
+                unsharded: int, largest_unit: int, gpus: int) -> list[Plan]:
+    """DDP and FSDP plans per reference count, checkpointing off and on, from the counted saved bytes."""
+    plans = []
+    for n_refs, counted in saved.items():
+        for ckpt in (False, True):
+            act = (counted.checkpointed if ckpt else counted.total) / GiB
+            t5_act = t5_saved / GiB  # the trainer checkpoints the transformer's blocks, not T5's
+            plans.append(Plan(stage, n_refs, ckpt, "DDP", gpus, (frozen_sharded + unsharded) / GiB,
+                              trainable * (4 + 4 + 8 + 4) / GiB, act, t5_act))
+            plans.append(Plan(stage, n_refs, ckpt, "FSDP", gpus,
+                              (frozen_sharded / gpus + unsharded + 2 * 2 * largest_unit) / GiB,
+                              trainable * (4 + 4 + 8) / gpus / GiB, act, t5_act))
+    return plans
+
+
+def build_plans(lora_rank: int = 128, image: int = 512, ref: int = 512, gpus: int = 8,
+                preference_rank: int = 64) -> tuple[list[Plan], dict]:
+    """DreamO training (LoRA ``lora_rank`` + tables, routing captures, placeholder captions through T5) and the
+    preference stage (a new LoRA of ``preference_rank`` on the merged base, tables frozen: no T5 gradient; one
+    pair per GPU = 2 targets through one forward with gradients; the reference pass runs without gradients and
+    saves nothing) for 1-3 references."""
     from diffusers import AutoencoderKL
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
@@ -257,28 +292,60 @@ def build_plans(lora_rank: int = 128, image: int = 512, ref: int = 512, gpus: in
     largest_unit = max(numel(u) for u in units)
     frozen_sharded = 2 * (counts["transformer (frozen)"] + counts["T5-XXL encoder"])
     unsharded = 2 * (counts["CLIP-L"] + counts["VAE"])
-    trainable = counts["LoRA"] + tables
-    t5_saved = t5_activations(t5).total
-    plans = []
-    for n_refs in (1, 2, 3):
-        saved = transformer_activations(transformer, n_refs, image, ref)
-        for ckpt in (False, True):
-            act = (saved.checkpointed if ckpt else saved.total) / GiB
-            t5_act = t5_saved / GiB  # the trainer checkpoints the transformer's blocks, not T5's
-            plans.append(Plan(n_refs, ckpt, "DDP", gpus, (frozen_sharded + unsharded) / GiB,
-                              trainable * (4 + 4 + 8 + 4) / GiB, act, t5_act))
-            plans.append(Plan(n_refs, ckpt, "FSDP", gpus, (frozen_sharded / gpus + unsharded + 2 * 2 * largest_unit) / GiB,
-                              trainable * (4 + 4 + 8) / gpus / GiB, act, t5_act))
+    common = (frozen_sharded, unsharded, largest_unit, gpus)
+    refs = (1, 2, 3)
+    plans = stage_plans("dreamo", {n: transformer_activations(transformer, n, image, ref) for n in refs},
+                        t5_activations(t5).total, counts["LoRA"] + tables, *common)
+    pref = meta_transformer(preference_rank)
+    counts["preference LoRA"] = numel(pref, True)
+    plans += stage_plans("preference", {n: transformer_activations(pref, n, image, ref, batch=2, routing=False)
+                                        for n in refs}, 0, counts["preference LoRA"], *common)
     counts["largest shard unit"] = largest_unit
     return plans, counts
 
 
-def step_seconds(n_refs: int, ckpt: bool, image: int, ref: int) -> tuple[float, float]:
-    """(TFLOP per sample and step, seconds per step at the assumed MFU) for the transformer + T5 backward."""
+@dataclass
+class SingleGpuPlan:
+    """What one training step on one GPU holds (GiB), transformer only (no T5 / CLIP / VAE: what
+    ``bench.bench_trainer`` builds): frozen bf16 weights, the trainables' fp32 weights + gradients + AdamW state,
+    the DiT's saved activations (batch 1)."""
+
+    weights: float
+    training_state: float
+    activations: float
+    frozen_params: int
+    trainable_params: int
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.training_state + self.activations
+
+
+def single_gpu_plan(sizes: dict, n_refs: int, image: int, ref: int, layers: frozenset[str], text_tokens: int,
+                    lora_rank: int = 128, checkpointing: bool = True) -> SingleGpuPlan:
+    """The plan of one batch-1 step on one GPU (no DDP bucket copy) of the FLUX transformer of diffusers ``sizes``
+    (overrides of FLUX.1-dev's config), with the trainer's LoRA and its tables (task, idx, placeholder rows)."""
+    transformer = meta_transformer(lora_rank, **sizes)
+    c = transformer.config
+    d = c.num_attention_heads * c.attention_head_dim
+    tables = FLUX_DEV.num_task_rows * d + FLUX_DEV.num_idx_rows * d + FLUX_DEV.t5_placeholder_rows * c.joint_attention_dim
+    trainable = numel(transformer, True) + tables
+    saved = transformer_activations(transformer, n_refs, image, ref, layers=layers, text_tokens=text_tokens)
+    return SingleGpuPlan(2 * numel(transformer, False) / GiB, trainable * (4 + 4 + 8) / GiB,
+                         (saved.checkpointed if checkpointing else saved.total) / GiB, numel(transformer, False), trainable)
+
+
+def step_seconds(stage: str, n_refs: int, ckpt: bool, image: int, ref: int) -> tuple[float, float]:
+    """(TFLOP per GPU and step, seconds per step at the assumed MFU). dreamo: one sample forward + backward (3
+    forwards with checkpointing) + T5 forward and input-gradient backward (a placeholder caption). preference: one
+    pair = 2 samples forward + backward, the reference pass (2 samples, 1 forward each, no grad) and T5 forward
+    only, for the 2 captions of each pass."""
     image_tokens = tokens_for(image, image) + n_refs * tokens_for(ref, ref)
-    macs = forward_flops(image_tokens).total
-    t5_macs = T5_XXL["num_layers"] * FLUX_TEXT_TOKENS * (4 * T5_XXL["d_model"] ** 2 + 3 * T5_XXL["d_model"] * T5_XXL["d_ff"])
-    flops = 2 * macs * (3 if ckpt else 2) + 2 * t5_macs * 2
+    fwd = 2 * forward_flops(image_tokens).total
+    t5 = 2 * T5_XXL["num_layers"] * FLUX_TEXT_TOKENS * (4 * T5_XXL["d_model"] ** 2
+                                                         + 3 * T5_XXL["d_model"] * T5_XXL["d_ff"])
+    passes = 3 if ckpt else 2
+    flops = fwd * passes + t5 * 2 if stage == "dreamo" else 2 * fwd * passes + 2 * fwd + 4 * t5
     return flops / 1e12, flops / (H100_BF16_FLOPS * ASSUMED_MFU)
 
 
@@ -286,21 +353,41 @@ def fits(total: float, capacity: float) -> str:
     return "yes" if total <= 0.9 * capacity else "no"
 
 
+def verdict(p: Plan) -> str:
+    """Which cards it fits: DreamO training's DDP on 80 GB, its FSDP on 24 / 40 / 48 GB; the preference stage's
+    both on 24-80 GB."""
+    cards = (80,) if p.stage == "dreamo" and p.strategy == "DDP" else (24, 40, 48) if p.stage == "dreamo" else (
+        24, 40, 48, 80)
+    return ", ".join(f"{c} GB: {fits(p.total, c)}" for c in cards)
+
+
+HEADERS = {
+    "dreamo": "Per GPU, batch 1 per GPU, {image}² target + N {ref}² references, 512 text tokens, LoRA rank 128, "
+              "{gpus} GPUs; GiB. Fits: total <= 90 % of the card.",
+    "preference": "Preference stage (`training.preference`): per GPU 1 pair (2 {image}² targets through one forward) "
+                  "+ N {ref}² references, 512 text tokens, a new LoRA of rank {rank} (tables frozen: no T5 "
+                  "activations), the reference pass without gradients (nothing saved; its one-block working set is "
+                  "transient), {gpus} GPUs; GiB. Fits: total <= 90 % of the card.",
+}
+
+
 def markdown(plans: list[Plan], counts: dict, image: int, ref: int) -> str:
     lines = ["Parameters (meta-device modules): " + ", ".join(f"{k} {v / 1e9:.3f} B" if v > 1e8 else f"{k} {v / 1e6:.1f} M"
-                                                             for k, v in counts.items()), "",
-             f"Per GPU, batch 1 per GPU, {image}² target + N {ref}² references, 512 text tokens, LoRA rank 128, "
-             f"8 GPUs; GiB. Fits: total <= 90 % of the card.", "",
-             "| refs | strategy | checkpointing | weights | LoRA state | DiT activations | T5 activations | total | "
-             "fits | TFLOP/step | s/step @40% H100 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for p in plans:
-        verdict = (f"80 GB: {fits(p.total, 80)}" if p.strategy == "DDP" else
-                   f"24 GB: {fits(p.total, 24)}, 40 GB: {fits(p.total, 40)}, 48 GB: {fits(p.total, 48)}")
-        tflop, secs = step_seconds(p.refs, p.checkpointing, image, ref)
-        lines.append(f"| {p.refs} | {p.strategy} x{p.gpus} | {'on' if p.checkpointing else 'off'} | {p.weights:.1f} | "
-                     f"{p.training_state:.2f} | {p.dit_activations:.1f} | {p.t5_activations:.1f} | {p.total:.1f} | "
-                     f"{verdict} | {tflop:.0f} | {secs:.2f} |")
+                                                             for k, v in counts.items())]
+    rank = round(128 * counts.get("preference LoRA", 0) / counts["LoRA"])
+    for stage in ("dreamo", "preference"):
+        rows = [p for p in plans if p.stage == stage]
+        if not rows:
+            continue
+        lines += ["", HEADERS[stage].format(image=image, ref=ref, gpus=rows[0].gpus, rank=rank), "",
+                  "| refs | strategy | checkpointing | weights | LoRA state | DiT activations | T5 activations | total | "
+                  "fits | TFLOP/step | s/step @40% H100 |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for p in rows:
+            tflop, secs = step_seconds(p.stage, p.refs, p.checkpointing, image, ref)
+            lines.append(f"| {p.refs} | {p.strategy} x{p.gpus} | {'on' if p.checkpointing else 'off'} | "
+                         f"{p.weights:.1f} | {p.training_state:.2f} | {p.dit_activations:.1f} | "
+                         f"{p.t5_activations:.1f} | {p.total:.1f} | {verdict(p)} | {tflop:.0f} | {secs:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -310,8 +397,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--image", type=int, default=512)
     p.add_argument("--ref", type=int, default=512)
     p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--preference-rank", type=int, default=64, help="rank of the preference stage's new LoRA")
     a = p.parse_args(argv)
-    plans, counts = build_plans(image=a.image, ref=a.ref, gpus=a.gpus)
+    plans, counts = build_plans(image=a.image, ref=a.ref, gpus=a.gpus, preference_rank=a.preference_rank)
     text = markdown(plans, counts, a.image, a.ref)
     print(text)
     if a.markdown:

@@ -45,20 +45,21 @@ def compute_losses(model: torch.nn.Module, batch: Batch, cfg: TrainConfig, noise
     return out
 
 
-def reduced_losses(acc: Accelerator, losses: dict[str, torch.Tensor], done: int, stage: str) -> dict[str, float]:
+def reduced_losses(acc: Accelerator, losses: dict[str, torch.Tensor], done: int, stage: str,
+                   terms: tuple[str, ...] = LOSS_TERMS) -> dict[str, float]:
     """Each loss term's mean over the processes (one all-reduce of values and non-finite flags). When a term is
     not finite on any process, every process raises the same NonFiniteLossError (call it before backward)."""
-    values = torch.stack([losses[k].detach().float().reshape(()) for k in LOSS_TERMS])
+    values = torch.stack([losses[k].detach().float().reshape(()) for k in terms])
     bad = ~torch.isfinite(values)
     sums, counts = acc.reduce(torch.stack([values.masked_fill(bad, 0.0), bad.float()]), reduction="sum").tolist()
     world = acc.num_processes
     procs = "process" if world == 1 else "processes"
-    named = [f"{k} (on {int(n)} of {world} {procs})" for k, n in zip(LOSS_TERMS, counts) if n]
+    named = [f"{k} (on {int(n)} of {world} {procs})" for k, n in zip(terms, counts) if n]
     if named:
         raise NonFiniteLossError(f"step {done} (stage {stage!r}): non-finite loss term(s): {', '.join(named)}; "
                                  f"stopped before the optimizer step (parameters are those after step {done - 1}); "
                                  "lower the stage lr or check the data")
-    return {k: v / world for k, v in zip(LOSS_TERMS, sums)}
+    return {k: v / world for k, v in zip(terms, sums)}
 
 
 def check_grad_norm(norm: torch.Tensor, done: int, stage: str) -> None:

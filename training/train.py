@@ -25,44 +25,59 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from .checkpoint import CheckpointMismatchError
-from .config import check_paths, load_config
+from .config import TrainConfig, check_paths, load_config
 from .data import DatasetError
 from .loop import train
 from .step_losses import NonFiniteLossError
 
-USAGE = "usage: python -m training.train CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
 
-
-def fail(error: BaseException | str, code: int) -> int:
-    """Print ``training.train: error: ...`` as one line on stderr; return the exit code."""
-    print("training.train: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+def fail(error: BaseException | str, code: int, prog: str = "training.train") -> int:
+    """Print ``PROG: error: ...`` as one line on stderr; return the exit code."""
+    print(f"{prog}: error: " + " ".join(str(error).splitlines()), file=sys.stderr)
     return code
+
+
+def run_command(argv: list[str] | None, prog: str, doc: str, example: str, load: Callable[[str, list[str]], Any],
+                run: Callable[[Any], object]) -> int:
+    """A trainer command ``python -m PROG CONFIG.yaml [--key=value ...]``: ``-h`` prints ``doc``; ``load(path,
+    overrides)`` reads and checks the config (a bad one: exit 2), then ``run(config)``; exit codes as this module's
+    docstring, every error one line ``PROG: error: ...``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    usage = f"usage: python -m {prog} CONFIG.yaml [--key=value ...]   (-h, --help: this help)"
+    if "-h" in argv or "--help" in argv:
+        print(f"{usage}\n\n{doc}")
+        return 0
+    if not argv or argv[0].startswith("-"):
+        print(usage, file=sys.stderr)
+        return fail(f"no config file given (the first argument is a YAML file, e.g. {example})", 2, prog)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = load(argv[0], argv[1:])
+    except (ValueError, FileNotFoundError, KeyError) as e:  # bad config or model folder: a message, not a traceback
+        return fail(e, 2, prog)
+    try:
+        run(config)
+    except (DatasetError, CheckpointMismatchError) as e:
+        return fail(e, 2, prog)
+    except NonFiniteLossError as e:
+        return fail(e, 1, prog)
+    return 0
+
+
+def checked_config(path: str, overrides: list[str]) -> TrainConfig:
+    """The config, with the folders it names checked."""
+    config = load_config(path, overrides)
+    check_paths(config)
+    return config
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``python -m training.train CONFIG.yaml [--key=value ...]``; exit codes in the module docstring."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print(f"{USAGE}\n\n{__doc__}")
-        return 0
-    if not argv or argv[0].startswith("-"):
-        print(USAGE, file=sys.stderr)
-        return fail("no config file given (the first argument is a YAML file, e.g. training/configs/tiny.yaml)", 2)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = load_config(argv[0], argv[1:])
-        check_paths(config)
-    except (ValueError, FileNotFoundError, KeyError) as e:  # bad config or model folder: a message, not a traceback
-        return fail(e, 2)
-    try:
-        train(config)
-    except (DatasetError, CheckpointMismatchError) as e:
-        return fail(e, 2)
-    except NonFiniteLossError as e:
-        return fail(e, 1)
-    return 0
+    return run_command(argv, "training.train", __doc__, "training/configs/tiny.yaml", checked_config, train)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from .loading import (
     with_dreamo_tables,
 )
 from .prompt_execution import SilentServer, io_directories, prompt_executor
-from .stand_ins import COMFYUI_ABSENT, stand_in_for_absent
+from .stand_ins import COMFYUI_ABSENT, COMFYUI_UNUSED, stand_in_for_absent
 from .tiny_inputs import (
     GUIDANCE,
     REF_SHAPES,
@@ -66,7 +66,7 @@ from .tiny_models import (
 )
 
 __all__ = [
-    "COMFYUI_ABSENT", "CTX", "FLUX_FAMILY", "GUIDANCE", "HEADS", "HIDDEN", "PACK_NAME", "REF_SHAPES", "REPO", "SIGMA",
+    "COMFYUI_ABSENT", "COMFYUI_UNUSED", "CTX", "FLUX_FAMILY", "GUIDANCE", "HEADS", "HIDDEN", "PACK_NAME", "REF_SHAPES", "REPO", "SIGMA",
     "TINY_SIZES", "VEC", "Captured", "SilentServer", "comfy_lora", "comfy_path", "comfyui_version", "conditioning",
     "denoise_once", "diffusers_lora", "dreamo_call_options", "dreamo_refs", "flux1_key_signature", "flux_config", "flux_model",
     "guided_call", "guided_positive", "guider_call", "guider_denoise_once", "io_directories", "node", "pack", "prompt_executor", "random_refs",

@@ -1,11 +1,13 @@
 """The subject LoRA written by training.tune_subject's exporter stacks with Load DreamO LoRA through core
 LoraLoaderModelOnly: the DreamO output with it differs from without it, and equals the same model with both
-LoRAs merged into the weights BY HAND (q/k/v rows of the fused qkv / linear1 written out here, not ComfyUI's map)."""
+LoRAs merged into the weights BY HAND (q/k/v rows of the fused qkv / linear1 written out in
+bench/comfy_harness/hand_merge.py, not ComfyUI's map)."""
 
 import pytest
 import torch
 
 from bench import comfy_harness as h
+from bench.comfy_harness.hand_merge import hand_merged_weights, patched_weights, stacked_on_dreamo
 
 pytest.importorskip("peft")
 
@@ -37,44 +39,6 @@ def subject_lora(loras_dir):
     return load_file(str(loras_dir / FILE))
 
 
-def hand_merged_weights(sd, dreamo, subject, subject_strength):
-    """BFL-layout weights + the DreamO XLabs LoRA + the subject's diffusers LoRA, every delta up @ down."""
-    sd = {k: v.clone() for k, v in sd.items()}
-    hid = h.HIDDEN
-
-    def add(key, delta, rows=None):
-        w = sd[f"{key}.weight"]
-        if rows is None:
-            w += delta
-        else:
-            w[rows[0]:rows[1]] += delta
-
-    x = {k.split("processor.")[1]: v for k, v in dreamo.items() if "processor." in k and k.startswith("double")}
-    s = {k.split("processor.")[1]: v for k, v in dreamo.items() if "processor." in k and k.startswith("single")}
-    for tag, key in (("qkv_lora1", "img_attn.qkv"), ("proj_lora1", "img_attn.proj"), ("qkv_lora2", "txt_attn.qkv"),
-                     ("proj_lora2", "txt_attn.proj")):
-        add(f"double_blocks.0.{key}", x[f"{tag}.up.weight"] @ x[f"{tag}.down.weight"])
-    add("single_blocks.0.linear1", s["qkv_lora.up.weight"] @ s["qkv_lora.down.weight"], (0, 3 * hid))
-    add("single_blocks.0.linear2", s["proj_lora.up.weight"] @ s["proj_lora.down.weight"])
-    targets = {"transformer_blocks.0.attn.to_q": ("double_blocks.0.img_attn.qkv", 0),
-               "transformer_blocks.0.attn.to_k": ("double_blocks.0.img_attn.qkv", 1),
-               "transformer_blocks.0.attn.to_v": ("double_blocks.0.img_attn.qkv", 2),
-               "transformer_blocks.0.attn.add_q_proj": ("double_blocks.0.txt_attn.qkv", 0),
-               "transformer_blocks.0.attn.add_k_proj": ("double_blocks.0.txt_attn.qkv", 1),
-               "transformer_blocks.0.attn.add_v_proj": ("double_blocks.0.txt_attn.qkv", 2),
-               "transformer_blocks.0.attn.to_out.0": ("double_blocks.0.img_attn.proj", None),
-               "transformer_blocks.0.attn.to_add_out": ("double_blocks.0.txt_attn.proj", None),
-               "single_transformer_blocks.0.attn.to_q": ("single_blocks.0.linear1", 0),
-               "single_transformer_blocks.0.attn.to_k": ("single_blocks.0.linear1", 1),
-               "single_transformer_blocks.0.attn.to_v": ("single_blocks.0.linear1", 2),
-               "single_transformer_blocks.0.proj_out": ("single_blocks.0.linear2", None)}
-    assert len(subject) == 2 * len(targets)  # every target of the file is merged here
-    for module, (key, part) in targets.items():
-        delta = subject_strength * subject[f"transformer.{module}.lora_B.weight"] @ subject[f"transformer.{module}.lora_A.weight"]
-        add(key, delta, None if part is None else (part * hid, (part + 1) * hid))
-    return sd
-
-
 def dreamo_output(model):
     refs = h.random_refs([(8, 6)], [1])
     pos = h.conditioning(20)
@@ -86,12 +50,8 @@ def dreamo_output(model):
 
 @pytest.mark.parametrize("strength", [1.0, 0.5])
 def test_subject_lora_stacks_on_load_dreamo_lora_like_a_hand_merge(loras_dir, subject_lora, strength):
-    import nodes
-
     base = h.tiny_flux(0)
-    (dreamo,) = h.run_node("DreamO_LoadLoRA", model=base, lora_name="dreamo.safetensors", strength=1.0,
-                           embedding_name="None")
-    (stacked,) = nodes.NODE_CLASS_MAPPINGS["LoraLoaderModelOnly"]().load_lora_model_only(dreamo, FILE, strength)
+    dreamo, stacked = stacked_on_dreamo(base, FILE, strength)
     with_lora, without = dreamo_output(stacked), dreamo_output(dreamo)
 
     merged = h.tiny_flux(0)
@@ -102,14 +62,7 @@ def test_subject_lora_stacks_on_load_dreamo_lora_like_a_hand_merge(loras_dir, su
     assert (with_lora - by_hand).abs().max().item() <= 2e-5
     assert (with_lora - without).abs().max().item() > 1e-3  # the subject LoRA changes the result
     # the tiny model's q/k pass RMSNorms of scale ~0.05, so the output barely sees q vs k rows: compare weights too
-    import comfy.model_management
-
-    comfy.model_management.unload_all_models()  # the last sampling left another clone's patches on the shared model
-    stacked.patch_model()
-    try:
-        patched = {k: v.clone() for k, v in stacked.model.diffusion_model.state_dict().items()}
-    finally:
-        stacked.unpatch_model()
+    patched = patched_weights(stacked)
     want = dm.state_dict()
     worst = max((patched[k] - want[k]).abs().max().item() for k in want)
     assert worst <= 1e-6, worst

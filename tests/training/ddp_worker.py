@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-import training.loop
+import training.objective
 from training.checkpoint import trainable_state
 from training.config import load_config
 from training.loop import train
@@ -20,7 +20,7 @@ from training.loop import train
 
 def poisoned_losses(rank: int, seen: dict) -> object:
     """compute_losses whose second call has a NaN route loss on rank 1; records the parameters it started from."""
-    real, calls = training.loop.compute_losses, [0]
+    real, calls = training.objective.compute_losses, [0]
 
     def losses(model: torch.nn.Module, *args: object) -> dict[str, torch.Tensor]:
         out = real(model, *args)
@@ -37,7 +37,7 @@ def poisoned_losses(rank: int, seen: dict) -> object:
 
 def nan_run(overrides: list[str], out: Path, rank: int) -> None:
     seen: dict = {}
-    training.loop.compute_losses = poisoned_losses(rank, seen)
+    training.objective.compute_losses = poisoned_losses(rank, seen)
     try:
         train(load_config(None, [*overrides, f"--output_dir={out}"]))
         report = {"error": None, "message": ""}

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from safetensors.torch import save_file
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 
-import training.loop
+import training.objective
 from training.checkpoint import local_trainable_state, trainable_state
 from training.config import load_config
 from training.loop import train
@@ -34,7 +34,7 @@ from training.loop import train
 
 def counting_losses(counts: list[int]):
     """compute_losses that installs (once) a DDP comm hook counting gradient all-reduce buckets per micro-step."""
-    real, hooked = training.loop.compute_losses, [False]
+    real, hooked = training.objective.compute_losses, [False]
 
     def hook(state: object, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
         counts[-1] += 1
@@ -53,12 +53,12 @@ def counting_losses(counts: list[int]):
 def ddp(overrides: list[str], root: Path) -> None:
     rank = int(os.environ["RANK"])
     counts: list[int] = []
-    real = training.loop.compute_losses
-    training.loop.compute_losses = counting_losses(counts)
+    real = training.objective.compute_losses
+    training.objective.compute_losses = counting_losses(counts)
     out = root / "accum"
     result = train(load_config(None, [*overrides, f"--output_dir={out}", "--data.batch_size=4", "--grad_accum=2"]),
                    stop_at=2)
-    training.loop.compute_losses = real
+    training.objective.compute_losses = real
     (out / f"rank{rank}.json").write_text(json.dumps({"counts": counts}))
     save_file(trainable_state(result.model), str(out / f"rank{rank}.safetensors"))
 

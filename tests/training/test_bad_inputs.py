@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-import training.loop
+import training.objective
 from training.checkpoint import trainable_state
 from training.config import load_config
 from training.data import read_metadata
@@ -174,7 +174,7 @@ class Poisoned:
     infinite) and records the trainable parameters of that moment (after the previous optimizer step)."""
 
     def __init__(self, at: int, term: str):
-        self.real, self.at, self.term, self.calls = training.loop.compute_losses, at, term, 0
+        self.real, self.at, self.term, self.calls = training.objective.compute_losses, at, term, 0
         self.model: torch.nn.Module | None = None
         self.before: dict[str, torch.Tensor] = {}
 
@@ -196,7 +196,7 @@ def poisoned(at: int, term: str, run: Callable[[Ctx], Outcome]) -> Callable[[Ctx
 
     def wrapped(ctx: Ctx) -> Outcome:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(training.loop, "compute_losses", Poisoned(at, term))
+            mp.setattr(training.objective, "compute_losses", Poisoned(at, term))
             return run(ctx)
 
     return wrapped
@@ -309,7 +309,7 @@ def test_bad_input(case: Case, dataset_dirs: dict[str, Path], overrides_for, tmp
 def test_non_finite_step_leaves_the_parameters_unchanged(term: str, overrides_for, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     poison = Poisoned(1, term)
-    monkeypatch.setattr(training.loop, "compute_losses", poison)
+    monkeypatch.setattr(training.objective, "compute_losses", poison)
     with pytest.raises(FloatingPointError) as info:
         train(load_config(None, overrides_for(tmp_path / "run")))
     assert poison.model is not None and poison.calls == 2  # it stopped at the poisoned step

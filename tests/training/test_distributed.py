@@ -7,10 +7,6 @@ launcher needs MPI."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,26 +16,14 @@ from safetensors.torch import load_file
 from training.checkpoint import trainable_state
 from training.loop import train
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240  # the launch takes ~15 s; a hanging rank would wait for gloo's 30 min timeout
 
 
 @pytest.fixture(scope="module")
-def ddp_run(overrides_for, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def ddp_run(overrides_for, two_processes, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
     """(output dir, "exit N" or "timed out", output) of one 2-process launch of ddp_worker.py."""
     out = tmp_path_factory.mktemp("ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests/training/ddp_worker.py"), *overrides_for(out), "--log_every=1"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT_S)
-        status = f"exit {proc.returncode}"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
-        output, _ = proc.communicate()
-        status = "timed out"
+    status, output = two_processes("ddp_worker.py", [*overrides_for(out), "--log_every=1"], TIMEOUT_S)
     return out, status, output[-3000:]
 
 

@@ -27,3 +27,19 @@ def test_flux_dev_yaml_sizes_agree_with_the_spec() -> None:
     written = {k: model[k] for k in SIZE_KEYS if k in model}
     assert written == {k: want[k] for k in written}, written
     assert model["pretrained"]  # the sizes come from the FLUX.1-dev folder itself
+
+
+def test_flux_dev_preference_yaml_loads_and_matches_the_memory_plan() -> None:
+    from training.memory_plan import build_plans
+    from training.preference.config import load_preference_config
+
+    path = CONFIG.with_name("flux_dev_preference.yaml")
+    cfg = load_preference_config(path)
+    assert cfg.preference.localized and cfg.preference.mode == "dpo" and len(cfg.bases) == 3
+    assert cfg.data.plain_caption_prob == 0.0 and cfg.model.gradient_checkpointing
+    model = yaml.safe_load(path.read_text())["model"]
+    assert not {k for k in SIZE_KEYS if k in model}  # FLUX.1-dev's sizes come from the folder itself
+    import inspect
+
+    plan_rank = inspect.signature(build_plans).parameters["preference_rank"].default
+    assert cfg.model.lora_rank == plan_rank  # the plan's preference table is this config's LoRA

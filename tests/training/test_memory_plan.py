@@ -4,6 +4,7 @@ parameter count of FLUX.1-dev on meta against the rank x (in + out) formula."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -77,3 +78,24 @@ def test_lora_parameters_of_flux_dev_on_meta() -> None:
     assert sum(p.numel() for p in t.parameters() if p.requires_grad) == want
     assert {p.dtype for p in t.parameters() if p.requires_grad} == {torch.float32}
     assert 11.8e9 < sum(p.numel() for p in t.parameters() if not p.requires_grad) < 12.0e9  # FLUX.1-dev: 11.9 B
+
+
+def test_preference_plan_layout_and_step_flops() -> None:
+    from bench.flops import forward_flops, tokens_for
+    from training.memory_plan import T5_XXL, GiB, SavedBytes, stage_plans, step_seconds
+
+    saved = {1: SavedBytes(outside=2 * GiB, per_block={"a": GiB, "b": 3 * GiB}, block_inputs=GiB // 2)}
+    ddp_off, fsdp_off, ddp_on, fsdp_on = stage_plans("preference", saved, 0, 1_000_000, 8 * GiB, GiB, GiB // 4, 8)
+    assert (ddp_off.strategy, fsdp_off.strategy, ddp_on.checkpointing) == ("DDP", "FSDP", True)
+    assert ddp_off.dit_activations == 6.0 and ddp_on.dit_activations == 2 + 0.5 + 3  # all / outside + inputs + largest
+    assert ddp_off.t5_activations == 0.0  # tables frozen: T5 runs without gradients
+    assert ddp_off.weights == 9.0 and fsdp_off.weights == 8 / 8 + 1 + 2 * 2 * 0.25
+    assert ddp_off.training_state == 1_000_000 * (4 + 4 + 8 + 4) / GiB  # fp32 LoRA, grads, AdamW, DDP buckets
+    assert fsdp_on.training_state == 1_000_000 * (4 + 4 + 8) / 8 / GiB
+    fwd = 2 * forward_flops(tokens_for(512, 512) * 2).total  # one sample: 512² target + one 512² reference
+    d, ff = T5_XXL["d_model"], T5_XXL["d_ff"]
+    t5 = 2 * 24 * 512 * (4 * d * d + 3 * d * ff)
+    # one pair: 2 samples x (forward + backward = 2 forwards), the reference pass 2 x 1 forward, 4 T5 forwards
+    assert step_seconds("preference", 1, False, 512, 512)[0] * 1e12 == pytest.approx(6 * fwd + 4 * t5, rel=1e-12)
+    assert step_seconds("preference", 1, True, 512, 512)[0] * 1e12 == pytest.approx(8 * fwd + 4 * t5, rel=1e-12)
+    assert step_seconds("dreamo", 1, False, 512, 512)[0] * 1e12 == pytest.approx(2 * fwd + 2 * t5, rel=1e-12)

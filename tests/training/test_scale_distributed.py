@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,41 +15,26 @@ from safetensors.torch import load_file
 from training.checkpoint import trainable_state
 from training.loop import train
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300  # each launch takes ~35 s on 2 cores; a hanging rank would wait for gloo's 30 min timeout
 
 
-def launch(mode: str, out: Path, overrides: list[str]) -> tuple[str, str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests/training/scale_worker.py"), mode, *overrides]
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=TIMEOUT_S)
-        return f"exit {proc.returncode}", output[-4000:]
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return "timed out", proc.communicate()[0][-4000:]
-
-
-def launched(kind: str, overrides_for, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def launched(kind: str, overrides_for, two_processes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The output folder of a finished 2-process ``kind`` launch (the test fails with its output otherwise)."""
     out = tmp_path_factory.mktemp(f"scale_{kind}")
-    status, output = launch(kind, out, overrides_for(out))
+    status, output = two_processes("scale_worker.py", [kind, *overrides_for(out)], TIMEOUT_S)
     if status != "exit 0":
         pytest.fail(f"2-process {kind.upper()} launch failed ({status}):\n{output}")
     return out
 
 
 @pytest.fixture(scope="module")
-def ddp_run(overrides_for, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return launched("ddp", overrides_for, tmp_path_factory)
+def ddp_run(overrides_for, two_processes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return launched("ddp", overrides_for, two_processes, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(overrides_for, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return launched("fsdp", overrides_for, tmp_path_factory)
+def fsdp_run(overrides_for, two_processes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return launched("fsdp", overrides_for, two_processes, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

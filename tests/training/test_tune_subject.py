@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from dreamo_core.generator import cli
 from dreamo_core.generator.cli import main as dreamo_main
-from dreamo_core.generator.flux_forward import ReferenceTokens, dreamo_transformer_forward
+from dreamo_core.generator.flux_forward import ReferenceTokens
 from dreamo_core.generator.loading import LoraRequest, load_tiny_generator
 from dreamo_core.weights.lora_targets import diffusers_target_names
 from training import data
@@ -137,21 +137,12 @@ def test_samples_before_and_after_the_tune(tuned, inputs) -> None:
     assert np.abs(after - own_sample(tuned.model, reference, prompt, 4, 0)).max() <= 1  # the tuned model
 
 
-def test_base_plus_subject_lora_fused_by_the_generator_equals_the_tuned_model(tuned, inputs) -> None:
+def test_base_plus_subject_lora_fused_by_the_generator_equals_the_tuned_model(tuned, inputs, fixed_forward) -> None:
     gen = load_tiny_generator([LoraRequest(inputs["base"]), LoraRequest(tuned.lora)])
     base_only = load_tiny_generator([LoraRequest(inputs["base"])])
     model = tuned.model.cpu().eval()
-
-    def forward(transformer):
-        g = torch.Generator().manual_seed(0)
-        lat = torch.randn(1, 16, 64, generator=g)
-        refs = [ReferenceTokens(torch.randn(1, 4, 64, generator=g), (2, 2), 1)]
-        pe, pooled, _ = model.encode_text(["a photo of a [ref#1] object"])
-        return dreamo_transformer_forward(transformer, lat, (4, 4), refs, torch.tensor([0.6]), torch.tensor([3.5]),
-                                          pooled, pe, model.tables)
-
-    with torch.no_grad():
-        want, got, without = forward(model.transformer), forward(gen.transformer), forward(base_only.transformer)
+    want, got, without = (fixed_forward(t, model, "a photo of a [ref#1] object")
+                          for t in (model.transformer, gen.transformer, base_only.transformer))
     assert (got - want).abs().max() < 1e-5
     assert (without - want).abs().max() > 1e-3  # the subject LoRA matters, so the match is not vacuous
 

@@ -11,8 +11,6 @@ mask is written (no L_route) because the subject's footprint is unknown.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,8 @@ import torch
 from PIL import Image
 
 from dreamo_core.conditioning.reference_images import composite_on_white, resize_area
+
+from ..data import save_gray, save_rgb, write_rows
 
 REFERENCE = "reference.png"
 WHITE = (255, 255, 255)
@@ -105,14 +105,6 @@ def augmented_view(rgb: torch.Tensor, fg: torch.Tensor | None, size: int, aug: A
     return canvas, footprint
 
 
-def save_rgb(pixels: torch.Tensor, path: Path) -> None:
-    Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().numpy()).save(path)
-
-
-def save_gray(pixels: torch.Tensor, path: Path) -> None:
-    Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().numpy(), mode="L").save(path)
-
-
 def write_subject_dataset(image: str | Path, mask: str | Path | None, folder: str | Path, views: int, size: int,
                           caption: str, plain_caption: str | None, aug: Augment = Augment(), seed: int = 0,
                           max_reference_side: int = 1024) -> Path:
@@ -152,8 +144,3 @@ def write_subject_dataset(image: str | Path, mask: str | Path | None, folder: st
     return root
 
 
-def write_rows(root: Path, rows: Sequence[dict]) -> None:
-    """``root/metadata.jsonl``, one JSON object per line."""
-    with open(root / "metadata.jsonl", "w") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")

@@ -43,11 +43,11 @@ from ..attention_capture import select_layers
 from ..batch import make_batch
 from ..codec import Codec, decode_tokens, encode_tokens, make_codec
 from ..config import TrainConfig, load_config
-from ..data import BatchPlan, DatasetError, fit, load_rgb, read_metadata, ref_size
+from ..data import BatchPlan, DatasetError, fit, load_rgb, read_metadata, ref_size, save_rgb, write_rows
 from ..loop import train
 from ..model import DreamOTrainModel
 from ..step_losses import NonFiniteLossError, compute_losses
-from .dataset import BACKGROUNDS, REFERENCE, Augment, save_rgb, write_rows, write_subject_dataset
+from .dataset import BACKGROUNDS, REFERENCE, Augment, write_subject_dataset
 from .lora import save_subject_lora, subject_tune_model
 
 logger = logging.getLogger("DreamO")

@@ -1,0 +1,5 @@
+"""``python -m training.preference CONFIG.yaml [--key=value ...]`` (``command.py``)."""
+
+from .command import main
+
+raise SystemExit(main())
