@@ -275,6 +275,36 @@ def dual_cfg_2_3(ctx) -> Same:
                 o.dual_cfg_formula(plain_p, mid, neg, 2.0, 3.0))
 
 
+def prompt_numbered_last(model, prompt, negative, cfg, noise):
+    """One step of a custom guider with its own cond names ("scene", "subject") that lists the negative first, so
+    ComfyUI numbers the DreamO prompt 1 (``cond_or_uncond``), the number core's CFG gives its negative."""
+    import comfy.samplers
+
+    class SceneSubjectGuider(comfy.samplers.CFGGuider):
+        def set_conds(self, subject, scene):
+            self.inner_set_conds({"scene": scene, "subject": subject})
+
+        def predict_noise(self, x, timestep, model_options=None, seed=None):
+            scene, subject = comfy.samplers.calc_cond_batch(
+                self.inner_model, [self.conds["scene"], self.conds["subject"]], x, timestep, model_options or {})
+            return scene + self.cfg * (subject - scene)
+
+    guider = SceneSubjectGuider(model)
+    guider.set_conds(prompt, negative)
+    guider.set_cfg(cfg)
+    return h.guider_denoise_once(guider, noise, h.SIGMA)
+
+
+def custom_guider_numbers_prompt_1(ctx) -> Same:
+    """A custom guider numbering Apply's positive 1 and a plain prompt 0, cfg 2: each gets exactly what it carries."""
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    scene = h.guided_positive(24)
+    cap = prompt_numbered_last(m, pos, scene, 2.0, NOISE)
+    plain = o.hand_denoised(m, cap.x, scene)
+    return Same(cap.denoised, plain + 2.0 * (o.hand_denoised(m, cap.x, pos, fixed_refs()) - plain),
+                plain + 2.0 * (o.hand_denoised(m, cap.x, pos, fixed_refs(), with_embedding=False) - plain))
+
+
 def crossed_chains(ctx) -> Same:
     """The sampler gets Apply A's model (A: reference at strength 0) and Apply B's positive (strength 1)."""
     model_a, _ = apply(tables_only(ctx), h.guided_positive(), options(fixed_refs(), 1, strength=0.0))
@@ -525,6 +555,7 @@ ROWS = [
     Row("order-modelsamplingflux-after-recorder", recorder_order, expect_same(0.0)),
     Row("guider-dualcfg-cond1-cfg-1-1", dual_cfg_1_1, expect_same(1e-5)),
     Row("guider-dualcfg-references-cfg-2-3", dual_cfg_2_3, expect_same(1e-4)),
+    Row("guider-custom-numbers-positive-1", custom_guider_numbers_prompt_1, expect_same(1e-4)),
     Row("crossed-chains-model-a-positive-b", crossed_chains, expect_same(1e-5)),
     Row("regional-two-applies-set-area", regions_by_area, expect_same(1e-5)),
     Row("regional-two-applies-set-mask", regions_by_mask, expect_same(1e-5)),
