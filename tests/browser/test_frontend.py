@@ -146,9 +146,14 @@ def test_frontend_prompt_equals_intended(path, server, page, shots):
     ui = json.loads(path.read_text())
     object_info = json.loads(urllib.request.urlopen(url + "/object_info", timeout=30).read())
     assert all(n["type"] in object_info or n["type"] in FRONTEND_ONLY for n in ui["nodes"])
+    # the frontend's own start-up workflow may land after ours on a loaded machine: load until ours is the graph
     result = page.evaluate("""async ([ui, name]) => {
-        await window.app.loadGraphData(ui, true, true, name);
-        await new Promise(r => setTimeout(r, 300));
+        const want = ui.nodes.map(n => String(n.id)).sort().join();
+        for (let tries = 0; tries < 20; tries++) {
+            await window.app.loadGraphData(ui, true, true, name);
+            await new Promise(r => setTimeout(r, 300));
+            if (window.app.graph._nodes.map(n => String(n.id)).sort().join() === want) break;
+        }
         const p = await window.app.graphToPrompt();
         const H = LiteGraph.NODE_TITLE_HEIGHT;
         const rects = window.app.graph._nodes.map(n => ({id: n.id, type: n.type,
