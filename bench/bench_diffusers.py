@@ -12,6 +12,7 @@ excess of the measured ratio over the floor, and the overhead over the plain mod
 from __future__ import annotations
 
 import sys
+import time
 from functools import partial
 
 import torch
@@ -21,12 +22,12 @@ from bench.common import (
     HEADER,
     SIZES,
     build_transformer,
-    fmt_mem,
     forward_bench_arguments,
     interleaved,
+    overhead_cells,
+    overhead_row,
     print_table,
     profile_delta,
-    ratio_cells,
     same_token_grid,
     timed,
 )
@@ -41,11 +42,15 @@ GRIDS = {
     "width": [(512, 0, 512), (512, 1, 512), (512, 4, 512), (512, 9, 512), (1024, 1, 1024)],  # CPU at FLUX width
     "full": [(out, n, rr) for out in (512, 768, 1024) for n in (0, 1, 2, 4, 9) for rr in (512, 768, 1024)
              if n > 0 or rr == 512],
+    "gpu-suite": [(1024, n, 512) for n in (0, 1, 2, 4)],  # bench.gpu_suite's overhead section
+    "tiny": [(128, n, 64) for n in (0, 1, 2, 4)],  # the same at the tiny size (its CPU test)
 }
 
 
 def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text_tokens: int,
-        profile: bool = False) -> None:
+        profile: bool = False, deadline: float | None = None) -> list[dict]:
+    """Measure every grid point (``common.overhead_row`` each), print the table and return the rows; no grid point
+    starts after ``deadline`` (``time.monotonic()``)."""
     model = build_transformer(size, device, dtype)
     c = model.config
     spec = DreamOSpec.of_diffusers_config(c)
@@ -65,6 +70,8 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
                        img_ids=dreamo_position_ids(grid_t, [], dtype).to(device), return_dict=False)
 
     for out, n_refs, ref_res in GRIDS[grid]:
+        if deadline is not None and time.monotonic() > deadline:
+            break
         grid_t = (out // px, out // px)
         latents = torch.randn(1, grid_t[0] * grid_t[1], channels, generator=g).to(device, dtype)
         refs = [ReferenceTokens(torch.randn(1, (ref_res // px) ** 2, channels, generator=g).to(device, dtype),
@@ -72,18 +79,16 @@ def run(size: str, device: str, dtype: torch.dtype, grid: str, repeat: int, text
         ref_tokens = [r.tokens.shape[1] for r in refs]
         dreamo = partial(dreamo_transformer_forward, model, latents, grid_t, refs, sigma, guidance, pooled, embeds, tables)
         fns = [plain_forward(grid_t), dreamo, plain_forward(same_token_grid(grid_t[0] * grid_t[1] + sum(ref_tokens)))]
-        (base_s, s, same_s), (_, ratio, same_ratio), (base_mem, mem, _) = interleaved([timed(f, device) for f in fns], repeat)
         floor = floor_ratio(grid_t[0] * grid_t[1], ref_tokens, text_tokens, spec)
-        rows.append([f"{out}²", str(n_refs), f"{ref_res}" if n_refs else "-", f"{base_s * 1e3:.1f}",
-                     f"{s * 1e3:.1f}", f"{same_s * 1e3:.1f}", *ratio_cells(ratio, floor, ratio / same_ratio),
-                     fmt_mem(base_mem), fmt_mem(mem)])
+        rows.append(overhead_row(out, n_refs, ref_res, *interleaved([timed(f, device) for f in fns], repeat), floor))
         print(f"  measured {out}² / {n_refs} refs / {ref_res}", file=sys.stderr, flush=True)
         if profile and n_refs == 1:
             with torch.no_grad():
                 profile_delta({"same-token plain": fns[2], "DreamO": dreamo}, "same-token plain", "DreamO", steps=2)
             profile = False
     print_table(f"diffusers DreamO forward vs plain FLUX ({size}, {device}, {dtype}, {text_tokens} text tokens)",
-                HEADER, rows)
+                HEADER, [overhead_cells(r) for r in rows])
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,9 @@ meets the others:
       python -m venv /path/to/venv-official
       /path/to/venv-official/bin/pip install torch==2.13.0 diffusers==0.33.1 transformers==4.45.2 einops safetensors
 
-  (a CPU torch; never torchvision). The official ``dreamo/utils.py`` imports ``torchvision.utils`` and ``cv2``,
+  (a CPU torch; never torchvision), or this interpreter with ``--official-pythonpath`` /
+  ``DREAMO_OFFICIAL_PYTHONPATH``: folders that become the official subprocess's whole PYTHONPATH, holding those
+  versions (``pip install --target``; what ``bench/gpu_suite.sh`` does where no venv can be made). The official ``dreamo/utils.py`` imports ``torchvision.utils`` and ``cv2``,
   neither used by a step: the ComfyUI harness's stand-in (``bench.comfy_harness.stand_ins``), which fails if
   called, takes the place of whichever is absent.
 - ``core``: ``dreamo_core``'s forward on the diffusers of this interpreter.
@@ -34,12 +36,15 @@ meets the others:
 
 The weights are one seeded diffusers-format state dict (``bench.common.build_transformer``, built on ``--device``),
 written once to a temporary safetensors file (under ``$TMPDIR``; ~3.9 GB at ``width`` fp32, ~24 GB at ``full``
-bf16) that every variant loads; tokens and embedding tables come from one seeded generator. Prints per variant:
+bf16) that every variant loads; with ``--weights-on-device`` every variant makes the same seeded weights on
+``--device`` itself instead (``bench.seeded_weights``: no file; ComfyUI converts them as it converts a diffusers
+file). Tokens and embedding tables come from one seeded generator. Prints per variant:
 median step time (``--repeat`` calls after a warm-up) and, on CPU, median process CPU time (what a shared
 machine's other load barely changes), each as a speed-up over the first variant (median of per-round ratios);
 peak memory during the step (GPU: ``torch.cuda.max_memory_allocated``; CPU: the subprocess's peak RSS counted
 from after the weights are loaded, i.e. resident weights + what the step allocates); max abs difference of the
-target velocity to the official and to the core output. ``--rounds N`` runs the variants N times in rotated
+target velocity to the official and to the core output; on a GPU, the share of the card's dense bf16 peak that
+the step's model FLOPs (``bench.flops``) over the step time achieve. GPU step times are CUDA-event times. ``--rounds N`` runs the variants N times in rotated
 order. ``--size width``: FLUX.1-dev's width (hidden 3072, 24 heads x 128, T5 4096) with 2 + 2 blocks.
 """
 
@@ -54,8 +59,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -63,25 +68,22 @@ from bench import comfy_harness as h
 from bench.common import (
     BENCH_DTYPE_BY_NAME,
     SIZES,
+    WEIGHTS_SEED,
     build_transformer,
+    cell,
+    clocked,
     peak_rss_gib,
     print_table,
     reset_peak_rss,
-    sync,
+    size_spec,
 )
+from bench.flops import card_bf16_peak, forward_flops, peak_share, tokens_for
 from dreamo_core.conditioning.embeddings import ConditionEmbeddings
-from dreamo_core.spec import DreamOSpec
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ("official", "core", "comfyui", "comfyui-sdpa")
 SIGMA, GUIDANCE = 0.5, 3.5
 OFFICIAL_ABSENT = ("torchvision", "cv2")  # imported by the official dreamo/utils.py, used by no step
-
-
-def size_spec(size: str) -> DreamOSpec:
-    """The DreamOSpec of the diffusers transformer ``SIZES[size]`` (``full``: FLUX_DEV; ``width``: FLUX_DEV with
-    2 + 2 blocks): its widths for the tokens, its ComfyUI FluxParams for the comfyui variants."""
-    return DreamOSpec.of_diffusers_config(SimpleNamespace(**SIZES[size]))
 
 
 def inputs(a: argparse.Namespace) -> dict:
@@ -109,11 +111,14 @@ def write_weights(a: argparse.Namespace) -> None:
 
 def diffusers_transformer_from_weights(a: argparse.Namespace) -> torch.nn.Module:
     """This interpreter's diffusers ``FluxTransformer2DModel`` of ``a.size``, built on the meta device and given
-    the weights of ``a.weights`` (strict: every key, every shape)."""
+    the weights of ``a.weights`` (strict: every key, every shape), or with ``a.weights_on_device`` the seeded
+    weights made on ``a.device``."""
     from safetensors.torch import load_file
 
     from dreamo_core.generator.tiny import flux_transformer
 
+    if a.weights_on_device:
+        return build_transformer(a.size, a.device, BENCH_DTYPE_BY_NAME[a.dtype])
     model = flux_transformer(0, "meta", None, **SIZES[a.size])
     model.load_state_dict(load_file(a.weights, device=a.device), strict=True, assign=True)
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
@@ -126,16 +131,14 @@ Timed = tuple[list[tuple[float, float]], torch.Tensor]  # ((wall s, process CPU 
 
 
 def time_calls(call: Callable[[], torch.Tensor], a: argparse.Namespace) -> Timed:
-    """One warm-up, then ``a.repeat`` timed calls: wall and process CPU seconds of each, and the last output.
-    The CPU time (all threads of this process) is what a shared machine's other load barely changes."""
+    """One warm-up, then ``a.repeat`` timed calls: wall (GPU: CUDA-event) and process CPU seconds of each, and the
+    last output. The CPU time (all threads of this process) is what a shared machine's other load barely changes."""
     out = call()
     times = []
     for _ in range(a.repeat):
-        sync(a.device)
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = call()
-        sync(a.device)
-        times.append((time.perf_counter() - t0, time.process_time() - c0))
+        c0 = time.process_time()
+        seconds, out = clocked(call, a.device)
+        times.append((seconds, time.process_time() - c0))
     return times, out
 
 
@@ -198,7 +201,16 @@ def comfy_flux_from_weights(a: argparse.Namespace):
     import comfy.model_patcher
     from safetensors.torch import load_file
 
-    sd = comfy.model_detection.convert_diffusers_mmdit(load_file(a.weights, device=a.device), "")
+    from bench.seeded_weights import seeded_state_dict
+    from dreamo_core.generator.tiny import flux_transformer
+
+    if a.weights_on_device:
+        diffusers_sd = seeded_state_dict(flux_transformer(0, "meta", None, **SIZES[a.size]), WEIGHTS_SEED, a.device,
+                                         BENCH_DTYPE_BY_NAME[a.dtype])
+    else:
+        diffusers_sd = load_file(a.weights, device=a.device)
+    sd = comfy.model_detection.convert_diffusers_mmdit(diffusers_sd, "")
+    del diffusers_sd
     unet_config = comfy.model_detection.detect_unet_config(sd, "")
     if unet_config is None or unet_config.get("image_model") != "flux":
         raise RuntimeError("bench_official: ComfyUI did not detect the converted weights as FLUX")
@@ -232,9 +244,10 @@ def comfyui_run(a: argparse.Namespace, x: dict) -> Timed:
 
     # ComfyUI picks its attention at import: on a CPU its default is a sliced softmax (baddbmm + softmax + bmm);
     # "comfyui-sdpa" is ComfyUI started with --use-pytorch-cross-attention (SDPA, its default on CUDA)
-    h.setup_comfy(a.comfyui_path, use_pytorch_cross_attention=a.variant == "comfyui-sdpa")
+    h.setup_comfy(a.comfyui_path, use_pytorch_cross_attention=a.variant == "comfyui-sdpa",
+                  cpu=not a.device.startswith("cuda"))
     model = comfy_flux_from_weights(a)
-    tables_dir = Path(a.weights).parent / "loras"
+    tables_dir = Path(a.save).parent / "loras"
     tables_dir.mkdir(exist_ok=True)
     save_file({"dreamo_task_embedding.weight": x["tables"].task.contiguous(),
                "dreamo_idx_embedding.weight": x["tables"].idx.contiguous()}, str(tables_dir / "tables.safetensors"))
@@ -256,6 +269,20 @@ def comfyui_run(a: argparse.Namespace, x: dict) -> Timed:
         return h.guided_call(patched, positive, cond, torch.zeros_like(latent), SIGMA, 1.0, step)
 
 
+def kitchen_backends() -> str:
+    """'; comfy-kitchen VERSION: its available backends' where ComfyUI uses it (0.33 runs its RoPE through it: the
+    CUDA backend's kernels or the eager torch ops), else ''."""
+    import importlib.metadata
+
+    try:
+        import comfy_kitchen
+    except ImportError:
+        return ""
+    names = ", ".join(name for name, info in comfy_kitchen.list_backends().items()
+                      if info.get("available") and not info.get("disabled"))
+    return f"; comfy-kitchen {importlib.metadata.version('comfy-kitchen')}: {names}"
+
+
 def stack(variant: str) -> str:
     """What this subprocess runs on, for the table."""
     if variant.startswith("comfyui"):
@@ -263,7 +290,7 @@ def stack(variant: str) -> str:
         import comfyui_version
 
         return (f"torch {torch.__version__}, ComfyUI {comfyui_version.__version__} "
-                f"({attention.optimized_attention.__name__})")
+                f"({attention.optimized_attention.__name__}{kitchen_backends()})")
     import diffusers
 
     return f"torch {torch.__version__}, diffusers {diffusers.__version__}"
@@ -279,9 +306,10 @@ def run_variant(a: argparse.Namespace) -> None:
     times, out = run(a, x)
     peak = torch.cuda.max_memory_allocated() / 2**30 if a.device.startswith("cuda") else peak_rss_gib()
     save_file({"out": out.float().cpu().contiguous()}, a.save)
+    device_name = torch.cuda.get_device_name() if a.device.startswith("cuda") else "cpu"
     print(json.dumps({"seconds": statistics.median(t[0] for t in times),
                       "cpu_seconds": statistics.median(t[1] for t in times), "peak_gib": peak,
-                      "stack": stack(a.variant), "threads": torch.get_num_threads()}))
+                      "stack": stack(a.variant), "threads": torch.get_num_threads(), "device_name": device_name}))
 
 
 def arguments() -> argparse.ArgumentParser:
@@ -300,8 +328,13 @@ def arguments() -> argparse.ArgumentParser:
                    help="checkout of bytedance/DreamO (default: $DREAMO_OFFICIAL_PATH)")
     p.add_argument("--official-python", default=os.environ.get("DREAMO_OFFICIAL_PYTHON", sys.executable),
                    help="interpreter of the official variant (default: $DREAMO_OFFICIAL_PYTHON, else this one)")
+    p.add_argument("--official-pythonpath", default=os.environ.get("DREAMO_OFFICIAL_PYTHONPATH", ""),
+                   help="the official subprocess's whole PYTHONPATH, e.g. a pip --target folder with diffusers 0.33.1 "
+                        "and transformers 4.45.2 (default: $DREAMO_OFFICIAL_PYTHONPATH; empty: inherited)")
     p.add_argument("--comfyui-path", default=os.environ.get("COMFYUI_PATH", ""),
                    help="ComfyUI checkout of the comfyui variant (default: $COMFYUI_PATH)")
+    p.add_argument("--weights-on-device", action="store_true",
+                   help="every variant makes the seeded weights on --device itself (no weights file)")
     p.add_argument("--variant", choices=(*VARIANTS, "weights"), help=argparse.SUPPRESS)
     p.add_argument("--weights", help=argparse.SUPPRESS)
     p.add_argument("--save", help=argparse.SUPPRESS)
@@ -327,12 +360,14 @@ def checked_variants(a: argparse.Namespace) -> list[str]:
 
 
 def child(a: argparse.Namespace, argv: list[str], variant: str, tmp: Path) -> dict:
-    """Run one subprocess of ``variant`` (its interpreter, cwd the repo root); its JSON line."""
+    """Run one subprocess of ``variant`` (its interpreter and, for the official one, ``a.official_pythonpath`` as
+    its whole PYTHONPATH; cwd the repo root); its JSON line, or SystemExit with the end of its stderr."""
     python = a.official_python if variant == "official" else sys.executable
+    env = {**os.environ, "PYTHONPATH": a.official_pythonpath} if variant == "official" and a.official_pythonpath else None
     save = tmp / f"{variant}.safetensors"
     cmd = [python, "-m", "bench.bench_official", *argv, "--variant", variant, "--weights", str(tmp / "weights.safetensors"),
            "--save", str(save), "--official-path", a.official_path, "--comfyui-path", a.comfyui_path]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if done.returncode:
         raise SystemExit(f"bench_official: the {variant} subprocess ({python}) failed:\n{done.stderr[-3000:]}")
     if variant == "weights":
@@ -340,6 +375,74 @@ def child(a: argparse.Namespace, argv: list[str], variant: str, tmp: Path) -> di
     from safetensors.torch import load_file
 
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "out": load_file(str(save))["out"]}
+
+
+@dataclass
+class Comparison:
+    runs: dict[str, list[dict]]  # variant -> its subprocess's results, one per round it ran
+    failed: dict[str, str] = field(default_factory=dict)  # variant -> why its subprocess failed (keep_going)
+    rounds: int = 0  # rounds run to the end
+
+
+def compare(a: argparse.Namespace, argv: list[str], names: list[str], keep_going: bool = False,
+            deadline: float | None = None) -> Comparison:
+    """Every variant of ``names`` in its own subprocess, ``a.rounds`` times in rotated order. ``keep_going``: a
+    variant whose subprocess fails is recorded and left out of later rounds (else SystemExit). ``deadline``
+    (``time.monotonic()``): no round starts after it."""
+    c = Comparison({v: [] for v in names})
+    with tempfile.TemporaryDirectory() as tmp:
+        if not a.weights_on_device:
+            child(a, argv, "weights", Path(tmp))
+        for r in range(a.rounds):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            for v in names[r % len(names):] + names[: r % len(names)]:
+                if v in c.failed:
+                    continue
+                try:
+                    c.runs[v].append(child(a, argv, v, Path(tmp)))
+                except SystemExit as e:
+                    if not keep_going:
+                        raise
+                    c.failed[v] = str(e)
+                    continue
+                print(f"  {v}: {c.runs[v][-1]['seconds'] * 1e3:.0f} ms", file=sys.stderr, flush=True)
+            c.rounds += 1
+    return c
+
+
+def step_macs(a: argparse.Namespace) -> float:
+    """Model MACs of the step (``bench.flops``: blocks + embedders) at the run's size and tokens."""
+    image = tokens_for(a.out, a.out) + a.refs * tokens_for(a.ref_res, a.ref_res)
+    return forward_flops(image, a.text_tokens, size_spec(a.size)).total
+
+
+def summary(a: argparse.Namespace, c: Comparison) -> list[dict]:
+    """One dict per variant that ran: median step s (and CPU s), speed-ups over the first variant that ran
+    (median of per-round ratios), peak GiB, max abs differences to official / core, share of the card's bf16 peak
+    (CUDA; None where the card is unknown)."""
+    ran = {v: rs for v, rs in c.runs.items() if rs}
+    if not ran:
+        return []
+    base = next(iter(ran))
+    outs = {v: rs[-1]["out"] for v, rs in ran.items()}
+    macs = step_macs(a)
+    rows = []
+    for v, rs in ran.items():
+        step = statistics.median(r["seconds"] for r in rs)
+        peak_flops = card_bf16_peak(rs[-1].get("device_name", ""))
+        rows.append({
+            "variant": v, "stack": rs[-1]["stack"], "step_ms": step * 1e3, "base": base,
+            "speedup": statistics.median(b["seconds"] / r["seconds"] for b, r in zip(ran[base], rs)),
+            "cpu_ms": statistics.median(r["cpu_seconds"] for r in rs) * 1e3,
+            "cpu_speedup": statistics.median(b["cpu_seconds"] / r["cpu_seconds"] for b, r in zip(ran[base], rs)),
+            "peak_gib": max(r["peak_gib"] for r in rs),
+            "diff_vs_official": (outs[v] - outs["official"]).abs().max().item() if "official" in outs else None,
+            "diff_vs_core": (outs[v] - outs["core"]).abs().max().item() if "core" in outs else None,
+            "peak_share": peak_share(macs, step, peak_flops) if a.device.startswith("cuda") else None,
+            "threads": rs[-1]["threads"], "output_scale": outs[base].abs().max().item(),
+        })
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,35 +454,22 @@ def main(argv: list[str] | None = None) -> int:
     if a.variant:
         run_variant(a)
         return 0
-    names = checked_variants(a)
-    runs: dict[str, list[dict]] = {v: [] for v in names}
-    with tempfile.TemporaryDirectory() as tmp:
-        child(a, argv, "weights", Path(tmp))
-        for r in range(a.rounds):
-            for v in names[r % len(names):] + names[: r % len(names)]:
-                runs[v].append(child(a, argv, v, Path(tmp)))
-                print(f"  {v}: {runs[v][-1]['seconds'] * 1e3:.0f} ms", file=sys.stderr, flush=True)
-    base = names[0]
-    outs = {v: rs[-1]["out"] for v, rs in runs.items()}
-    cpu = not a.device.startswith("cuda")
-    rows = []
-    for v, rs in runs.items():
-        wall = statistics.median(b["seconds"] / r["seconds"] for b, r in zip(runs[base], rs))
-        row = [v, rs[-1]["stack"], f"{statistics.median(r['seconds'] for r in rs) * 1e3:.0f}", f"{wall:.2f}"]
-        if cpu:
-            own = statistics.median(b["cpu_seconds"] / r["cpu_seconds"] for b, r in zip(runs[base], rs))
-            row += [f"{statistics.median(r['cpu_seconds'] for r in rs) * 1e3:.0f}", f"{own:.2f}"]
-        row.append(f"{max(r['peak_gib'] for r in rs):.2f}")
-        row += [f"{(outs[v] - outs[w]).abs().max().item():.2e}" if w in outs else "n/a" for w in ("official", "core")]
-        rows.append(row)
+    rows = summary(a, compare(a, argv, checked_variants(a)))
+    base, cpu = rows[0]["base"], not a.device.startswith("cuda")
     header = ["variant", "stack", "step ms", f"speed-up vs {base}"]
-    if cpu:
-        header += ["CPU ms", f"CPU-time speed-up vs {base}"]
-    header += ["GPU max allocated GiB" if not cpu else "peak RSS GiB", "max abs diff vs official", "max abs diff vs core"]
-    scale = outs[base].abs().max().item()
-    print_table(f"one DreamO step, {a.size} {a.dtype} {a.device} ({runs[base][-1]['threads']} threads), {a.out}px + "
+    header += ["CPU ms", f"CPU-time speed-up vs {base}"] if cpu else []
+    header += ["peak RSS GiB" if cpu else "GPU max allocated GiB", "max abs diff vs official", "max abs diff vs core"]
+    header += [] if cpu else ["share of bf16 peak"]
+    table = []
+    for r in rows:
+        row = [r["variant"], r["stack"], f"{r['step_ms']:.0f}", f"{r['speedup']:.2f}"]
+        row += [f"{r['cpu_ms']:.0f}", f"{r['cpu_speedup']:.2f}"] if cpu else []
+        row += [f"{r['peak_gib']:.2f}", cell(r["diff_vs_official"], ".2e"), cell(r["diff_vs_core"], ".2e")]
+        row += [] if cpu else [cell(r["peak_share"], ".1%")]
+        table.append(row)
+    print_table(f"one DreamO step, {a.size} {a.dtype} {a.device} ({rows[0]['threads']} threads), {a.out}px + "
                 f"{a.refs} x {a.ref_res}px refs, {a.text_tokens} text tokens; median of {a.repeat} calls x "
-                f"{a.rounds} rounds; max abs {base} output {scale:.2e}", header, rows)
+                f"{a.rounds} rounds; max abs {base} output {rows[0]['output_scale']:.2e}", header, table)
     return 0
 
 

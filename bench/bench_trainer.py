@@ -6,6 +6,8 @@
     python -m bench.bench_trainer --size width --memory    # + peak RSS of one step, checkpointing off / on
     python -m bench.bench_trainer --t5                     # T5-XXL-width cost per placeholder caption
     python -m bench.bench_trainer --size full --device cuda --bf16   # FLUX.1-dev architecture, random weights
+    python -m bench.bench_trainer --size full --device cuda --bf16 --plan --blocks 19,38 --batch 1 --refs 2
+                                                            # one step's peak memory vs training.memory_plan
 
 One model, one batch; the plain step (flow matching only) and the routed steps (routing records on one layer,
 and on the layers of the size's config; then the same with gradient checkpointing, and as 2 accumulated
@@ -23,6 +25,11 @@ activations). glibc is told to return every block over 128 KiB to the kernel at 
 are trained through T5) against a plain forward (what a plain caption costs without the cache; 0 with it),
 and per layer and token against the transformer step's time per block and token at the same width.
 
+``--plan``: only one routed optimizer step with gradient checkpointing (after a warm-up step: AdamW state and
+gradients allocated): its time and peak memory (GPU: ``max_memory_allocated``) next to what
+``training.memory_plan.single_gpu_plan`` predicts for the same transformer, batch, references and capture layers.
+``--blocks D,S`` builds D double and S single blocks (``full``: FLUX.1-dev's width, as many blocks as fit the time).
+
 Target (issue 6): routing losses cost <= 10% over a plain flow-matching LoRA step. Next to the measured ratio the
 script prints the routing maths' share of the step's FLOPs (3 x forward MACs for forward + backward), the part no
 implementation can avoid.
@@ -31,6 +38,7 @@ implementation can avoid.
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import gc
 import json
 import os
@@ -45,11 +53,12 @@ from pathlib import Path
 
 import torch
 
-from bench.common import profile_delta
+from bench.common import clocked, profile_delta
 from bench.flops import FLUX_TEXT_TOKENS, forward_flops, tokens_for
 from dreamo_core.generator.flux_forward import ReferenceTokens
+from dreamo_core.generator.tiny import TINY_TRANSFORMER
 from dreamo_core.spec import FLUX_DEV, DreamOSpec
-from training.attention_capture import select_layers
+from training.attention_capture import layer_names, select_layers
 from training.batch import Batch, make_batch, step_noise
 from training.codec import PixelCodec
 from training.config import TrainConfig, load_config
@@ -57,6 +66,8 @@ from training.data import BatchSampler, read_metadata
 from training.model import build_model
 from training.step_losses import compute_losses
 from training.toy.synthetic import make_synthetic_dataset
+
+GiB = 2**30
 
 
 def model_overrides(sizes: dict) -> list[str]:
@@ -66,6 +77,8 @@ def model_overrides(sizes: dict) -> list[str]:
 
 
 SIZES = {  # model overrides, the routing layers the size's config uses, batch / resolution
+    "tiny": dict(model=[*model_overrides(dict(TINY_TRANSFORMER)), "--model.text_max_tokens=8"],
+                 layers=["transformer_blocks.*"], image=64, ref=64),
     "small": dict(model=[*model_overrides(dict(num_layers=2, num_single_layers=4, attention_head_dim=64,
                                                 num_attention_heads=4, joint_attention_dim=64, pooled_projection_dim=64,
                                                 axes_dims_rope=[16, 24, 24])),
@@ -82,13 +95,25 @@ SIZES = {  # model overrides, the routing layers the size's config uses, batch /
 }
 
 
-def make_config(size: str, out: Path, data: Path, bf16: bool) -> TrainConfig:
+def make_config(size: str, out: Path, data: Path, bf16: bool, batch: int = 2, blocks: tuple[int, int] | None = None,
+                checkpointing: bool = False) -> TrainConfig:
+    """The trainer config of ``size``; ``blocks`` (double, single) overrides its block counts."""
     s = SIZES[size]
+    depth = [f"--model.num_layers={blocks[0]}", f"--model.num_single_layers={blocks[1]}"] if blocks else []
     return load_config(None, [
         f"--output_dir={out}", f"--data.datasets={{multi: '{data}'}}", f"--data.buckets=[[{s['image']}, {s['image']}]]",
-        f"--data.ref_res={s['ref']}", "--data.batch_size=2", "--model.lora_rank=128", "--data.plain_caption_prob=0.0",
-        f"--model.bf16={str(bf16).lower()}", "--progress=false", *s["model"],
+        f"--data.ref_res={s['ref']}", f"--data.batch_size={batch}", "--model.lora_rank=128",
+        "--data.plain_caption_prob=0.0", f"--model.bf16={str(bf16).lower()}", "--progress=false", *s["model"], *depth,
+        *(["--model.gradient_checkpointing=true"] if checkpointing else []),
         "--stages=[{name: all, steps: 1000, lr: 0.0001, mixture: {multi: 1.0}}]"])
+
+
+def size_layers(size: str, transformer: torch.nn.Module) -> frozenset[str]:
+    """The routing layers of ``size`` that exist in ``transformer`` (fewer blocks than the size's: its first
+    double block)."""
+    names = set(layer_names(transformer))
+    patterns = [p for p in SIZES[size]["layers"] if any(fnmatch.fnmatchcase(n, p) for n in names)]
+    return select_layers(transformer, patterns or ["transformer_blocks.0"])
 
 
 def routing_share(spec: DreamOSpec, text: int, n: int, refs: list[int], batch: int, n_layers: int) -> float:
@@ -119,11 +144,11 @@ def setup(a: argparse.Namespace) -> tuple:
     torch.manual_seed(0)
     root = Path(tempfile.mkdtemp())
     s = SIZES[a.size]
-    data = make_synthetic_dataset(root / "data", 4, seed=0, size=(s["image"], s["image"]), max_refs=2,
-                                  ref_size=s["ref"], fixed_refs=2)
-    cfg = make_config(a.size, root / "out", data, a.bf16)
+    data = make_synthetic_dataset(root / "data", 4, seed=0, size=(s["image"], s["image"]), max_refs=a.refs,
+                                  ref_size=s["ref"], fixed_refs=a.refs)
+    cfg = make_config(a.size, root / "out", data, a.bf16, a.batch, a.blocks, a.plan)
     device = torch.device(a.device)
-    model = build_model(cfg.model).to(device).train()
+    model = build_model(cfg.model, device).to(device).train()
     opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-6)
     groups = {"multi": read_metadata(data, cfg.data.buckets, cfg.data.ref_res)}
     plan = BatchSampler(groups, cfg.data.batch_size, 0.0, 0).plan(0, {"multi": 1.0}, 0, 1)
@@ -169,6 +194,37 @@ def measure_step_memory(a: argparse.Namespace) -> None:
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     fn()
     print(json.dumps({"extra_mib": (rss_kib("VmHWM") - before) / 1024, "how": "VmHWM - VmRSS"}))
+
+
+def step_vs_plan(a: argparse.Namespace) -> dict:
+    """One routed optimizer step (gradient checkpointing as ``a.plan`` configures it): after a warm-up step, the
+    median seconds of ``a.repeat`` steps and their peak allocated GiB (CUDA; None on the CPU), next to
+    ``single_gpu_plan``'s prediction for the same transformer, references and layers (batch 1)."""
+    from training.memory_plan import single_gpu_plan
+
+    cfg, device, model, opt, batch, noise, t = setup(a)
+    layers = size_layers(a.size, model.transformer)
+    route_cfg = replace(cfg, loss=replace(cfg.loss, route=0.5, holder=0.4))
+    fn = step_fn(a, model, opt, batch, noise, t, device, route_cfg, layers)
+    fn()  # warm-up: AdamW state, gradient buffers
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = [clocked(fn, a.device)[0] for _ in range(a.repeat)]
+    peak = torch.cuda.max_memory_allocated() / GiB if device.type == "cuda" else None
+    c = cfg.model
+    sizes = dict(num_layers=c.num_layers, num_single_layers=c.num_single_layers, attention_head_dim=c.attention_head_dim,
+                 num_attention_heads=c.num_attention_heads, joint_attention_dim=c.joint_attention_dim,
+                 pooled_projection_dim=c.pooled_projection_dim, axes_dims_rope=list(c.axes_dims_rope))
+    plan = single_gpu_plan(sizes, a.refs, SIZES[a.size]["image"], SIZES[a.size]["ref"], layers, c.text_max_tokens,
+                           c.lora_rank, c.gradient_checkpointing)
+    frozen = sum(p.numel() for p in model.transformer.parameters() if not p.requires_grad)
+    return {"blocks": [c.num_layers, c.num_single_layers], "batch": cfg.data.batch_size, "refs": a.refs,
+            "image": SIZES[a.size]["image"], "ref": SIZES[a.size]["ref"], "text_tokens": c.text_max_tokens,
+            "lora_rank": c.lora_rank, "layers": sorted(layers), "checkpointing": c.gradient_checkpointing,
+            "bf16": c.uses_bf16, "step_s": statistics.median(times), "peak_gib": peak,
+            "plan_weights_gib": plan.weights, "plan_training_state_gib": plan.training_state,
+            "plan_activations_gib": plan.activations, "plan_total_gib": plan.total,
+            "frozen_params": frozen, "plan_frozen_params": plan.frozen_params}
 
 
 def memory_table(a: argparse.Namespace) -> None:
@@ -222,7 +278,7 @@ def t5_cost(a: argparse.Namespace) -> None:
           f"forward + backward over 512 tokens ~ {full:.1f} s on this CPU per placeholder caption")
 
 
-def main(argv: list[str] | None = None) -> None:
+def arguments() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=sorted(SIZES), default="small")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -235,13 +291,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--t5", action="store_true", help="only the T5 cost of placeholder captions")
     p.add_argument("--t5-layers", type=int, default=2)
     p.add_argument("--t5-tokens", type=int, default=128)
-    a = p.parse_args(argv)
+    p.add_argument("--plan", action="store_true", help="only one checkpointed step's peak memory vs memory_plan's")
+    p.add_argument("--blocks", type=lambda v: tuple(int(x) for x in v.split(",")), help="D,S double / single blocks")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--refs", type=int, default=2, help="references per sample")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = arguments().parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.step_memory:
         return measure_step_memory(a)
     if a.t5:
         return t5_cost(a)
+    if a.plan:
+        r = step_vs_plan(a)
+        print(f"\n## One checkpointed step vs training.memory_plan ({json.dumps({k: r[k] for k in ('blocks', 'batch', 'refs', 'image', 'ref', 'text_tokens')})})\n")
+        print(f"step {r['step_s']:.3f} s; peak {r['peak_gib'] if r['peak_gib'] is None else round(r['peak_gib'], 2)} GiB; "
+              f"plan {r['plan_total_gib']:.2f} GiB = weights {r['plan_weights_gib']:.2f} + LoRA state "
+              f"{r['plan_training_state_gib']:.2f} + activations {r['plan_activations_gib']:.2f}")
+        return
     s = SIZES[a.size]
     cfg, device, model, opt, batch, noise, t = setup(a)
     plain_cfg = replace(cfg, loss=replace(cfg.loss, route=0.0, holder=0.0))

@@ -6,12 +6,15 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
+from typing import TypeVar
 
 import torch
 
 from bench.flops import FLUX_TEXT_TOKENS, excess_percent
+from bench.seeded_weights import materialize_seeded
 from dreamo_core.generator.tiny import TINY_TRANSFORMER, flux_transformer
-from dreamo_core.spec import FLUX_DEV
+from dreamo_core.spec import FLUX_DEV, DreamOSpec
 
 SIZES = {  # diffusers FluxTransformer2DModel sizes (dreamo_core.generator.tiny.flux_transformer)
     "tiny": dict(TINY_TRANSFORMER),
@@ -24,9 +27,14 @@ SIZES = {  # diffusers FluxTransformer2DModel sizes (dreamo_core.generator.tiny.
 }
 
 
+WEIGHTS_SEED = 0  # of every bench's random transformer weights (bench.seeded_weights)
+
+
 def build_transformer(size: str, device: str, dtype: torch.dtype) -> torch.nn.Module:
-    """Random-weight FLUX transformer of the named size (``full`` = FLUX.1-dev architecture, ~12B params)."""
-    return flux_transformer(0, device, dtype, **SIZES[size]).requires_grad_(False)
+    """Random-weight FLUX transformer of the named size (``full`` = FLUX.1-dev architecture, ~12B params), built on
+    the meta device and filled on ``device`` in ``dtype`` with ``WEIGHTS_SEED``'s seeded weights (no fp32 copy;
+    the same values in any diffusers version). Eval mode, no grad."""
+    return materialize_seeded(flux_transformer(0, "meta", None, **SIZES[size]), WEIGHTS_SEED, device, dtype)
 
 
 def sync(device: str) -> None:
@@ -34,7 +42,24 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+T = TypeVar("T")
 Measured = tuple[float, "float | None"]  # (seconds, peak GPU GiB or None) of one call
+
+
+def clocked(fn: Callable[[], T], device: str) -> tuple[float, T]:
+    """(seconds, result) of one call of ``fn``: on CUDA by CUDA events recorded around the call after a sync (the
+    GPU time of this call's kernels), elsewhere by the wall clock."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        out = fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3, out
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
 
 
 def timed(fn: Callable[[], object], device: str) -> Callable[[], Measured]:
@@ -42,11 +67,7 @@ def timed(fn: Callable[[], object], device: str) -> Callable[[], Measured]:
     def call() -> Measured:
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        seconds = time.perf_counter() - t0
+        seconds, _ = clocked(fn, device)
         return seconds, torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
     return call
 
@@ -112,11 +133,16 @@ def peak_rss_gib() -> float:
 
 
 def fmt_mem(gib: float | None) -> str:
-    return "n/a" if gib is None else f"{gib:.2f}"
+    return cell(gib, ".2f")
+
+
+def cell(value: float | None, fmt: str) -> str:
+    """``value`` formatted, or n/a."""
+    return "n/a" if value is None else format(value, fmt)
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     print(f"\n## {title}\n")
     print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -124,14 +150,33 @@ def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
 
 
-def ratio_cells(ratio: float, floor: float, same_token_ratio: float) -> list[str]:
-    """[measured ratio, floor ratio, excess over the floor %, overhead over the same-token plain model %] cells;
-    ``same_token_ratio`` is DreamO / plain at DreamO's token count."""
-    return [f"{ratio:.3f}", f"{floor:.3f}", f"{excess_percent(ratio, floor):+.1f}%", f"{(same_token_ratio - 1) * 100:+.1f}%"]
+def overhead_row(out: int, n_refs: int, ref_res: int, seconds: list[float], ratios: list[float],
+                 peaks: list[float | None], floor: float) -> dict:
+    """One grid point of the overhead tables from ``interleaved`` over [plain, DreamO, same-token plain]: times
+    in ms, DreamO / plain (``ratio``), the FLOPs floor, the excess over it (%), the overhead over the same-token plain
+    model (%: DreamO / plain at DreamO's token count), peak GPU GiB (None on CPU)."""
+    ratio, same_token_ratio = ratios[1], ratios[1] / ratios[2]
+    return {"output": out, "refs": n_refs, "ref_res": ref_res if n_refs else None, "plain_ms": seconds[0] * 1e3,
+            "dreamo_ms": seconds[1] * 1e3, "same_token_plain_ms": seconds[2] * 1e3, "ratio": ratio, "floor": floor,
+            "excess_pct": excess_percent(ratio, floor), "overhead_pct": (same_token_ratio - 1) * 100,
+            "plain_gib": peaks[0], "dreamo_gib": peaks[1]}
+
+
+def overhead_cells(r: dict) -> list[str]:
+    """The ``HEADER`` cells of an ``overhead_row``."""
+    return [f"{r['output']}²", str(r["refs"]), str(r["ref_res"] or "-"), f"{r['plain_ms']:.1f}", f"{r['dreamo_ms']:.1f}",
+            f"{r['same_token_plain_ms']:.1f}", f"{r['ratio']:.3f}", f"{r['floor']:.3f}", f"{r['excess_pct']:+.1f}%",
+            f"{r['overhead_pct']:+.1f}%", fmt_mem(r["plain_gib"]), fmt_mem(r["dreamo_gib"])]
 
 
 HEADER = ["output", "refs", "ref res", "plain ms", "DreamO ms", "same-token plain ms", "ratio", "floor", "excess",
           "overhead", "plain GiB", "DreamO GiB"]
+
+
+def size_spec(size: str) -> DreamOSpec:
+    """The DreamOSpec of the diffusers transformer ``SIZES[size]`` (``full``: FLUX_DEV; ``width``: FLUX_DEV with
+    2 + 2 blocks): its widths for the tokens and FLOPs, its ComfyUI FluxParams for the ComfyUI benches."""
+    return DreamOSpec.of_diffusers_config(SimpleNamespace(**SIZES[size]))
 
 
 def profile_delta(runs: dict[str, Callable[[], object]], plain: str, routed: str, steps: int = 5, top: int = 12) -> None:

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from dreamo_core.spec import FLUX_DEV, DreamOSpec
 
 FLUX_TEXT_TOKENS = 512
+# dense (no sparsity) bf16 tensor-core peak FLOP/s by card, from NVIDIA's data sheets; matched in order against
+# torch.cuda.get_device_name() (e.g. "NVIDIA H100 80GB HBM3"): the first name contained in it wins
+BF16_DENSE_PEAK = (("H200 NVL", 835e12), ("H200", 989e12), ("H100 NVL", 835e12), ("H100 PCIe", 756e12),
+                   ("H100", 989e12), ("A100", 312e12), ("L40S", 362e12))
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,13 @@ def floor_ratio(target_tokens: int, ref_tokens: list[int], text_tokens: int = FL
 def excess_percent(measured_ratio: float, floor: float) -> float:
     """How far a measured cost ratio exceeds the FLOPs floor, in percent."""
     return (measured_ratio / floor - 1.0) * 100.0
+
+
+def card_bf16_peak(device_name: str) -> float | None:
+    """The dense bf16 peak FLOP/s of a card by its CUDA device name (``BF16_DENSE_PEAK``), None if unknown."""
+    return next((flops for name, flops in BF16_DENSE_PEAK if name.lower() in device_name.lower()), None)
+
+
+def peak_share(macs: float, seconds: float, peak_flops: float | None) -> float | None:
+    """The share of the card's peak that ``macs`` multiply-accumulates (2 FLOP each) in ``seconds`` achieve."""
+    return None if peak_flops is None or seconds <= 0 else 2 * macs / seconds / peak_flops

@@ -27,7 +27,11 @@ def masks_per_image(mask: torch.Tensor | None, n_images: int, invert: bool) -> l
         return [None] * n_images
     if mask.ndim == 2:
         mask = mask[None]
-    if mask.ndim != 3 or mask.shape[0] not in (1, n_images):
+    if mask.ndim != 3:
+        raise ValueError(f"{NODE}: mask must be a MASK of shape (B, H, W) or (H, W), got a {mask.ndim}-d tensor "
+                         f"{tuple(mask.shape)}; an IMAGE or a latent was probably connected: convert an image with "
+                         "core's Convert Image to Mask (ImageToMask) first")
+    if mask.shape[0] not in (1, n_images):
         raise ValueError(f"{NODE}: mask batch {tuple(mask.shape)} does not match the image batch of {n_images}; "
                          "give one mask for all images or one per image")
     fg = 1.0 - mask if invert else mask
@@ -100,7 +104,7 @@ class EncodeDreamOReference(io.ComfyNode):
         new = []
         for i, fg in enumerate(masks):
             try:
-                prepared = prepare_reference(image[i], task, resolution, fg)
+                prepared = prepare_reference(image[i], task, resolution, fg, size_name="resolution")
             except EmptyForegroundError as e:
                 raise ValueError(f"{NODE}: image {i + 1}: {e}. {invert_mask_hint(invert_mask)}") from e
             except (TypeError, ValueError) as e:

@@ -10,6 +10,7 @@ from comfy_api.latest import io
 from ..dreamo_core.checks import finite_number
 from ..dreamo_core.weights.formats import DreamOWeights, LoraFormat, load_safetensors, parse_dreamo_state_dict
 from .node_names import LOAD_LORA
+from .runtime.dreamo_model import add_dreamo_wrappers
 from .runtime.lora_patches import add_lora
 from .runtime.model_info import (
     EMBEDDINGS_ATTACHMENT,
@@ -18,7 +19,6 @@ from .runtime.model_info import (
     flux_params,
     spec_for_model,
 )
-from .runtime.run_checks import add_run_check
 
 NODE = LOAD_LORA
 NONE = "None"
@@ -82,7 +82,7 @@ class LoadDreamOLoRA(io.ComfyNode):
             raise ValueError(f"{NODE}: no DreamO embeddings: pick embedding.safetensors in embedding_name "
                              "(or use the original dreamo.safetensors as lora_name)")
         m.set_attachments(EMBEDDINGS_ATTACHMENT, tables)
-        add_run_check(m)  # once per sampling run: warns when this model is sampled without Apply DreamO Conditioning
+        add_dreamo_wrappers(m)  # samples each conditioning item with its own DreamO layout; checks each run
         t5_rows = next((w.t5_rows for w in (emb, lora) if w is not None and w.t5_rows is not None),
                        model.get_attachment(T5_ROWS_ATTACHMENT))
         if t5_rows is not None:

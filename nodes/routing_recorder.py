@@ -8,10 +8,12 @@ from comfy_api.latest import io
 
 from ..dreamo_core.conditioning.reference_strength import check_percent_range
 from .node_names import ROUTING_RECORDER
-from .runtime.model_info import WRAPPER_KEY, flux_params
+from .runtime.dreamo_model import has_dreamo_wrappers
+from .runtime.model_info import flux_params
 from .runtime.routing_record import RoutingRecorder, RoutingType
 
 NODE = ROUTING_RECORDER
+RECORDER_KEY = "dreamo_routing"  # its SAMPLER_SAMPLE wrapper (a fresh record per run)
 
 
 def parse_blocks(text: str) -> list[int] | None:
@@ -23,6 +25,9 @@ def parse_blocks(text: str) -> list[int] | None:
         blocks = [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     except ValueError as e:
         raise ValueError(f"{NODE}: blocks must be 'all' or comma-separated block numbers like '0, 2, 5', got {text!r}") from e
+    if not blocks:
+        raise ValueError(f"{NODE}: blocks {text!r} names no block, so nothing would be recorded; write 'all' or "
+                         "block numbers like '0, 2, 5'")
     if any(b < 0 for b in blocks):
         raise ValueError(f"{NODE}: block numbers must be >= 0, got {blocks}")
     return blocks
@@ -43,11 +48,12 @@ class DreamORoutingRecorder(io.ComfyNode):
             node_id="DreamO_RoutingRecorder",
             display_name=NODE,
             category="conditioning/dreamo",
-            description="Makes the model from Apply DreamO Conditioning record, while sampling, how strongly each "
-                        "reference's tokens attend to each image position (chosen blocks and steps). Connect its "
-                        "routing output to DreamO Routing Preview. The image itself is not changed.",
+            description="Makes the DreamO model record, while sampling, how strongly each reference's tokens attend "
+                        "to each image position (chosen blocks and steps; the references of the sampler's DreamO "
+                        "prompt). Connect its routing output to DreamO Routing Preview. The image itself is not "
+                        "changed.",
             inputs=[
-                io.Model.Input("model", tooltip="The model output of Apply DreamO Conditioning."),
+                io.Model.Input("model", tooltip="The DreamO model (from Load DreamO LoRA or Apply DreamO Conditioning)."),
                 io.String.Input("blocks", default="all",
                                 tooltip="'all' or block numbers, e.g. '2, 8, 14' (double blocks first, then single)."),
                 io.Float.Input("start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
@@ -62,23 +68,14 @@ class DreamORoutingRecorder(io.ComfyNode):
     @classmethod
     def execute(cls, model, blocks: str = "all", start_percent: float = 0.0, end_percent: float = 1.0) -> io.NodeOutput:
         check_percent_range(start_percent, end_percent, NODE)
-        kind = comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL
-        wrappers = model.get_wrappers(kind, WRAPPER_KEY)
-        if not wrappers:
-            raise ValueError(f"{NODE}: the model has no DreamO references applied; connect the model output of "
-                             "Apply DreamO Conditioning")
-        if not wrappers[-1].indices:
-            raise ValueError(f"{NODE}: Apply DreamO Conditioning has no references, so there is no routing to "
-                             "record; connect references to it")
+        if not has_dreamo_wrappers(model):
+            raise ValueError(f"{NODE}: model: this model is not a DreamO model; connect the model output of Load "
+                             "DreamO LoRA (or of Apply DreamO Conditioning)")
         p = flux_params(model, NODE)
         chosen = checked_blocks(parse_blocks(blocks), p.depth + p.depth_single_blocks)
-        sampling = model.get_model_object("model_sampling")
-        recorder = RoutingRecorder(chosen, float(sampling.percent_to_sigma(start_percent)),
-                                   float(sampling.percent_to_sigma(end_percent)))
+        recorder = RoutingRecorder(chosen, start_percent, end_percent)  # percents: sigmas of the model that samples
         m = model.clone()
-        m.remove_wrappers_with_key(kind, WRAPPER_KEY)
-        m.add_wrapper_with_key(kind, WRAPPER_KEY, wrappers[-1].with_recorder(recorder))
         run_kind = comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE
-        m.remove_wrappers_with_key(run_kind, WRAPPER_KEY)
-        m.add_wrapper_with_key(run_kind, WRAPPER_KEY, recorder.run_wrapper)
+        m.remove_wrappers_with_key(run_kind, RECORDER_KEY)
+        m.add_wrapper_with_key(run_kind, RECORDER_KEY, recorder.run_wrapper)
         return io.NodeOutput(m, recorder)

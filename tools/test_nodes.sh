@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The node suite (tests/nodes, and the bench's ComfyUI-nodes variant) on every bundled ComfyUI tree, oldest and newest we support, one pytest process
+# The node suite (tests/nodes, the bench's ComfyUI-nodes variant and the GPU suite's ComfyUI parts) on every bundled ComfyUI tree, oldest and newest we support, one pytest process
 # per version, with --no-skips: a skipped node test fails the run.
 #   bash tools/test_nodes.sh                    # both trees from ../shared/comfyui
 #   DREAMO_COMFY_VERSIONS=0.33.0 bash tools/test_nodes.sh
@@ -22,7 +22,7 @@ for v in $versions; do
   start=$SECONDS
   log=$(mktemp)
   set +e
-  COMFYUI_PATH=${tree[$v]} python -m pytest -q tests/nodes tests/bench/test_bench_official.py::test_comfyui_nodes_compute_the_core_step --no-skips -p no:cacheprovider 2>&1 | tee "$log"
+  COMFYUI_PATH=${tree[$v]} python -m pytest -q tests/nodes tests/bench/test_bench_official.py::test_comfyui_nodes_compute_the_core_step tests/bench/test_gpu_suite_comfy.py --no-skips -p no:cacheprovider 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   set -e
   summary+=("ComfyUI $v: $(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' "$log" | tail -n 1 | tr -d '=') ($((SECONDS - start)) s)")

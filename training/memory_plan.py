@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from bench.flops import FLUX_TEXT_TOKENS, forward_flops, tokens_for
+from bench.flops import FLUX_TEXT_TOKENS, card_bf16_peak, forward_flops, tokens_for
 from dreamo_core.conditioning.token_layout import reference_spans
 from dreamo_core.spec import FLUX_DEV
 
@@ -79,7 +79,7 @@ VAE = dict(in_channels=3, out_channels=3, latent_channels=FLUX_DEV.latent_channe
            block_out_channels=(128, 256, 512, 512),
            layers_per_block=2, down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
            use_quant_conv=False, use_post_quant_conv=False)  # FLUX.1-dev AutoencoderKL
-H100_BF16_FLOPS, ASSUMED_MFU = 989e12, 0.40
+H100_BF16_FLOPS, ASSUMED_MFU = card_bf16_peak("NVIDIA H100 80GB HBM3"), 0.40
 
 
 class FlashAttentionAccounting(TorchFunctionMode):
@@ -174,38 +174,40 @@ def saved_tensor_count(model: nn.Module, blocks: dict[str, nn.Module]) -> Iterat
             h.remove()
 
 
-def meta_transformer(lora_rank: int) -> nn.Module:
-    """FLUX.1-dev on meta with the trainer's LoRA and capture processors."""
+def meta_transformer(lora_rank: int, **sizes: object) -> nn.Module:
+    """FLUX.1-dev on meta with the trainer's LoRA and capture processors; ``sizes`` override its diffusers config
+    (e.g. ``num_layers``, ``num_single_layers``: the blocks a benchmark builds)."""
     from diffusers import FluxTransformer2DModel
 
-
     with torch.device("meta"):
-        transformer = nn.Module.to(FluxTransformer2DModel(**FLUX_DEV_TRANSFORMER), torch.bfloat16)
+        transformer = nn.Module.to(FluxTransformer2DModel(**{**FLUX_DEV_TRANSFORMER, **sizes}), torch.bfloat16)
         add_trainables(transformer, ModelConfig(lora_rank=lora_rank))
     return transformer
 
 
 def transformer_activations(transformer: nn.Module, n_refs: int, image: int, ref: int, batch: int = 1,
-                            routing: bool = True) -> SavedBytes:
-    """Saved-for-backward bytes of one DreamO training forward of ``batch`` rows, all compute in bf16. ``routing``:
-    the L_route / L_holder captures on, and the text embeddings need a gradient (the placeholder rows train);
-    off for the preference stage (no routing loss, tables frozen)."""
+                            routing: bool = True, layers: frozenset[str] = frozenset(FLUX_DEV.route_layers),
+                            text_tokens: int = FLUX_TEXT_TOKENS) -> SavedBytes:
+    """Saved-for-backward bytes of one DreamO training forward of ``batch`` rows, all compute in bf16, with
+    ``text_tokens`` text tokens. ``routing``: the L_route / L_holder captures on ``layers`` (the config's by default),
+    and the text embeddings need a gradient (the placeholder rows train); off for the preference stage (no routing
+    loss, tables frozen)."""
     trainables = {n: p for n, p in transformer.named_parameters() if p.requires_grad}
     fp32 = {n: p.data for n, p in trainables.items()}
     for p in trainables.values():  # autocast computes LoRA in bf16 too
         p.data = p.data.to(torch.bfloat16)
     n, r = tokens_for(image, image), tokens_for(ref, ref)
-    L, T = n + n_refs * r, FLUX_TEXT_TOKENS
+    L, T, c = n + n_refs * r, text_tokens, transformer.config
     blocks = {f"transformer_blocks.{i}": b for i, b in enumerate(transformer.transformer_blocks)}
     blocks |= {f"single_transformer_blocks.{i}": b for i, b in enumerate(transformer.single_transformer_blocks)}
     with torch.device("meta"):
-        hidden = torch.empty(batch, L, FLUX_DEV.packed_channels, dtype=torch.bfloat16)
-        text = torch.empty(batch, T, FLUX_DEV.t5_dim, dtype=torch.bfloat16, requires_grad=routing)  # rows' gradient
-        pooled = torch.empty(batch, FLUX_DEV.pooled_dim, dtype=torch.bfloat16)
+        hidden = torch.empty(batch, L, c.in_channels, dtype=torch.bfloat16)
+        text = torch.empty(batch, T, c.joint_attention_dim, dtype=torch.bfloat16, requires_grad=routing)  # rows' grad
+        pooled = torch.empty(batch, c.pooled_projection_dim, dtype=torch.bfloat16)
         t, g = torch.empty(batch), torch.empty(batch)
         img_ids, txt_ids = torch.empty(L, 3), torch.empty(T, 3)
         pos = torch.zeros(batch, n_refs, dtype=torch.long)
-    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), frozenset(FLUX_DEV.route_layers), "softmax",
+    capture = RoutingCapture(T, n, reference_spans(n, [r] * n_refs), layers, "softmax",
                              pos if n_refs > 1 else None) if routing else None
     with FlashAttentionAccounting(), saved_tensor_count(transformer, blocks) as saved:
         out = transformer(hidden_states=hidden, timestep=t, guidance=g, pooled_projections=pooled,
@@ -300,6 +302,37 @@ def build_plans(lora_rank: int = 128, image: int = 512, ref: int = 512, gpus: in
                                         for n in refs}, 0, counts["preference LoRA"], *common)
     counts["largest shard unit"] = largest_unit
     return plans, counts
+
+
+@dataclass
+class SingleGpuPlan:
+    """What one training step on one GPU holds (GiB), transformer only (no T5 / CLIP / VAE: what
+    ``bench.bench_trainer`` builds): frozen bf16 weights, the trainables' fp32 weights + gradients + AdamW state,
+    the DiT's saved activations (batch 1)."""
+
+    weights: float
+    training_state: float
+    activations: float
+    frozen_params: int
+    trainable_params: int
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.training_state + self.activations
+
+
+def single_gpu_plan(sizes: dict, n_refs: int, image: int, ref: int, layers: frozenset[str], text_tokens: int,
+                    lora_rank: int = 128, checkpointing: bool = True) -> SingleGpuPlan:
+    """The plan of one batch-1 step on one GPU (no DDP bucket copy) of the FLUX transformer of diffusers ``sizes``
+    (overrides of FLUX.1-dev's config), with the trainer's LoRA and its tables (task, idx, placeholder rows)."""
+    transformer = meta_transformer(lora_rank, **sizes)
+    c = transformer.config
+    d = c.num_attention_heads * c.attention_head_dim
+    tables = FLUX_DEV.num_task_rows * d + FLUX_DEV.num_idx_rows * d + FLUX_DEV.t5_placeholder_rows * c.joint_attention_dim
+    trainable = numel(transformer, True) + tables
+    saved = transformer_activations(transformer, n_refs, image, ref, layers=layers, text_tokens=text_tokens)
+    return SingleGpuPlan(2 * numel(transformer, False) / GiB, trainable * (4 + 4 + 8) / GiB,
+                         (saved.checkpointed if checkpointing else saved.total) / GiB, numel(transformer, False), trainable)
 
 
 def step_seconds(stage: str, n_refs: int, ckpt: bool, image: int, ref: int) -> tuple[float, float]:

@@ -37,9 +37,10 @@ from .text.tiny_hashed import TinyTextEncoder
 IDS_DTYPE = torch.float32  # the trainer's position ids stay float32, also with a bf16 base (not rounded)
 
 
-def random_transformer(cfg: ModelConfig) -> nn.Module:
-    """A random tiny ``FluxTransformer2DModel`` of the config's sizes (seeded by ``cfg.seed``, global RNG untouched)."""
-    return flux_transformer(cfg.seed, num_layers=cfg.num_layers, num_single_layers=cfg.num_single_layers,
+def random_transformer(cfg: ModelConfig, device: torch.device | str | None = None) -> nn.Module:
+    """A random tiny ``FluxTransformer2DModel`` of the config's sizes (seeded by ``cfg.seed``, global RNG untouched),
+    built on ``device`` (None: the CPU)."""
+    return flux_transformer(cfg.seed, device, num_layers=cfg.num_layers, num_single_layers=cfg.num_single_layers,
                             attention_head_dim=cfg.attention_head_dim, num_attention_heads=cfg.num_attention_heads,
                             joint_attention_dim=cfg.joint_attention_dim, pooled_projection_dim=cfg.pooled_projection_dim,
                             axes_dims_rope=list(cfg.axes_dims_rope)).train()
@@ -57,15 +58,15 @@ def trainables_to_fp32(module: nn.Module) -> None:
             p.data = p.data.float()
 
 
-def load_transformer(cfg: ModelConfig) -> nn.Module:
+def load_transformer(cfg: ModelConfig, device: torch.device | str | None = None) -> nn.Module:
     """The frozen base transformer (in ``base_dtype``) with fp32 LoRA added (peft, per model) and the capture
-    processors installed."""
+    processors installed; a random one is built on ``device`` (None: the CPU)."""
     from diffusers import FluxTransformer2DModel
 
     if cfg.pretrained:
         transformer = FluxTransformer2DModel.from_pretrained(cfg.pretrained, torch_dtype=base_dtype(cfg))
     else:
-        transformer = nn.Module.to(random_transformer(cfg), base_dtype(cfg))  # (diffusers' .to warns for tiny models)
+        transformer = nn.Module.to(random_transformer(cfg, device), base_dtype(cfg))  # (diffusers' .to warns for tiny models)
     return add_trainables(transformer, cfg)
 
 
@@ -171,7 +172,8 @@ def build_text_encoder(cfg: ModelConfig) -> TinyTextEncoder | FluxTextEncoder | 
     return CachedTextEncoder(encoder, cfg.text_cache) if cfg.text_cache else encoder
 
 
-def build_model(cfg: ModelConfig) -> DreamOTrainModel:
-    """Text encoder (frozen) + transformer with LoRA + trainable tables (the only trainable parameters)."""
+def build_model(cfg: ModelConfig, device: torch.device | str | None = None) -> DreamOTrainModel:
+    """Text encoder (frozen) + transformer with LoRA + trainable tables (the only trainable parameters); a random
+    transformer is built on ``device`` (a FLUX.1-dev-sized one right on the GPU), the rest on the CPU."""
     text = build_text_encoder(cfg)
-    return DreamOTrainModel(load_transformer(cfg), text, cfg.embedding_init_std, cfg.trainables_seed)
+    return DreamOTrainModel(load_transformer(cfg, device), text, cfg.embedding_init_std, cfg.trainables_seed)

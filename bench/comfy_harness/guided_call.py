@@ -18,10 +18,20 @@ Denoise = Callable[[torch.Tensor], torch.Tensor]
 def guided_call(model, positive: list, negative: list, noise: torch.Tensor, sigma: float, cfg: float,
                 run: Callable[[Denoise, torch.Tensor], T]) -> T:
     """Sample ``model`` for one step at ``sigma`` through ``comfy.samplers.CFGGuider`` (conds ``positive`` /
-    ``negative``, ``cfg``; sigmas [sigma, 0], a zero latent, seed 0, no progress bar). Inside, the sampler calls
-    ``run(denoise, x)``: x (B, C, H, W) is the noised input ComfyUI made from ``noise``, and ``denoise(x_in)`` one
-    guided model evaluation of x_in at sigma (the run's conds, wrappers and model options in place) -> denoised
-    (B, C, H, W). Returns what ``run`` returned."""
+    ``negative``, ``cfg``; ``guider_call``). Returns what ``run`` returned."""
+    import comfy.samplers
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    return guider_call(guider, noise, sigma, run)
+
+
+def guider_call(guider, noise: torch.Tensor, sigma: float, run: Callable[[Denoise, torch.Tensor], T]) -> T:
+    """Sample with ``guider`` (any ComfyUI guider, its conds and cfg set) for one step at ``sigma``: sigmas
+    [sigma, 0], a zero latent, seed 0, no progress bar. Inside, the sampler calls ``run(denoise, x)``: x (B, C, H, W)
+    is the noised input ComfyUI made from ``noise``, and ``denoise(x_in)`` one guided model evaluation of x_in at
+    sigma (the run's conds, wrappers and model options in place) -> denoised (B, C, H, W)."""
     import comfy.samplers
 
     result = []
@@ -33,9 +43,6 @@ def guided_call(model, positive: list, negative: list, noise: torch.Tensor, sigm
         result.append(run(denoise, x))
         return x
 
-    guider = comfy.samplers.CFGGuider(model)
-    guider.set_conds(positive, negative)
-    guider.set_cfg(cfg)
     guider.sample(noise, torch.zeros_like(noise), comfy.samplers.KSAMPLER(sampler_fn), torch.tensor([sigma, 0.0]),
                   disable_pbar=True, seed=0)
     return result[0]
@@ -52,6 +59,11 @@ class Captured:
 def denoise_once(model, positive: list, negative: list, noise: torch.Tensor, sigma: float, cfg: float) -> Captured:
     """One guided model evaluation at ``sigma`` (``guided_call``): its input and output."""
     return guided_call(model, positive, negative, noise, sigma, cfg, lambda denoise, x: Captured(x.clone(), denoise(x)))
+
+
+def guider_denoise_once(guider, noise: torch.Tensor, sigma: float) -> Captured:
+    """One evaluation of ``guider`` (e.g. DualCFG's, Basic's) at ``sigma`` (``guider_call``): its input and output."""
+    return guider_call(guider, noise, sigma, lambda denoise, x: Captured(x.clone(), denoise(x)))
 
 
 @contextlib.contextmanager

@@ -11,27 +11,27 @@ import sys
 import types
 from pathlib import Path
 
-from .stand_ins import stand_in_for_absent
+from .stand_ins import COMFYUI_ABSENT, COMFYUI_UNUSED, stand_in_for_absent
 
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = str(REPO).replace(".", "_x_")  # ComfyUI's sys.modules name of a custom-node folder
 
 
 def setup_comfy(comfy_path: str, **cli_args: object) -> None:
-    """Import ComfyUI (``comfy_path``, put first on sys.path) on CPU, its built-in extra nodes, and our pack.
-    ``cli_args``: ComfyUI command-line options set before ComfyUI picks its devices and attention, e.g.
-    ``use_pytorch_cross_attention=True``."""
+    """Import ComfyUI (``comfy_path``, put first on sys.path), its built-in extra nodes, and our pack; on the CPU
+    unless ``cpu=False``. ``cli_args``: ComfyUI command-line options set before ComfyUI picks its devices and
+    attention, e.g. ``use_pytorch_cross_attention=True``. Libraries ComfyUI imports at start-up but our paths never
+    call (``stand_ins.COMFYUI_ABSENT``, ``stand_ins.COMFYUI_UNUSED``) are stood in for where they are absent."""
     if comfy_path not in sys.path:
         sys.path.insert(0, comfy_path)  # ahead of the cwd that ``python -m pytest`` adds
     mod = sys.modules.get("nodes")
     if mod is not None and not str(getattr(mod, "__file__", "")).startswith(comfy_path):
         del sys.modules["nodes"]  # never our nodes/ package
-    stand_in_for_absent()
+    stand_in_for_absent((*COMFYUI_ABSENT, *COMFYUI_UNUSED))
     import comfy.cli_args
 
-    for name, value in cli_args.items():
+    for name, value in {"cpu": True, **cli_args}.items():
         setattr(comfy.cli_args.args, name, value)
-    comfy.cli_args.args.cpu = True
     import nodes
 
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
@@ -53,6 +53,15 @@ def node(node_id: str) -> type:
 def run_node(node_id: str, **inputs):
     """Execute a V3 node class directly; returns its outputs tuple."""
     return node(node_id).execute(**inputs).result
+
+
+def run_core_node(node_id: str, **inputs):
+    """Execute one of ComfyUI's own nodes, classic (``FUNCTION``) or V3 (``execute``) as the version has it;
+    returns its outputs tuple."""
+    cls = node(node_id)
+    if hasattr(cls, "FUNCTION"):
+        return tuple(getattr(cls(), cls.FUNCTION)(**inputs))
+    return cls.execute(**inputs).result
 
 
 def with_dreamo_tables(model, embedding_name: str = "embedding.safetensors"):

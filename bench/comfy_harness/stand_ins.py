@@ -1,6 +1,7 @@
 """Stand-ins for libraries that are not installed here but are imported on paths we never run: ``torchvision`` and
 ``torchaudio``, which ComfyUI imports at start-up (their wheels pull a CUDA torch, so they are never installed;
-comfy_integration.md §10, ../shared/comfyui/README.md), and ``torchvision.utils`` / ``cv2``, which the official
+comfy_integration.md §10, ../shared/comfyui/README.md), ``COMFYUI_UNUSED`` (absent on the GPU machine), and
+``torchvision.utils`` / ``cv2``, which the official
 DreamO's ``dreamo/utils.py`` imports (a denoising step uses neither). A stand-in has every submodule and every
 attribute; calling anything from it raises."""
 
@@ -15,6 +16,10 @@ import types
 from collections.abc import Iterable
 
 COMFYUI_ABSENT = ("torchvision", "torchaudio")  # what ComfyUI 0.3.64 / 0.33 import but this machine never installs
+# what ComfyUI 0.33 imports at start-up and FLUX sampling through our nodes never calls (sdpose's gaussian_filter,
+# the SDE samplers' Brownian tree, video input); stood in for only where absent, i.e. on the GPU machine of
+# bench/gpu_suite.sh, which gets no wheels of them (scipy's and av's are 35 MB and more, over its 64 MiB cap)
+COMFYUI_UNUSED = ("scipy", "torchsde", "av")
 # transformers / diffusers decide once, at import, whether torchvision exists: they are imported before any
 # stand-in, so they see the truth and never use torchvision features because of one
 PROBED_FIRST = ("transformers.utils.import_utils", "diffusers.utils.import_utils")

@@ -12,10 +12,13 @@ TINY_SIZES = dict(vec_in_dim=VEC, context_in_dim=CTX, hidden_size=HIDDEN, num_he
                   depth_single_blocks=1, axes_dim=[16, 24, 24])
 
 
-def random_state_dict(module: torch.nn.Module, seed: int, scale: float = 0.05) -> dict[str, torch.Tensor]:
-    """float32 N(0, scale²) tensors shaped as ``module``'s state dict, in its order, from one seeded generator."""
-    g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn(v.shape, generator=g) * scale for k, v in module.state_dict().items()}
+def random_state_dict(module: torch.nn.Module, seed: int, scale: float = 0.05, device: str | None = None,
+                      dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """N(0, scale²) tensors shaped as ``module``'s state dict, in its order, from one seeded generator on
+    ``device`` (None: the CPU), stored in ``dtype`` (a full FLUX.1-dev is made on the GPU in bf16: 24 GB)."""
+    g = torch.Generator(device or "cpu").manual_seed(seed)
+    return {k: (torch.randn(v.shape, generator=g, device=device or "cpu") * scale).to(dtype)
+            for k, v in module.state_dict().items()}
 
 
 def flux1_key_signature(depth: int = 1, depth_single: int = 1) -> dict[str, torch.Tensor]:
@@ -92,7 +95,7 @@ def flux_model(sizes: dict, seed: int = 0, dtype: torch.dtype = torch.float32, c
     mc.set_inference_dtype(dtype, compute)
     with torch.device(device or "cpu"):
         base = mc.get_model({}, device=device)
-    base.load_model_weights(random_state_dict(base.diffusion_model, seed, scale), "")
+    base.load_model_weights(random_state_dict(base.diffusion_model, seed, scale, device, dtype), "")
     if device is not None:
         base.to(device)
     dev = torch.device(device or "cpu")

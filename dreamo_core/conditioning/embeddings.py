@@ -14,6 +14,7 @@ from ..spec import FLUX_DEV, DreamOSpec
 
 TARGET_ROW = 1
 CONDITION_ROW = 0
+TABLE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)  # float8 & co.: no add kernels
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,11 @@ class ConditionEmbeddings:
                 raise ValueError(f"{source}: {name} has shape {got}, expected {want}")
             if not t.is_floating_point():
                 raise ValueError(f"{source}: {name} must be floating point, got {t.dtype}")
+            if t.dtype not in TABLE_DTYPES:
+                raise ValueError(f"{source}: {name} is stored as {str(t.dtype).removeprefix('torch.')}; DreamO's "
+                                 "tables must be 16-, 32- or 64-bit floats (the sum task[0] + idx[k] is not defined "
+                                 "in 8-bit floats, and the 12 rows gain nothing from them): use the official "
+                                 "embedding.safetensors, or convert the file's dreamo_* tables to bfloat16")
         return self
 
     @property
@@ -85,17 +91,22 @@ def batched_condition_embeddings(
     tables: ConditionEmbeddings,
     target_tokens: int,
     ref_tokens: Sequence[int],
-    indices: Sequence[int],
-    items: Sequence[bool],
+    item_indices: Sequence[Sequence[int] | None],
 ) -> torch.Tensor:
-    """(B, L, D) with L = target_tokens + sum(ref_tokens): the DreamO embedding for the items where ``items``
-    (B Python bools) is True, exact zeros elsewhere (a batch may mix passes with and without DreamO, e.g. a
-    sampler's positive and negative prompts). Computed in the tables' dtype and on their device, as the official
-    code; only static-shape ops."""
-    emb = build_condition_embeddings(tables, target_tokens, ref_tokens, indices)  # (L, D)
-    if all(items):
-        return emb[None].expand(len(items), -1, -1)
-    return torch.stack([emb if keep else torch.zeros_like(emb) for keep in items])
+    """(B, L, D) with L = target_tokens + sum(ref_tokens): for batch item b the DreamO embedding of references with
+    DreamO indices ``item_indices[b]``, exact zeros where it is None (a batch may mix prompts with and without
+    DreamO, e.g. a sampler's positive and negative, or prompts with their own references, e.g. regions). Computed
+    in the tables' dtype and on their device, as the official code; only static-shape ops (one build per
+    distinct index list)."""
+    built: dict[tuple[int, ...], torch.Tensor] = {}
+    for indices in item_indices:
+        if indices is not None and tuple(indices) not in built:
+            built[tuple(indices)] = build_condition_embeddings(tables, target_tokens, ref_tokens, indices)  # (L, D)
+    if len(built) == 1 and all(i is not None for i in item_indices):
+        return next(iter(built.values()))[None].expand(len(item_indices), -1, -1)
+    zeros = torch.zeros(target_tokens + sum(ref_tokens), tables.hidden_size, dtype=tables.task.dtype,
+                        device=tables.task.device)
+    return torch.stack([zeros if i is None else built[tuple(i)] for i in item_indices])
 
 
 def add_condition_embedding(tokens: torch.Tensor, emb: torch.Tensor, where: str = "DreamO") -> torch.Tensor:

@@ -34,7 +34,12 @@ class Placeholder:
 
 
 def find_placeholders(prompt: str) -> list[Placeholder]:
-    """Every well-formed ``[ref#i]`` in order. Malformed ones (``[ref #1]``, ``[ref#x]``) raise ValueError."""
+    """Every well-formed ``[ref#i]`` in order. Malformed ones (``[ref #1]``, ``[ref#x]``, ``[ref#01]``) raise
+    ValueError."""
+    for m in PLACEHOLDER.finditer(prompt):
+        if m.group(1) != str(int(m.group(1))):
+            raise ValueError(f"prompt: write {placeholder_token(int(m.group(1)))}, not {m.group(0)}: a placeholder's "
+                             "index has no leading zeros")
     found = [Placeholder(int(m.group(1)), m.start(), m.end()) for m in PLACEHOLDER.finditer(prompt)]
     exact = {(p.start, p.end) for p in found}
     for m in LOOSE_PLACEHOLDER.finditer(prompt):

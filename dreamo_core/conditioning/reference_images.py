@@ -38,16 +38,17 @@ class PreparedReference:
         return (self.pixels.shape[0] // 16, self.pixels.shape[1] // 16)
 
 
-def area_resize_size(h: int, w: int, ref_res: int, multiple: int = 16) -> tuple[int, int]:
+def area_resize_size(h: int, w: int, ref_res: int, multiple: int = 16, size_name: str = "ref_res") -> tuple[int, int]:
     """Official ``resize_numpy_image_area`` size: scale to about ref_res**2 pixels, keep the aspect ratio,
-    floor each side to a multiple of 16. Raises if a side would vanish (extreme aspect ratio)."""
+    floor each side to a multiple of 16. Raises if a side would vanish (extreme aspect ratio); the message calls
+    ref_res ``size_name`` (the caller's name for it, e.g. the node input ``resolution``)."""
     k = math.sqrt(ref_res * ref_res / (h * w))
     nh, nw = int(h * k), int(w * k)
     nh, nw = nh - nh % multiple, nw - nw % multiple
     if nh < multiple or nw < multiple:
         raise ValueError(
-            f"reference image {w}x{h} (w x h) has an aspect ratio too extreme for ref_res={ref_res}: "
-            f"it would become {nw}x{nh}; crop it or raise ref_res"
+            f"reference image {w}x{h} (w x h) has an aspect ratio too extreme for {size_name}={ref_res}: "
+            f"it would become {nw}x{nh}; crop it or raise {size_name}"
         )
     return nh, nw
 
@@ -119,19 +120,21 @@ def center_square(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def prepare_reference(
-    image: torch.Tensor, task: str = "ip", ref_res: int = 512, mask: torch.Tensor | None = None
+    image: torch.Tensor, task: str = "ip", ref_res: int = 512, mask: torch.Tensor | None = None,
+    size_name: str = "ref_res",
 ) -> PreparedReference:
     """One reference image -> pixels ready for the VAE, as the official preprocessing.
 
     image: (H, W, C) in [0, 1], C in {1, 3, 4}; RGBA alpha is used as the foreground when no mask is given.
     task: "ip" / "style": area resize to ~ref_res**2 (sides multiples of 16); "id": a 512x512 crop
     (centre square, ref_res ignored, as the official id path). mask: optional (H, W) foreground in [0, 1].
-    A mask (or alpha) that keeps no pixel raises EmptyForegroundError (a ValueError).
+    A mask (or alpha) that keeps no pixel raises EmptyForegroundError (a ValueError). Messages call ref_res
+    ``size_name`` (the caller's name for it).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)} (try-on is 'ip' on a garment), got {task!r}")
     if not isinstance(ref_res, int) or ref_res < MIN_REF_RES or ref_res > MAX_REF_RES or ref_res % 16:
-        raise ValueError(f"ref_res must be a multiple of 16 between {MIN_REF_RES} and {MAX_REF_RES}, got {ref_res!r}")
+        raise ValueError(f"{size_name} must be a multiple of 16 between {MIN_REF_RES} and {MAX_REF_RES}, got {ref_res!r}")
     rgb, alpha = to_rgb(image)
     if mask is not None:
         rgb = composite_on_white(rgb, mask, "mask")
@@ -140,7 +143,7 @@ def prepare_reference(
     if task == "id":
         pixels = resize_area(center_square(rgb), (ID_CROP_SIZE, ID_CROP_SIZE))
     else:
-        pixels = resize_area(rgb, area_resize_size(rgb.shape[0], rgb.shape[1], ref_res))
+        pixels = resize_area(rgb, area_resize_size(rgb.shape[0], rgb.shape[1], ref_res, size_name=size_name))
     return PreparedReference(pixels=pixels.contiguous(), task=task)
 
 

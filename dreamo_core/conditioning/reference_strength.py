@@ -115,6 +115,22 @@ def scheduled_key_bias(controls: Sequence[ReferenceControl], sigma: torch.Tensor
     return bias.to(dtype).view(1, 1, 1, -1).expand(batch, 1, 1, -1)
 
 
+def batched_key_bias(item_controls: Sequence[Sequence[ReferenceControl] | None], sigma: torch.Tensor | None,
+                     text_tokens: int, target_tokens: int, ref_tokens: Sequence[int], dtype: torch.dtype,
+                     device: torch.device | str) -> torch.Tensor:
+    """(B, 1, 1, L) ``scheduled_key_bias`` of each batch item's own controls (None: an item without DreamO
+    references, bias 0), one build per distinct control list."""
+    built: dict[tuple[ReferenceControl, ...], torch.Tensor] = {}
+    for controls in item_controls:
+        if controls is not None and tuple(controls) not in built:
+            built[tuple(controls)] = scheduled_key_bias(controls, sigma, text_tokens, target_tokens, ref_tokens, 1,
+                                                        dtype, device)
+    if len(built) == 1 and all(c is not None for c in item_controls):
+        return next(iter(built.values())).expand(len(item_controls), 1, 1, -1)
+    zeros = torch.zeros(1, 1, 1, text_tokens + target_tokens + sum(ref_tokens), dtype=dtype, device=device)
+    return torch.cat([zeros if c is None else built[tuple(c)] for c in item_controls])
+
+
 def merged_mask(existing: torch.Tensor | None, bias: torch.Tensor, where: str = "DreamO") -> torch.Tensor:
     """``existing`` attention mask (bool keep-mask or float bias, [L,L] / [B,L,L] / [B,H,L,L] / [B,1,1,L]) plus
     the (B, 1, 1, L) strength ``bias``; ValueError naming ``where`` if its key length is not L."""

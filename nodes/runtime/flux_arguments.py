@@ -1,4 +1,5 @@
-"""Finding arguments of ComfyUI's Flux ``_forward`` (and other wrapped methods) by NAME, from their signatures.
+"""Finding arguments of ComfyUI's Flux ``_forward``, BaseModel ``_apply_model`` (and other wrapped methods) by
+NAME, from their signatures.
 
 ``DIFFUSION_MODEL`` wrappers receive ``_forward``'s positional tuple (``x, timestep, context, y, guidance,
 ref_latents, control, transformer_options`` in 0.3.64..0.33); a renamed parameter is a clear error, never a guess.
@@ -30,26 +31,29 @@ def method_argument_position(method: Callable, name: str, where: str) -> int:
     return params.index(name)
 
 
-def argument_position(executor: Any, name: str) -> int:
-    """Position of ``name`` among the positional parameters of the wrapped Flux ``_forward``
-    (``x, timestep, context, y, guidance, ref_latents, control, transformer_options`` in 0.3.64..0.33)."""
-    forward = getattr(type(getattr(executor, "class_obj", None)), "_forward", None)
-    if forward is None:
+def argument_position(executor: Any, name: str, method: str = "_forward") -> int:
+    """Position of ``name`` among the positional parameters of the wrapped ``method`` of ``executor.class_obj``:
+    Flux ``_forward`` (``x, timestep, context, y, guidance, ref_latents, control, transformer_options`` in
+    0.3.64..0.33) for DIFFUSION_MODEL wrappers, BaseModel ``_apply_model`` (``x, t, c_concat, c_crossattn,
+    control, transformer_options``) for APPLY_MODEL wrappers."""
+    wrapped = getattr(type(getattr(executor, "class_obj", None)), method, None)
+    if wrapped is None:
         raise RuntimeError(f"{WHERE}: the wrapped model {type(getattr(executor, 'class_obj', None)).__name__} has no "
-                           "Flux _forward; DreamO runs only on ComfyUI's own FLUX model")
-    return method_argument_position(forward, name, WHERE)
+                           f"{method}; DreamO runs only on ComfyUI's own FLUX model")
+    return method_argument_position(wrapped, name, WHERE)
 
 
-def get_argument(executor: Any, args: tuple, kwargs: dict, name: str) -> Any:
+def get_argument(executor: Any, args: tuple, kwargs: dict, name: str, method: str = "_forward") -> Any:
     if name in kwargs:
         return kwargs[name]
-    pos = argument_position(executor, name)
+    pos = argument_position(executor, name, method)
     return args[pos] if pos < len(args) else None
 
 
-def with_argument(executor: Any, args: tuple, kwargs: dict, name: str, value: Any) -> tuple[tuple, dict]:
+def with_argument(executor: Any, args: tuple, kwargs: dict, name: str, value: Any,
+                  method: str = "_forward") -> tuple[tuple, dict]:
     """(args, kwargs) with ``name`` replaced by ``value`` (new containers; the inputs are not changed)."""
-    pos = argument_position(executor, name)
+    pos = argument_position(executor, name, method)
     if name not in kwargs and pos < len(args):
         args = args[:pos] + (value,) + args[pos + 1 :]
     else:

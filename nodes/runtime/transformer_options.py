@@ -1,5 +1,5 @@
-"""ComfyUI's ``transformer_options`` conventions as DreamO uses them: which batch items are the positive
-prompt, the sigma of a call, adding our one-shot ``post_input`` patch to a copy, and refusing what cannot compose."""
+"""ComfyUI's ``transformer_options`` conventions as DreamO uses them: the sigma of a call, adding our one-shot
+``post_input`` patch to a copy, and refusing what cannot compose."""
 
 from __future__ import annotations
 
@@ -11,20 +11,6 @@ import torch
 from ..node_names import APPLY_CONDITIONING
 
 WHERE = APPLY_CONDITIONING
-COND = 0  # ComfyUI's cond_or_uncond marker for the positive prompt (1 = negative)
-RUN_KEY = "dreamo_routing_run"  # transformer_options key of a recording run (runtime/routing_record.py)
-
-
-def cond_items(cond_or_uncond: Sequence[int] | None, batch: int) -> tuple[bool, ...]:
-    """(batch,) Python bools, True for positive-prompt items. Each entry of ``cond_or_uncond`` covers one chunk of
-    ``batch // len(cond_or_uncond)`` consecutive items; ``None`` or empty means every item is positive. Decided
-    from Python facts only (no tensor, no sync: no graph break under torch.compile)."""
-    if not cond_or_uncond:
-        return (True,) * batch
-    chunks = len(cond_or_uncond)
-    if batch % chunks:
-        raise ValueError(f"DreamO: batch of {batch} items cannot be split into {chunks} cond/uncond chunks")
-    return tuple(c == COND for c in cond_or_uncond for _ in range(batch // chunks))
 
 
 def current_sigma(transformer_options: dict) -> float | None:
@@ -60,16 +46,18 @@ def check_no_foreign_patches(transformer_options: dict) -> None:
             "ignored. Remove ScaleROPE from this model")
 
 
-def check_no_negative_references(ref_latents: Sequence[torch.Tensor] | None, items: Sequence[bool]) -> None:
-    """ValueError when reference latents reach negative-prompt items (``cond_items``, False = negative): the
-    official negative pass has no references, and DreamO adds no embedding there, so the result cannot be right.
-    (A batch mixing both passes shares one ``ref_latents``: ComfyUI batches conds only with the same keys.)"""
-    if ref_latents and not all(items):
+def check_no_foreign_references(ref_latents: Sequence[torch.Tensor] | None, items: Sequence[object | None]) -> None:
+    """ValueError when reference latents reach batch items without a DreamO layout (``items``: each item's
+    layout, None = none): on a DreamO model they would run with the DreamO LoRA but without DreamO's embedding,
+    and the official negative pass has no references at all. (A batch shares one ``ref_latents``: ComfyUI batches
+    conds only with references of the same shapes.)"""
+    if ref_latents and not all(i is not None for i in items):
         raise ValueError(
-            f"{WHERE}: the NEGATIVE prompt reaching the sampler carries {len(ref_latents)} reference latent(s) "
-            "(e.g. the CONDITIONING output of Apply DreamO Conditioning also reached the negative input); DreamO's "
-            "negative pass runs without references and embeddings. Connect the plain negative prompt to the "
-            "sampler's negative input (or use cfg 1)")
+            f"{WHERE}: a prompt reaching the sampler carries {len(ref_latents)} reference latent(s) but no DreamO "
+            "layout (reference latents from another node, e.g. ComfyUI's ReferenceLatent, often on the NEGATIVE "
+            "prompt); on a DreamO model they would run without DreamO's embedding. Connect a plain negative prompt "
+            "to the sampler's negative input, and give references to DreamO only through DreamO Encode Reference -> "
+            "Apply DreamO Conditioning")
 
 
 def with_post_input(transformer_options: dict, patch: Callable) -> dict:

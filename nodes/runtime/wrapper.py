@@ -1,54 +1,45 @@
-"""The per-model DIFFUSION_MODEL wrapper that adds DreamO's condition embedding.
+"""The DIFFUSION_MODEL wrapper that adds DreamO's condition embedding, per batch item.
 
-Per call it finds x / ref_latents / transformer_options in the arguments of Flux ``_forward``, and for the
-positive-prompt items installs a one-shot ``post_input`` patch into a COPY of transformer_options. The patch
-adds ``task[1]`` to the target tokens and ``task[0] + idx[k]`` to the tokens of reference k, and rewrites
-img_ids the official way (rounded through the compute dtype); a reference with a placement box gets ids mapped
-into its box instead. When a reference strength differs from 1 at this sigma, the call also gets an additive
-``attention_mask`` bias (merged with any existing one). Every other argument passes through untouched. Another
-``post_input`` patch or RoPE options on the same model are refused with a clear error (see
-``check_no_foreign_patches``). The wrapper holds only what Apply set (immutable per run; model_options are shared
-between clones since ComfyUI 0.14 and may run on several GPUs at once) plus a memo of values that are pure
-functions of their key (tables per device, embedding and ids per layout).
+Installed by Load DreamO LoRA; it holds nothing. Per call it finds x / ref_latents / transformer_options in the
+arguments of Flux ``_forward``, reads each batch item's own DreamO layout (``sampling_run``: found by the uuid
+ComfyUI gives each cond, outside the diffusion model), and when any item has one installs a one-shot ``post_input`` patch into a COPY of
+transformer_options. The patch adds ``task[1]`` to the target tokens and ``task[0] + idx[k]`` to the tokens of
+reference k of THAT item (zeros for items without DreamO), and rewrites img_ids the official way (rounded through
+the compute dtype); a reference with a placement box gets ids mapped into its box instead. When an item's
+reference strength differs from 1 at this sigma, the call also gets an additive ``attention_mask`` bias (merged
+with any existing one). Every other argument passes through untouched; a call with no DreamO item is not changed
+at all. Another ``post_input`` patch or RoPE options are refused with a clear error (``check_no_foreign_patches``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from ...dreamo_core.conditioning.embeddings import (
-    ConditionEmbeddings,
-    add_condition_embedding,
-    batched_condition_embeddings,
-)
-from ...dreamo_core.conditioning.placement import Box
-from ...dreamo_core.conditioning.position_ids import reference_position_ids, token_grid
-from ...dreamo_core.conditioning.reference_strength import ReferenceControl, merged_mask, scheduled_key_bias
+from ...dreamo_core.conditioning.embeddings import add_condition_embedding
+from ...dreamo_core.conditioning.position_ids import token_grid
+from ...dreamo_core.conditioning.reference_strength import batched_key_bias, merged_mask
 from ...dreamo_core.conditioning.token_layout import TokenGrid
 from ..node_names import APPLY_CONDITIONING
+from .conditioning_layout import ItemLayout
 from .flux_arguments import get_argument, with_argument
-from .tensor_memo import TensorMemo
+from .routing_record import ROUTING_KEY
+from .sampling_run import ITEMS_KEY, RUN_KEY
 from .transformer_options import (
-    RUN_KEY,
     check_no_foreign_patches,
-    check_no_negative_references,
-    cond_items,
+    check_no_foreign_references,
     current_sigma,
     with_post_input,
 )
-
-if TYPE_CHECKING:
-    from .routing_record import RoutingRecorder, RoutingRun
 
 WHERE = APPLY_CONDITIONING
 
 
 class DreamOEmbeddingPatch:
     """One-shot post_input patch. emb: (B, L, D) on the model's device, in the tables' dtype; ``ids(dtype, device)``
-    gives the (L, 3) position ids of ``[target | refs]`` rounded through ``dtype``."""
+    gives the (L, 3) or (B, L, 3) position ids of ``[target | refs]`` rounded through ``dtype``."""
 
     def __init__(self, emb: torch.Tensor, ids: Callable[[torch.dtype, torch.device], torch.Tensor],
                  description: str):
@@ -66,101 +57,61 @@ class DreamOEmbeddingPatch:
                 "img_ids": ids.expand(img_ids.shape[0], -1, -1)}
 
 
-class DreamOWrapper:
-    """DIFFUSION_MODEL wrapper ``(executor, *args, **kwargs)``. Holds the tables and the reference layout
-    (indices, token grids, controls, boxes) Apply DreamO Conditioning put into the positive conditioning.
+def dreamo_forward_wrapper(executor: Any, *args: Any, **kwargs: Any) -> Any:
+    """DIFFUSION_MODEL wrapper ``(executor, *args, **kwargs)``: DreamO for the batch items that carry a layout.
 
-    Per step the work outside the transformer is a memo lookup: the tables are copied once per device, and the
-    embedding and ids once per layout (pure functions of their key, so the memo may be shared by clones). The
-    positive/negative split and the need for a strength bias are decided from Python facts (no sync, no graph
-    break under torch.compile)."""
-
-    def __init__(self, tables: ConditionEmbeddings, indices: Sequence[int], grids: Sequence[TokenGrid],
-                 controls: Sequence[ReferenceControl] = (), boxes: Sequence[Box | None] = (),
-                 recorder: RoutingRecorder | None = None):
-        self.tables = tables
-        self.recorder = recorder
-        self.indices = list(indices)
-        self.grids = [tuple(g) for g in grids]
-        self.controls = list(controls) or [ReferenceControl()] * len(self.indices)
-        self.boxes = list(boxes) or [None] * len(self.indices)
-        self.needs_bias = not all(c.is_neutral for c in self.controls)
-        self.memo = TensorMemo()
-
-    def to(self, device_or_dtype: Any) -> DreamOWrapper:
-        """Model casts (fp8 arrives as float8_e4m3fn) do not touch the tables: they are copied to the model's
-        device, in their own dtype, on first use there."""
-        return self
-
-    def tables_on(self, device: torch.device) -> ConditionEmbeddings:
-        return self.memo.get(("tables", device), lambda: self.tables.to(device=device))
-
-    def embedding(self, device: torch.device, target: TokenGrid, ref_grids: Sequence[TokenGrid],
-                  items: tuple[bool, ...]) -> torch.Tensor:
-        """(B, L, D) condition embedding on ``device`` for this batch layout (zeros on negative items)."""
-        def build() -> torch.Tensor:
-            return batched_condition_embeddings(self.tables_on(device), target[0] * target[1],
-                                                [r * c for r, c in ref_grids], self.indices, items)
-        return self.memo.get(("embedding", device, target, tuple(ref_grids), items), build)
-
-    def position_ids(self, target: TokenGrid, ref_grids: Sequence[TokenGrid]) -> Callable:
-        def ids(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-            return self.memo.get(("ids", device, dtype, target, tuple(ref_grids)),
-                                 lambda: reference_position_ids(target, ref_grids, self.boxes, dtype, device))
-        return ids
-
-    def __call__(self, executor: Any, *args: Any, **kwargs: Any) -> Any:
-        x = get_argument(executor, args, kwargs, "x")  # (B, C, H, W)
-        options = get_argument(executor, args, kwargs, "transformer_options") or {}
-        ref_latents = get_argument(executor, args, kwargs, "ref_latents")
-        items = cond_items(options.get("cond_or_uncond"), x.shape[0])
-        check_no_negative_references(ref_latents, items)
-        if not any(items):
-            return executor(*args, **kwargs)  # negative pass: no references, no embedding
-        check_no_foreign_patches(options)
-        ref_grids = self.check_references(ref_latents, kwargs.get("ref_latents_method"))
-        target = token_grid(tuple(x.shape[-2:]))
-        patch = DreamOEmbeddingPatch(self.embedding(x.device, target, ref_grids, items),
-                                     self.position_ids(target, ref_grids), f"target {target} + references {ref_grids}")
-        call_options = with_post_input(options, patch)
-        run = options.get(RUN_KEY)
-        if self.recorder is not None and run is not None and self.recorder.active(current_sigma(options)):
-            call_options = self.with_recorder_override(call_options, run, executor, args, kwargs, target, ref_grids)
-        args, kwargs = with_argument(executor, args, kwargs, "transformer_options", call_options)
-        if self.needs_bias:  # strength 1 over the whole schedule: no mask, the call stays bit-identical
-            context = get_argument(executor, args, kwargs, "context")  # (B, T, C)
-            bias = scheduled_key_bias(self.controls, options.get("sigmas"), context.shape[1], target[0] * target[1],
-                                      [r * c for r, c in ref_grids], x.shape[0], x.dtype, x.device)
-            kwargs = {**kwargs, "attention_mask": merged_mask(kwargs.get("attention_mask"), bias, WHERE)}
-        return executor(*args, **kwargs)
-
-    def with_recorder(self, recorder: RoutingRecorder) -> DreamOWrapper:
-        """The same wrapper, also recording routing maps into ``recorder``."""
-        return DreamOWrapper(self.tables, self.indices, self.grids, self.controls, self.boxes, recorder)
-
-    def with_recorder_override(self, options: dict, run: RoutingRun, executor: Any, args: tuple, kwargs: dict,
-                               target: TokenGrid, ref_grids: Sequence[TokenGrid]) -> dict:
-        """A copy of ``options`` whose attention override records routing maps into ``run`` (chaining any existing one)."""
+    Per step the work outside the transformer is a memo lookup in the run (tables copied once per device,
+    embedding and ids once per batch layout). Which items are DreamO is decided from Python facts (the uuids of
+    the call), never from tensors: no sync, no graph break under torch.compile."""
+    x = get_argument(executor, args, kwargs, "x")  # (B, C, H, W)
+    options = get_argument(executor, args, kwargs, "transformer_options") or {}
+    ref_latents = get_argument(executor, args, kwargs, "ref_latents")
+    run, items = options.get(RUN_KEY), options.get(ITEMS_KEY) or (None,) * x.shape[0]
+    check_no_foreign_references(ref_latents, items)
+    if not any(items):
+        return executor(*args, **kwargs)  # no DreamO item (e.g. the negative prompt): the call is not changed
+    check_no_foreign_patches(options)
+    ref_grids = checked_reference_grids(ref_latents, kwargs.get("ref_latents_method"), items)
+    target = token_grid(tuple(x.shape[-2:]))
+    patch = DreamOEmbeddingPatch(run.embedding(x.device, target, ref_grids, items),
+                                 run.position_ids(target, ref_grids, items), f"target {target} + references {ref_grids}")
+    call_options = with_post_input(options, patch)
+    routing = options.get(ROUTING_KEY)
+    if routing is not None and ref_grids:
         text_tokens = get_argument(executor, args, kwargs, "context").shape[1]
-        override = self.recorder.override(run, text_tokens, target, [r * c for r, c in ref_grids],
-                                          options.get("optimized_attention_override"))
-        return {**options, "optimized_attention_override": override}
+        first = next(k for k, item in enumerate(items) if item is not None)
+        override = routing.override_for_call(current_sigma(options), first, text_tokens, target,
+                                             [r * c for r, c in ref_grids], options.get("optimized_attention_override"))
+        if override is not None:
+            call_options = {**call_options, "optimized_attention_override": override}
+    args, kwargs = with_argument(executor, args, kwargs, "transformer_options", call_options)
+    if any(i is not None and i.needs_bias for i in items):  # strength 1 over the whole schedule: no mask at all
+        context = get_argument(executor, args, kwargs, "context")  # (B, T, C)
+        bias = batched_key_bias([None if i is None else i.controls for i in items], options.get("sigmas"),
+                                context.shape[1], target[0] * target[1], [r * c for r, c in ref_grids], x.dtype,
+                                x.device)
+        kwargs = {**kwargs, "attention_mask": merged_mask(kwargs.get("attention_mask"), bias, WHERE)}
+    return executor(*args, **kwargs)
 
-    def check_references(self, ref_latents: Sequence[torch.Tensor] | None, method: str | None) -> list[TokenGrid]:
-        """Token grids of the references the model received; ValueError unless they are the applied ones."""
-        refs = list(ref_latents or [])
-        if len(refs) != len(self.indices):
+
+def checked_reference_grids(ref_latents: Sequence[torch.Tensor] | None, method: str | None,
+                            items: Sequence[ItemLayout | None]) -> list[TokenGrid]:
+    """Token grids of the references the model received; ValueError unless they are each DreamO item's own (a
+    batch shares one ``ref_latents``: ComfyUI batches conds only with references of the same shapes)."""
+    refs = list(ref_latents or [])
+    grids = [token_grid(tuple(r.shape[-2:])) for r in refs]
+    for item in dict.fromkeys(i for i in items if i is not None):
+        if len(refs) != len(item.indices):
             raise ValueError(
-                f"{WHERE}: the positive prompt reaching the sampler has {len(refs)} reference latent(s), but "
-                f"{len(self.indices)} DreamO reference(s) were applied; connect the CONDITIONING output of "
-                f"Apply DreamO Conditioning to the sampler's positive input and do not add other references after it"
-            )
-        if refs and method != "uxo":
-            raise ValueError(f"{WHERE}: reference method is {method!r}, DreamO needs 'uxo'; "
-                             "do not change it after Apply DreamO Conditioning")
-        grids = [token_grid(tuple(r.shape[-2:])) for r in refs]
-        for k, (got, want) in enumerate(zip(grids, self.grids)):
+                f"{WHERE}: a prompt reaching the sampler has {len(refs)} reference latent(s), but its DreamO layout "
+                f"has {len(item.indices)} reference(s) (indices {list(item.indices)}); another node added or removed "
+                "reference latents after Apply DreamO Conditioning. Put the references through DreamO Encode "
+                "Reference into Apply DreamO Conditioning and do not add other references after it")
+        for k, (got, want) in enumerate(zip(grids, item.grids)):
             if got != want:
-                raise ValueError(f"{WHERE}: reference {k + 1} (index {self.indices[k]}) has {got[0]}x{got[1]} tokens "
+                raise ValueError(f"{WHERE}: reference {k + 1} (index {item.indices[k]}) has {got[0]}x{got[1]} tokens "
                                  f"at run time, expected {want[0]}x{want[1]} as encoded")
-        return grids
+    if refs and method != "uxo":
+        raise ValueError(f"{WHERE}: reference method is {method!r}, DreamO needs 'uxo'; "
+                         "do not change it after Apply DreamO Conditioning")
+    return grids

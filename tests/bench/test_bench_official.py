@@ -17,6 +17,7 @@ pytest.importorskip("diffusers")
 from bench import bench_official as B  # noqa: E402
 from bench.comfy_harness import stand_in_for_absent  # noqa: E402
 from bench.common import SIZES, peak_rss_gib, reset_peak_rss  # noqa: E402
+from bench.seeded_weights import materialize_seeded  # noqa: E402
 from dreamo_core.spec import FLUX_DEV  # noqa: E402
 
 TINY = ["--size", "tiny", "--out", "64", "--ref-res", "32", "--refs", "2", "--text-tokens", "8", "--repeat", "1"]
@@ -36,7 +37,7 @@ def in_process_core(seed: int) -> torch.Tensor:
 
     a = B.arguments().parse_args(TINY)
     x = B.inputs(a)
-    model = flux_transformer(seed, "cpu", torch.float32, **SIZES["tiny"])
+    model = materialize_seeded(flux_transformer(0, "meta", None, **SIZES["tiny"]), seed, "cpu", torch.float32)
     refs = [ReferenceTokens(r, x["rgrid"], k + 1) for k, r in enumerate(x["refs"])]
     with torch.no_grad():
         return dreamo_transformer_forward(model, x["latents"], x["grid"], refs, torch.full((1,), B.SIGMA),
@@ -50,6 +51,9 @@ def test_core_subprocess_equals_the_seeded_model_in_process(tmp_path):
     # at other addresses, so BLAS may take other kernel paths)
     assert (out - in_process_core(0)).abs().max() <= 1e-6
     assert (out - in_process_core(1)).abs().max() > 1e-3  # the check can fail: other weights, other output
+    # the weights made in the subprocess on its device (no file, as the GPU suite runs): the same model again
+    on_device = run_children(tmp_path, ["core"], ["--weights-on-device"])["core"]
+    assert (on_device - out).abs().max() <= 1e-6
 
 
 def comfy_tree() -> str:
@@ -67,14 +71,18 @@ def test_comfyui_nodes_compute_the_core_step(tmp_path):
         assert (outs[v] - outs["core"]).abs().max().item() <= 1e-5 * max(1.0, scale), v
 
 
-OFFICIAL = os.environ.get("DREAMO_OFFICIAL_PATH", ""), os.environ.get("DREAMO_OFFICIAL_PYTHON", "")
+OFFICIAL = (os.environ.get("DREAMO_OFFICIAL_PATH", ""), os.environ.get("DREAMO_OFFICIAL_PYTHON", ""),
+            os.environ.get("DREAMO_OFFICIAL_PYTHONPATH", ""))
 
 
-@pytest.mark.skipif(not (Path(OFFICIAL[0], "dreamo", "dreamo_pipeline.py").is_file() and Path(OFFICIAL[1]).is_file()),
-                    reason="DREAMO_OFFICIAL_PATH / DREAMO_OFFICIAL_PYTHON are not set")
-def test_official_forward_under_its_interpreter_equals_core(tmp_path):
+@pytest.mark.skipif(not (Path(OFFICIAL[0], "dreamo", "dreamo_pipeline.py").is_file()
+                         and (Path(OFFICIAL[1]).is_file() or OFFICIAL[2])),
+                    reason="DREAMO_OFFICIAL_PATH and DREAMO_OFFICIAL_PYTHON or DREAMO_OFFICIAL_PYTHONPATH are not set")
+@pytest.mark.parametrize("weights", [[], ["--weights-on-device"]], ids=["file", "on-device"])
+def test_official_forward_under_its_interpreter_equals_core(tmp_path, weights):
     outs = run_children(tmp_path, ["official", "core"],
-                        ["--official-path", OFFICIAL[0], "--official-python", OFFICIAL[1]])
+                        ["--official-path", OFFICIAL[0], "--official-python", OFFICIAL[1] or sys.executable,
+                         "--official-pythonpath", OFFICIAL[2], *weights])
     assert (outs["official"] - outs["core"]).abs().max().item() <= 1e-6
 
 

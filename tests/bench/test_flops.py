@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.flops import excess_percent, floor_ratio, forward_flops, tokens_for
+from bench.flops import card_bf16_peak, excess_percent, floor_ratio, forward_flops, peak_share, tokens_for
 from dreamo_core.spec import FLUX_DEV
 
 
@@ -57,3 +57,18 @@ def test_forward_flops_equal_torch_flop_counter_on_a_real_forward():
         ours = forward_flops(n_img, n_txt, spec)
         assert counted["aten.bmm"] == ours.attention
         assert counted["aten.addmm"] == ours.linear + per_sample
+
+
+@pytest.mark.parametrize(("name", "tflops"), [("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756),
+                                              ("NVIDIA H100 NVL", 835), ("NVIDIA H200", 989), ("NVIDIA H200 NVL", 835),
+                                              ("NVIDIA A100-SXM4-80GB", 312), ("Radeon", None)])
+def test_card_peaks_by_device_name(name, tflops):
+    peak = card_bf16_peak(name)
+    assert (peak is None if tflops is None else peak == tflops * 1e12)
+
+
+def test_peak_share_of_a_step():
+    macs = direct_macs(512, 4096 + 2 * 1024)  # the GPU suite's step
+    share = peak_share(macs, 0.25, 989e12)
+    assert share == pytest.approx(2 * macs / 0.25 / 989e12) and 0.4 < share < 0.5  # ~118 TFLOP in 0.25 s
+    assert peak_share(macs, 0.25, None) is None

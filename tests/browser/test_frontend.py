@@ -1,7 +1,9 @@
 """Every shipped workflow in the real ComfyUI frontend (headless chromium via playwright) on a private ComfyUI
-0.33 server (127.0.0.1, --cpu, the pack linked into a temporary custom_nodes): the frontend's own
-``app.graphToPrompt()`` equals the intended prompt (our UI -> API conversion, widget names from the server's
-/object_info), the nodes' real sizes do not overlap, the template list, thumbnails, help pages and locales load.
+0.33 server (127.0.0.1, --cpu, the pack linked into a temporary custom_nodes; the frontend pinned by the tree, or
+the one at $DREAMO_FRONTEND_ROOT, e.g. the newest on the registry, whose version $DREAMO_FRONTEND_VERSION names):
+the frontend's own ``app.graphToPrompt()`` equals the intended prompt (our UI -> API conversion, widget names from
+the server's /object_info), the nodes' real sizes do not overlap, the template list, thumbnails, help pages and
+locales load.
 Screenshots go to $DREAMO_SCREENSHOTS (default: a temporary folder).
 
 Run: bash tools/test_browser.sh  (installs chromium / playwright if missing). Needs DREAMO_BROWSER_COMFYUI (a
@@ -25,6 +27,8 @@ import pytest
 from bench.comfy_harness.workflow_api import FRONTEND_ONLY, ui_to_api
 
 COMFY = os.environ.get("DREAMO_BROWSER_COMFYUI")
+FRONTEND_ROOT = os.environ.get("DREAMO_FRONTEND_ROOT")  # another frontend's static files (default: the pinned one)
+FRONTEND_VERSION = os.environ.get("DREAMO_FRONTEND_VERSION")  # the version that must be serving (tools/test_browser.sh)
 if not COMFY:
     pytest.skip("DREAMO_BROWSER_COMFYUI is not set (run tools/test_browser.sh)", allow_module_level=True)
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -73,9 +77,10 @@ def server(tmp_path_factory):
     settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": False}))
     port = free_port()
     log = open(base / "server.log", "w")
+    frontend = ["--front-end-root", FRONTEND_ROOT] if FRONTEND_ROOT else []
     proc = subprocess.Popen([sys.executable, "-m", "bench.comfy_harness.serve_comfyui", COMFY, "--cpu",
                              "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
-                             "--disable-auto-launch"], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+                             "--disable-auto-launch", *frontend], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
@@ -141,9 +146,14 @@ def test_frontend_prompt_equals_intended(path, server, page, shots):
     ui = json.loads(path.read_text())
     object_info = json.loads(urllib.request.urlopen(url + "/object_info", timeout=30).read())
     assert all(n["type"] in object_info or n["type"] in FRONTEND_ONLY for n in ui["nodes"])
+    # the frontend's own start-up workflow may land after ours on a loaded machine: load until ours is the graph
     result = page.evaluate("""async ([ui, name]) => {
-        await window.app.loadGraphData(ui, true, true, name);
-        await new Promise(r => setTimeout(r, 300));
+        const want = ui.nodes.map(n => String(n.id)).sort().join();
+        for (let tries = 0; tries < 20; tries++) {
+            await window.app.loadGraphData(ui, true, true, name);
+            await new Promise(r => setTimeout(r, 300));
+            if (window.app.graph._nodes.map(n => String(n.id)).sort().join() === want) break;
+        }
         const p = await window.app.graphToPrompt();
         const H = LiteGraph.NODE_TITLE_HEIGHT;
         const rects = window.app.graph._nodes.map(n => ({id: n.id, type: n.type,
@@ -190,3 +200,9 @@ def test_template_list_thumbnails_help_and_locales(server, page):
     assert replacements["DreamORefEncode"][0]["new_node_id"] == "DreamO_EncodeReference"
     display = page.evaluate("() => LiteGraph.registered_node_types['DreamO_EncodeReference'].title")
     assert display == "DreamO Encode Reference"
+
+
+def test_the_intended_frontend_is_serving(page):
+    """tools/test_browser.sh runs this module once per frontend: the page must be that frontend."""
+    served = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__")
+    assert served and (FRONTEND_VERSION is None or served == FRONTEND_VERSION), served

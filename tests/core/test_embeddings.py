@@ -5,6 +5,7 @@ import torch
 
 from dreamo_core.conditioning.embeddings import (
     ConditionEmbeddings,
+    batched_condition_embeddings,
     build_condition_embeddings,
     check_reference_indices,
 )
@@ -101,6 +102,28 @@ def test_validate_rejects_integer_tables_and_non_tensors():
         ConditionEmbeddings(torch.zeros(2, 8, dtype=torch.long), torch.zeros(10, 8)).validate(TINY)
     with pytest.raises(ValueError, match=r"dreamo_idx_embedding has shape list"):
         ConditionEmbeddings(torch.zeros(2, 8), [[0.0] * 8] * 10).validate(TINY)  # type: ignore[arg-type]
+
+
+def test_validate_rejects_float8_tables_with_the_fix():
+    f8 = torch.zeros(2, 8).to(torch.float8_e4m3fn)
+    with pytest.raises(ValueError, match=r"^emb\.safetensors: dreamo_task_embedding is stored as float8_e4m3fn; "
+                                         r"DreamO's tables must be 16-, 32- or 64-bit floats .*convert"):
+        ConditionEmbeddings(f8, torch.zeros(10, 8)).validate(TINY, "emb.safetensors")
+    ConditionEmbeddings(torch.zeros(2, 8, dtype=torch.bfloat16), torch.zeros(10, 8, dtype=torch.float16)).validate(TINY)
+
+
+def test_batch_items_get_their_own_indices_and_zeros_without_dreamo():
+    """Per batch item: the rows of its own reference indices (regions of two Apply nodes batched together), exact
+    zeros for an item without DreamO; one index list for all items is the same row block broadcast."""
+    t = tables()
+    got = batched_condition_embeddings(t, 2, [3], [(1,), None, (7,)])
+    assert got.shape == (3, 5, 8)
+    for b, k in ((0, 1), (2, 7)):
+        torch.testing.assert_close(got[b], build_condition_embeddings(t, 2, [3], [k]), rtol=0, atol=0)
+        assert torch.equal(got[b, 2:], (t.task[0] + t.idx[k]).expand(3, -1))
+    assert torch.equal(got[1], torch.zeros(5, 8))
+    same = batched_condition_embeddings(t, 2, [3], [(4,), (4,)])
+    assert torch.equal(same[0], same[1]) and torch.equal(same[0], build_condition_embeddings(t, 2, [3], [4]))
 
 
 def test_to_changes_dtype():

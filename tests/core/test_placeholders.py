@@ -51,6 +51,13 @@ def test_malformed_placeholders(bad):
         find_placeholders(f"a cat from {bad} on a sofa")
 
 
+@pytest.mark.parametrize("bad, good", [("[ref#01]", "[ref#1]"), ("[ref#002]", "[ref#2]")])
+def test_leading_zeros_name_the_placeholder_to_write(bad, good):
+    with pytest.raises(ValueError, match=rf"^prompt: write {__import__('re').escape(good)}, not "
+                                         rf"{__import__('re').escape(bad)}: a placeholder's index has no leading zeros"):
+        find_placeholders(f"a dog {bad} on a sofa")
+
+
 @pytest.mark.parametrize("text", ["[reference]", "[refined look]", "[Refraction]"])
 def test_words_starting_with_ref_are_not_placeholders(text):
     assert find_placeholders(f"photo, {text}, [ref#1]") == [Placeholder(1, len(f"photo, {text}, "), len(f"photo, {text}, [ref#1]"))]

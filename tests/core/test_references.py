@@ -183,6 +183,15 @@ def test_extreme_aspect_ratio():
         prepare_reference(torch.rand(16, 16384, 1), "ip", 256)
 
 
+def test_messages_call_the_size_by_the_callers_name():
+    """The node's input is ``resolution``: its messages must not say ``ref_res``."""
+    with pytest.raises(ValueError, match=r"too extreme for resolution=256: it would become 8192x0; crop it or raise "
+                                         r"resolution$"):
+        prepare_reference(torch.rand(16, 16384, 1), "ip", 256, size_name="resolution")
+    with pytest.raises(ValueError, match=r"^resolution must be a multiple of 16 between 64 and 2048, got 500"):
+        prepare_reference(torch.rand(64, 64, 3), "ip", 500, size_name="resolution")
+
+
 @pytest.mark.parametrize("mask, message", [
     (torch.ones(2, 512, 512), r"mask: expected a \(H, W\) foreground mask, got shape \(2, 512, 512\)"),
     (torch.full((512, 512), float("nan")), r"mask: contains NaN or infinite values"),

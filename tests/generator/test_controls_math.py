@@ -10,6 +10,8 @@ from dreamo_core.conditioning.placement import Box, placed_reference_ids
 from dreamo_core.conditioning.position_ids import reference_position_ids
 from dreamo_core.conditioning.reference_strength import (
     MASKED,
+    ReferenceControl,
+    batched_key_bias,
     check_percent_range,
     reference_key_bias,
     strength_to_bias,
@@ -27,6 +29,17 @@ def test_bias_layout_and_values():
         strength_to_bias(-0.5)
     with pytest.raises(ValueError, match="2 references but 1 strengths"):
         reference_key_bias(1, 1, [1, 1], [1.0])
+
+
+def test_batch_items_get_their_own_key_bias():
+    """Per batch item its own strengths and step ranges (two regions batched together), zeros for an item without
+    DreamO references; written out by hand at sigma 0.5."""
+    weak, late = ReferenceControl(0.5), ReferenceControl(2.0, sigma_start=0.4, sigma_end=0.0)
+    got = batched_key_bias([(weak,), None, (late,)], torch.tensor([0.5]), 1, 2, [2], torch.float32, "cpu")
+    assert got.shape == (3, 1, 1, 5)
+    assert got[0, 0, 0].tolist() == pytest.approx([0.0] * 3 + [math.log(0.5)] * 2)
+    assert got[1, 0, 0].tolist() == [0.0] * 5
+    assert got[2, 0, 0].tolist() == pytest.approx([0.0] * 3 + [MASKED] * 2)  # 0.5 is above its range: off
 
 
 @pytest.fixture

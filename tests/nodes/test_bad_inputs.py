@@ -1,10 +1,13 @@
-"""The catalogue of bad inputs: one row per bad input, corrupt file, NaN or miswiring the nodes must refuse (a
-ValueError whose message starts with the node's display name and says what was expected) or warn about (one
-logging warning per sampling run). After every row, a known-good run (Load DreamO LoRA + Encode Reference +
-Reference Options + Apply + one cfg-2 denoise step, on the SAME base model the bad rows use) must give exactly
-the output it gave before any bad row ran: a refused input leaves nothing behind.
+"""The catalogue of bad inputs and risky wirings: one row per bad input, corrupt file, NaN or miswiring the nodes
+must refuse (a ValueError whose message starts with the node's display name and says what was expected) or warn
+about (one logging warning per sampling run), and one row per wiring artists build that must simply work (node
+order, guiders, crossed chains, regions, combined prompts): its output must equal an independent computation (the
+hand-written forward, or core's BasicGuider / the same references through a single Apply), and what it would be
+if DreamO ignored what the wiring asks for must differ from that. After every row, a known-good run (Load DreamO
+LoRA + Encode Reference + Reference Options + Apply + one cfg-2 denoise step, on the SAME base model the rows use)
+must give exactly the output it gave before any row ran: a row leaves nothing behind.
 
-The README's "Reliability" section quotes the size of this table (ERRORS + WARNINGS)."""
+The README's "Reliability" section quotes the size of this table (ERRORS + WARNINGS + WIRINGS)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from bench import comfy_harness as h
+from bench.comfy_harness import oracles as o
 
 NAN, INF = math.nan, math.inf
 NOISE = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))
@@ -72,6 +76,8 @@ def bad_files(folder) -> None:
     torch.save(dict(tables), buf)
     (folder / "embedding_renamed_pickle.safetensors").write_bytes(buf.getvalue())
     (folder / "embedding.pt").write_bytes(buf.getvalue())  # a real pickle: loadable, but never by us
+    tensor_file(folder, "embedding_float8.safetensors", {k: v.to(torch.float8_e4m3fn) for k, v in tables.items()})
+    tensor_file(folder, "embedding_b.safetensors", h.tiny_tables(seed=TABLES_B))  # another DreamO version's tables
     folder_paths.filename_list_cache.clear()
 
 
@@ -106,8 +112,8 @@ def applied(ctx, refs=None):
     return apply(dreamo(ctx), h.guided_positive(), refs if refs is not None else fixed_refs())
 
 
-def sample(model, pos, neg=None, cfg=1.0):
-    return h.denoise_once(model, pos, neg if neg is not None else h.conditioning(30), NOISE, h.SIGMA, cfg)
+def sample(model, pos, neg=None, cfg=1.0, noise=NOISE):
+    return h.denoise_once(model, pos, neg if neg is not None else h.conditioning(30), noise, h.SIGMA, cfg)
 
 
 def good_run(ctx) -> torch.Tensor:
@@ -194,6 +200,214 @@ def changed(pos, **values):
     return [[pos[0][0], {**pos[0][1], **values}]]
 
 
+TABLES_B = 2  # h.tiny_tables seed of embedding_b.safetensors
+WIDE_NOISE = torch.randn(1, 16, 8, 16, generator=torch.Generator().manual_seed(6))  # 64x128 px: left | right half
+
+
+@dataclass
+class Same:
+    """A wiring's outcome: ``got`` must equal ``want`` (an independent computation) within the row's tolerance;
+    ``ignored``, when given, is the output if DreamO ignored what this wiring asks for (the silent failure) and
+    must differ from ``want``, so the comparison can fail."""
+
+    got: torch.Tensor
+    want: torch.Tensor
+    ignored: torch.Tensor | None = None
+
+
+def tables_only(ctx, emb="embedding.safetensors"):
+    """Load DreamO LoRA with only the tables: the base's own weights, so the hand forward is the oracle."""
+    return load(ctx.base, emb=emb)
+
+
+def ksample(model, pos, steps=4):
+    import nodes
+
+    latent = {"samples": torch.zeros(1, 16, 8, 8)}
+    return nodes.common_ksampler(model, 7, steps, 1.0, "euler", "simple", pos, h.conditioning(30), latent)[0]["samples"]
+
+
+def model_sampling_flux(model):
+    return h.run_core_node("ModelSamplingFlux", model=model, max_shift=1.15, base_shift=0.5, width=1024,
+                           height=1024)[0]
+
+
+def node_order(ctx) -> Same:
+    """ModelSamplingFlux after Apply instead of before Load, with a reference active for the first half."""
+    half = options(fixed_refs(), 1, end_percent=0.5)
+    m_after, pos = apply(tables_only(ctx), h.guided_positive(), half)
+    shifted_first = load(model_sampling_flux(ctx.base), emb="embedding.safetensors")
+    want = ksample(*apply(shifted_first, h.guided_positive(), half))
+    return Same(ksample(model_sampling_flux(m_after), pos), want,
+                ksample(*apply(shifted_first, h.guided_positive(), fixed_refs())))
+
+
+def recorder_order(ctx) -> Same:
+    """The Routing Recorder's step range with ModelSamplingFlux after it instead of before it."""
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+
+    def maps(model, after: bool):
+        rec_model, rec = h.run_node("DreamO_RoutingRecorder", model=model, blocks="all", start_percent=0.0,
+                                    end_percent=0.5)
+        ksample(model_sampling_flux(rec_model) if after else rec_model, pos)
+        return rec.maps()
+
+    return Same(maps(m, True), maps(model_sampling_flux(m), False))
+
+
+def dual_cfg_1_1(ctx) -> Same:
+    """Apply's positive as DualCFGGuider's cond1 (numbered 2), cfg 1 / 1: the positive alone."""
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    cap = o.dual_cfg_guider(m, pos, h.guided_positive(21), h.conditioning(30), 1.0, 1.0, NOISE)
+    return Same(cap.denoised, o.hand_denoised(m, cap.x, pos, fixed_refs()),
+                o.hand_denoised(m, cap.x, pos, fixed_refs(), with_embedding=False))
+
+
+def dual_cfg_2_3(ctx) -> Same:
+    """DualCFG with references, cfg 2 / 3: each of its three prompts gets exactly what it carries (core's
+    BasicGuider on each, combined by DualCFG's formula written out)."""
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    middle, negative = h.guided_positive(21), h.conditioning(30)
+    cap = o.dual_cfg_guider(m, pos, middle, negative, 2.0, 3.0, NOISE)
+    p, mid, neg = (o.basic_guider(m, c, NOISE).denoised for c in (pos, middle, negative))
+    plain_p = o.hand_denoised(m, cap.x, pos, fixed_refs(), with_embedding=False)  # cond1's layout ignored
+    return Same(cap.denoised, o.dual_cfg_formula(p, mid, neg, 2.0, 3.0),
+                o.dual_cfg_formula(plain_p, mid, neg, 2.0, 3.0))
+
+
+def prompt_numbered_last(model, prompt, negative, cfg, noise):
+    """One step of a custom guider with its own cond names ("scene", "subject") that lists the negative first, so
+    ComfyUI numbers the DreamO prompt 1 (``cond_or_uncond``), the number core's CFG gives its negative."""
+    import comfy.samplers
+
+    class SceneSubjectGuider(comfy.samplers.CFGGuider):
+        def set_conds(self, subject, scene):
+            self.inner_set_conds({"scene": scene, "subject": subject})
+
+        def predict_noise(self, x, timestep, model_options=None, seed=None):
+            scene, subject = comfy.samplers.calc_cond_batch(
+                self.inner_model, [self.conds["scene"], self.conds["subject"]], x, timestep, model_options or {})
+            return scene + self.cfg * (subject - scene)
+
+    guider = SceneSubjectGuider(model)
+    guider.set_conds(prompt, negative)
+    guider.set_cfg(cfg)
+    return h.guider_denoise_once(guider, noise, h.SIGMA)
+
+
+def custom_guider_numbers_prompt_1(ctx) -> Same:
+    """A custom guider numbering Apply's positive 1 and a plain prompt 0, cfg 2: each gets exactly what it carries."""
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    scene = h.guided_positive(24)
+    cap = prompt_numbered_last(m, pos, scene, 2.0, NOISE)
+    plain = o.hand_denoised(m, cap.x, scene)
+    return Same(cap.denoised, plain + 2.0 * (o.hand_denoised(m, cap.x, pos, fixed_refs()) - plain),
+                plain + 2.0 * (o.hand_denoised(m, cap.x, pos, fixed_refs(), with_embedding=False) - plain))
+
+
+def crossed_chains(ctx) -> Same:
+    """The sampler gets Apply A's model (A: reference at strength 0) and Apply B's positive (strength 1)."""
+    model_a, _ = apply(tables_only(ctx), h.guided_positive(), options(fixed_refs(), 1, strength=0.0))
+    _, pos_b = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    cap = sample(model_a, pos_b)
+    return Same(cap.denoised, o.hand_denoised(model_a, cap.x, pos_b, fixed_refs()),
+                o.hand_denoised(model_a, cap.x, pos_b, h.dreamo_refs([])))  # = no reference (strength 0)
+
+
+REGION_A, REGION_B = h.random_refs([(4, 4)], [1], seed=11), h.random_refs([(4, 4)], [2], seed=12)
+
+
+def two_regions(ctx, region) -> tuple[object, object, list, list]:
+    """Apply A (index 1) -> Apply B (index 2, model from A), positives through ``region(pos, side)`` (0 left,
+    1 right), combined, sampled on a 64x128 latent: (model, capture, positive A, positive B)."""
+    m_a, pos_a = apply(tables_only(ctx), h.guided_positive(), REGION_A)
+    m_b, pos_b = apply(m_a, h.guided_positive(22), REGION_B)
+    both = h.run_core_node("ConditioningCombine", conditioning_1=region(pos_a, 0), conditioning_2=region(pos_b, 1))[0]
+    return m_b, sample(m_b, both, noise=WIDE_NOISE), pos_a, pos_b
+
+
+def area(pos, side):
+    return h.run_core_node("ConditioningSetArea", conditioning=pos, width=64, height=64, x=64 * side, y=0,
+                           strength=1.0)[0]
+
+
+def mask(pos, side):
+    half = torch.zeros(8, 16)
+    half[:, 8 * side : 8 * side + 8] = 1.0  # at latent size: no resampling of the mask edge
+    return h.run_core_node("ConditioningSetMask", conditioning=pos, mask=half, set_cond_area="default",
+                           strength=1.0)[0]
+
+
+def regions_by_area(ctx) -> Same:
+    """Each area is computed on its own crop with its own prompt's references (the areas do not overlap, so each
+    half is exactly that crop's forward)."""
+    m, cap, pos_a, pos_b = two_regions(ctx, area)
+    left, right = cap.x[..., :8], cap.x[..., 8:]
+    want = torch.cat([o.hand_denoised(m, left, pos_a, REGION_A), o.hand_denoised(m, right, pos_b, REGION_B)], -1)
+    a_as_index_2 = h.dreamo_refs([REGION_A.refs[0].latent], [2])  # what region A got before: B's index
+    ignored = torch.cat([o.hand_denoised(m, left, pos_a, a_as_index_2), want[..., 8:]], -1)
+    return Same(cap.denoised, want, ignored)
+
+
+def regions_by_mask(ctx) -> Same:
+    """Each masked prompt sees the whole image with its own references; the masks pick each half."""
+    m, cap, pos_a, pos_b = two_regions(ctx, mask)
+    want = o.left_right(o.hand_denoised(m, cap.x, pos_a, REGION_A), o.hand_denoised(m, cap.x, pos_b, REGION_B))
+    a_as_index_2 = h.dreamo_refs([REGION_A.refs[0].latent], [2])
+    ignored = o.left_right(o.hand_denoised(m, cap.x, pos_a, a_as_index_2), want)
+    return Same(cap.denoised, want, ignored)
+
+
+def load_lora_after_apply(ctx) -> Same:
+    """Load DreamO LoRA with another embedding file after Apply: the tables of the model that samples are used."""
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    cap = sample(load(m, emb="embedding_b.safetensors"), pos)
+    return Same(cap.denoised, o.hand_denoised(m, cap.x, pos, fixed_refs(), tables_seed=TABLES_B),
+                o.hand_denoised(m, cap.x, pos, fixed_refs()))
+
+
+def load_model_with_apply_positive(ctx) -> Same:
+    """Load DreamO LoRA's model straight to the sampler, Apply's positive: the conditioning carries DreamO."""
+    m = tables_only(ctx)
+    _, pos = apply(m, h.guided_positive(), fixed_refs())
+    cap = sample(m, pos)
+    return Same(cap.denoised, o.hand_denoised(m, cap.x, pos, fixed_refs()),
+                o.hand_denoised(m, cap.x, pos, fixed_refs(), with_embedding=False))
+
+
+def combined_with_plain_prompt(ctx) -> Same:
+    """ConditioningCombine of Apply's positive and a plain prompt: ComfyUI averages the two, each as it is."""
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    other = h.guided_positive(23)
+    cap = sample(m, h.run_core_node("ConditioningCombine", conditioning_1=pos, conditioning_2=other)[0])
+    plain = o.hand_denoised(m, cap.x, other)
+    return Same(cap.denoised, (o.hand_denoised(m, cap.x, pos, fixed_refs()) + plain) / 2,
+                (o.hand_denoised(m, cap.x, pos, fixed_refs(), with_embedding=False) + plain) / 2)
+
+
+def preview_overlay(ctx, image):
+    m, pos = apply(tables_only(ctx), h.guided_positive(), fixed_refs())
+    rec_model, rec = h.run_node("DreamO_RoutingRecorder", model=m, blocks="all")
+    sample(rec_model, pos)
+    return h.run_node("DreamO_RoutingPreview", routing=rec, image=image, opacity=0.5)[1]
+
+
+RGB = torch.rand(1, 16, 16, 3, generator=torch.Generator().manual_seed(4))
+
+
+def preview_rgba(ctx) -> Same:
+    """An RGBA image into Routing Preview: its alpha is dropped, as core's VAE Encode does."""
+    return Same(preview_overlay(ctx, torch.cat([RGB, torch.rand(1, 16, 16, 1)], -1)), preview_overlay(ctx, RGB))
+
+
+def merged_plain_first(ctx):
+    return h.run_core_node("ModelMergeSimple", model1=ctx.base, model2=dreamo(ctx), ratio=0.5)[0]
+
+
+def expect_same(atol: float):
+    return ("same", "", atol)
+
+
 def expect_error(node: str, pattern: str):
     return ("error", node, pattern)
 
@@ -206,7 +420,7 @@ def expect_warning(node: str, pattern: str):
 class Row:
     id: str
     action: Callable[[Ctx], object]
-    expected: tuple[str, str, str]  # (kind, node display name, regex the message must contain)
+    expected: tuple[str, str, object]  # (kind, node display name, regex the message must contain | tolerance)
     new: bool = True  # False: already refused before this catalogue (cheap to include)
 
 
@@ -300,17 +514,16 @@ ROWS = [
     Row("negative-gets-dreamo-references", lambda c: sample(*applied(c), neg=applied(c)[1], cfg=2.0),
         expect_error(APPLY, r"the sampler's NEGATIVE conditioning carries 1 DreamO reference\(s\) .* cfg is 2\.0")),
     Row("negative-gets-reference-latent", lambda c: sample(*applied(c), neg=reference_latent_on_negative(), cfg=2.0),
-        expect_error(APPLY, r"the NEGATIVE prompt reaching the sampler carries 1 reference latent\(s\)")),
-    Row("apply-conditioning-without-apply-model", lambda c: sample(dreamo(c), applied(c)[1]),
-        expect_error(APPLY, r"positive carries 1 DreamO reference\(s\), but the model reaching the sampler did not "
-                            r"come out of Apply DreamO Conditioning")),
+        expect_error(APPLY, r"a prompt reaching the sampler carries 1 reference latent\(s\) but no DreamO layout .*"
+                            r"NEGATIVE prompt")),
+    Row("load-model-with-apply-positive", load_model_with_apply_positive, expect_same(1e-5)),
     Row("dreamo-model-without-apply", lambda c: sample(dreamo(c), h.guided_positive()),
         expect_warning(LOAD, r"this model carries DreamO's LoRA/embedding tables but is sampled without Apply DreamO "
-                             r"Conditioning.*Put Apply DreamO Conditioning between")),
+                             r"Conditioning.*Put Apply DreamO Conditioning on the sampler's positive prompt")),
     Row("apply-without-embeddings", lambda c: apply(c.base, h.guided_positive()),
         expect_error(APPLY, r"model has no DreamO embeddings"), new=False),
-    Row("runtime-missing-references", lambda c: sample(applied(c)[0], h.guided_positive()),
-        expect_error(APPLY, r"has 0 reference latent\(s\), but 1 DreamO reference"), new=False),
+    Row("runtime-missing-references", lambda c: sample(applied(c)[0], changed(applied(c)[1], reference_latents=None)),
+        expect_error(APPLY, r"has 0 reference latent\(s\), but its DreamO layout has 1 reference\(s\)"), new=False),
     Row("runtime-token-grid-changed", lambda c: sample(applied(c)[0], changed(
         applied(c)[1], reference_latents=[torch.zeros(1, 16, 6, 4)])),
         expect_error(APPLY, r"has 3x2 tokens at run time, expected 2x2"), new=False),
@@ -337,9 +550,47 @@ ROWS = [
         expect_error(OPTIONS, r"must lie inside the image"), new=False),
     Row("recorder-bad-blocks", lambda c: h.run_node("DreamO_RoutingRecorder", model=applied(c)[0], blocks="first"),
         expect_error(RECORDER, r"blocks must be 'all' or comma-separated"), new=False),
+    # 9. the conditioning carries its own DreamO: wirings that must work whatever the node order or guider
+    Row("order-modelsamplingflux-after-apply", node_order, expect_same(0.0)),
+    Row("order-modelsamplingflux-after-recorder", recorder_order, expect_same(0.0)),
+    Row("guider-dualcfg-cond1-cfg-1-1", dual_cfg_1_1, expect_same(1e-5)),
+    Row("guider-dualcfg-references-cfg-2-3", dual_cfg_2_3, expect_same(1e-4)),
+    Row("guider-custom-numbers-positive-1", custom_guider_numbers_prompt_1, expect_same(1e-4)),
+    Row("crossed-chains-model-a-positive-b", crossed_chains, expect_same(1e-5)),
+    Row("regional-two-applies-set-area", regions_by_area, expect_same(1e-5)),
+    Row("regional-two-applies-set-mask", regions_by_mask, expect_same(1e-5)),
+    Row("load-lora-after-apply", load_lora_after_apply, expect_same(1e-5)),
+    Row("combine-after-apply", combined_with_plain_prompt, expect_same(1e-5)),
+    Row("preview-rgba-image", preview_rgba, expect_same(0.0)),
+    # 10. a DreamO conditioning sampled by a model without DreamO (the guard it carries)
+    Row("gap-plain-model-samples-dreamo-conditioning", lambda c: sample(c.base, applied(c)[1]),
+        expect_error(APPLY, r"positive: a conditioning carrying DreamO references reaches a sampler whose model did "
+                            r"not go through Load DreamO LoRA \(e\.g\. a refiner stage after SplitSigmas")),
+    Row("gap-model-merge-plain-first", lambda c: sample(merged_plain_first(c), applied(c)[1]),
+        expect_error(APPLY, r"did not go through Load DreamO LoRA .*put the DreamO model first in ModelMergeSimple")),
+    # 11. raw or misleading messages, now named
+    Row("embedding-table-float8", lambda c: load(c.base, emb="embedding_float8.safetensors"),
+        expect_error(LOAD, r"embedding_name 'embedding_float8\.safetensors': dreamo_task_embedding is stored as "
+                           r"float8_e4m3fn; DreamO's tables must be 16-, 32- or 64-bit floats.*convert")),
+    Row("preview-two-channel-image", lambda c: preview_overlay(c, torch.rand(1, 16, 16, 2)),
+        expect_error(PREVIEW, r"image has 2 channels; connect an RGB \(3\), RGBA \(4\) or grey \(1\) IMAGE")),
+    Row("text-placeholder-leading-zero", lambda c: h.run_node("DreamO_TextEncode", clip=object(), model=dreamo(c),
+                                                              text="a dog [ref#01]", guidance=3.5,
+                                                              references=fixed_refs()),
+        expect_error(TEXT, r"prompt: write \[ref#1\], not \[ref#01\]: a placeholder's index has no leading zeros")),
+    Row("recorder-blocks-only-commas", lambda c: h.run_node("DreamO_RoutingRecorder", model=applied(c)[0],
+                                                            blocks=" , ,"),
+        expect_error(RECORDER, r"blocks ', ,' names no block, so nothing would be recorded")),
+    Row("encode-4d-mask", lambda c: encode(c.vae, c.image, mask=torch.ones(1, 1, 48, 64)),
+        expect_error(ENCODE, r"mask must be a MASK of shape \(B, H, W\) or \(H, W\), got a 4-d tensor "
+                             r"\(1, 1, 48, 64\).*ImageToMask")),
+    Row("encode-resolution-named", lambda c: encode(c.vae, torch.rand(1, 16, 2048, 3), resolution=64),
+        expect_error(ENCODE, r"aspect ratio too extreme for resolution=64: it would become 720x0; crop it or raise "
+                             r"resolution")),
 ]
 ERRORS = sum(r.expected[0] == "error" for r in ROWS)
 WARNINGS = sum(r.expected[0] == "warning" for r in ROWS)
+WIRINGS = sum(r.expected[0] == "same" for r in ROWS)
 
 
 @pytest.fixture(scope="module")
@@ -353,8 +604,8 @@ def ctx(loras_dir, tmp_path_factory):
 
 
 def test_catalogue_ids_are_unique_and_counted():
-    assert len({r.id for r in ROWS}) == len(ROWS) == ERRORS + WARNINGS
-    assert WARNINGS >= 1 and ERRORS > WARNINGS
+    assert len({r.id for r in ROWS}) == len(ROWS) == ERRORS + WARNINGS + WIRINGS
+    assert WARNINGS >= 1 and ERRORS > WARNINGS and WIRINGS >= 1
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
@@ -367,12 +618,18 @@ def test_bad_input_is_refused_clearly_and_leaves_nothing_behind(ctx, row, caplog
         message = str(e.value)
         assert message.startswith(f"{node}: "), message
         assert re.search(pattern, message), message
-    else:
+    elif kind == "warning":
         with caplog.at_level(logging.WARNING, logger="DreamO"):
             row.action(ctx)
         found = [r for r in caplog.records if r.levelno == logging.WARNING and re.search(pattern, r.getMessage())]
         assert len(found) == 1, [r.getMessage() for r in caplog.records]
         assert found[0].getMessage().startswith(f"{node}: ")
+    else:
+        outcome = row.action(ctx)
+        error = (outcome.got - outcome.want).abs().max().item()
+        assert error <= pattern, f"{row.id}: max |got - want| {error:.3g} > {pattern}"
+        if outcome.ignored is not None:  # the comparison can fail: ignoring the wiring gives another output
+            assert (outcome.ignored - outcome.want).abs().max().item() > 1e-3
     assert torch.equal(good_run(ctx), ctx.baseline)  # the next good run is unaffected
 
 
@@ -397,8 +654,9 @@ def test_pickle_embedding_was_loadable_by_comfy_but_is_refused(ctx, loras_dir):
 def test_readme_quotes_this_catalogue():
     """README "Reliability" states the size and the counts of ROWS; they must not drift apart."""
     text = (h.REPO / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"\*\*(\d+) bad inputs, (\d+) clear errors\s+and (\d+) warnings?\*\* \((\d+) of them new with "
-                      r"this catalogue, (\d+) refused before\)", text)
+    words = (r"\*\*(\d+) rows: (\d+) clear errors, (\d+) warnings? and (\d+) wirings that must work\*\* "
+             r"\((\d+) of them new with this catalogue, (\d+) refused before\)")
+    found = re.search(words.replace(" ", r"\s+"), text)
     assert found, "README has no Reliability counts"
     new = sum(r.new for r in ROWS)
-    assert tuple(map(int, found.groups())) == (len(ROWS), ERRORS, WARNINGS, new, len(ROWS) - new)
+    assert tuple(map(int, found.groups())) == (len(ROWS), ERRORS, WARNINGS, WIRINGS, new, len(ROWS) - new)

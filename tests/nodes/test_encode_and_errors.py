@@ -134,8 +134,9 @@ def test_runtime_token_mismatch_and_missing_refs(loras_dir):
     swapped = [[pos[0][0], {**pos[0][1], "reference_latents": [torch.zeros(1, 16, 6, 4)]}]]
     with pytest.raises(ValueError, match="reference 1 \\(index 1\\) has 3x2 tokens at run time, expected 2x2"):
         run(m, swapped)
-    with pytest.raises(ValueError, match="has 0 reference latent\\(s\\), but 1 DreamO reference"):
-        run(m, h.conditioning(0))
+    dropped = [[pos[0][0], {k: v for k, v in pos[0][1].items() if not k.startswith("reference_latents")}]]
+    with pytest.raises(ValueError, match="has 0 reference latent\\(s\\), but its DreamO layout has 1 reference"):
+        run(m, dropped)
     other_method = [[pos[0][0], {**pos[0][1], "reference_latents_method": "offset"}]]
     with pytest.raises(ValueError, match="DreamO needs 'uxo'"):
         run(m, other_method)
@@ -144,30 +145,28 @@ def test_runtime_token_mismatch_and_missing_refs(loras_dir):
 def test_wrapper_arguments_pass_through_untouched(loras_dir):
     """Keyword and unknown arguments reach Flux._forward unchanged; only transformer_options is a copy."""
     W = h.pack("nodes.runtime.wrapper")
-    tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(
-        torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
-    wrapper = W.DreamOWrapper(tables, [], [])
+    m, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo(loras_dir), positive=h.conditioning(0))
     seen = {}
 
     class FakeExecutor:
-        class_obj = h.tiny_flux().model.diffusion_model
+        class_obj = m.model.diffusion_model
 
         def __call__(self, *args, **kwargs):
             seen.update(args=args, kwargs=kwargs)
             return "out"
 
-    options = {"cond_or_uncond": [0], "patches": {"attn1_patch": ["other"]}, "extra": 1}
+    options = h.dreamo_call_options(m, [pos], patches={"attn1_patch": ["other"]}, extra=1)
     x = torch.zeros(1, 16, 4, 4)
-    out = wrapper(FakeExecutor(), x, "t", "ctx", "y", "g", None, "control", options, future_arg=7)
+    out = W.dreamo_forward_wrapper(FakeExecutor(), x, "t", "ctx", "y", "g", None, "control", options, future_arg=7)
     assert out == "out" and seen["kwargs"] == {"future_arg": 7} and seen["args"][:7] == (x, "t", "ctx", "y", "g", None, "control")
     new_options = seen["args"][7]
     assert new_options["extra"] == 1 and new_options["patches"]["attn1_patch"] == ["other"]
     assert [type(p) for p in new_options["patches"]["post_input"]] == [W.DreamOEmbeddingPatch]
     assert options["patches"] == {"attn1_patch": ["other"]}  # the caller's dict and lists are untouched
-    wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=options, ref_latents=None)
+    W.dreamo_forward_wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=options, ref_latents=None)
     assert isinstance(seen["kwargs"]["transformer_options"]["patches"]["post_input"][0], W.DreamOEmbeddingPatch)
-    negative = {**options, "cond_or_uncond": [1]}
-    wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=negative)  # negative pass: everything as given
+    negative = {**h.dreamo_call_options(m, [None]), "patches": {"attn1_patch": ["other"]}}
+    W.dreamo_forward_wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=negative)  # no layout: as given
     assert seen["kwargs"]["transformer_options"] is negative and "post_input" not in negative["patches"]
 
 
@@ -175,11 +174,10 @@ def test_wrapper_refuses_what_it_cannot_compose_with(loras_dir):
     """Another post_input patch (Flux KV Cache, USO style), RoPE options (ScaleROPE) and a renamed Flux parameter
     each give a clear error instead of a silently wrong forward or a guessed argument."""
     W = h.pack("nodes.runtime.wrapper")
-    tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN), torch.zeros(10, h.HIDDEN))
-    wrapper = W.DreamOWrapper(tables, [], [])
+    m, pos = h.run_node("DreamO_ApplyConditioning", model=dreamo(loras_dir), positive=h.conditioning(0))
 
     class FakeExecutor:
-        class_obj = h.tiny_flux().model.diffusion_model
+        class_obj = m.model.diffusion_model
 
         def __call__(self, *args, **kwargs):
             return "out"
@@ -188,12 +186,12 @@ def test_wrapper_refuses_what_it_cannot_compose_with(loras_dir):
         return inputs
 
     x = torch.zeros(1, 16, 4, 4)
-    foreign = {"cond_or_uncond": [0], "patches": {"post_input": [uso_like_patch]}}
+    foreign = h.dreamo_call_options(m, [pos], patches={"post_input": [uso_like_patch]})
     with pytest.raises(ValueError, match="another node added a post_input patch.*uso_like_patch.*Flux KV Cache"):
-        wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=foreign, ref_latents=None)
-    rope = {"cond_or_uncond": [0], "rope_options": {"scale_x": 2.0}}
+        W.dreamo_forward_wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=foreign, ref_latents=None)
+    rope = h.dreamo_call_options(m, [pos], rope_options={"scale_x": 2.0})
     with pytest.raises(ValueError, match="RoPE options.*Remove ScaleROPE"):
-        wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=rope, ref_latents=None)
+        W.dreamo_forward_wrapper(FakeExecutor(), x, "t", "ctx", transformer_options=rope, ref_latents=None)
 
     class RenamedFlux:  # a future Flux whose _forward renamed transformer_options
         def _forward(self, x, timestep, context, y=None, guidance=None, ref_latents=None, control=None, options=None):
@@ -203,7 +201,8 @@ def test_wrapper_refuses_what_it_cannot_compose_with(loras_dir):
         class_obj = RenamedFlux()
 
     with pytest.raises(RuntimeError, match="has no parameter 'transformer_options'"):
-        wrapper(RenamedExecutor(), x, "t", "ctx", "y", "g", None, "control", {"cond_or_uncond": [0]})
+        W.dreamo_forward_wrapper(RenamedExecutor(), x, "t", "ctx", "y", "g", None, "control",
+                                 h.dreamo_call_options(m, [pos]))
 
 
 def test_core_flux_kv_cache_on_a_dreamo_model_is_refused(loras_dir):

@@ -158,10 +158,9 @@ def test_cli_reference_and_nodes_give_the_same_tokens_ids_and_bias(tmp_path, sig
     refs = h.dreamo_refs([latent], [2])
     refs = options(refs, 2, strength=ref.strength, start_percent=ref.start_percent, end_percent=ref.end_percent,
                    use_box=True, box_x=ref.box.x, box_y=ref.box.y, box_w=ref.box.w, box_h=ref.box.h)
-    model = h.tiny_flux()
+    model = h.with_dreamo_tables(h.tiny_flux())
     model.set_attachments("dreamo_embeddings", tables)
-    m2, _ = h.run_node("DreamO_ApplyConditioning", model=model, positive=h.guided_positive(), references=refs)
-    wrapper = m2.get_wrappers("diffusion_model", "dreamo")[0]
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=model, positive=h.guided_positive(), references=refs)
     seen = {}
 
     class Executor:
@@ -170,8 +169,9 @@ def test_cli_reference_and_nodes_give_the_same_tokens_ids_and_bias(tmp_path, sig
         def __call__(self, *args, **kwargs):
             seen.update(options=args[7], kwargs=kwargs)
 
-    options_in = {"cond_or_uncond": [0], "sigmas": torch.tensor([sigma])}
-    wrapper(Executor(), x, "t", context, "y", "g", [latent], None, options_in, ref_latents_method="uxo")
+    options_in = h.dreamo_call_options(m2, [pos], sigma)
+    h.pack("nodes.runtime.wrapper").dreamo_forward_wrapper(Executor(), x, "t", context, "y", "g", [latent], None,
+                                                           options_in, ref_latents_method="uxo")
     patch = seen["options"]["patches"]["post_input"][0]
     node_ids = patch({"img": torch.zeros(1, 22, h.HIDDEN), "img_ids": torch.zeros(1, 22, 3)})["img_ids"][0]
     node_bias = seen["kwargs"].get("attention_mask")

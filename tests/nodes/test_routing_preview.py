@@ -50,21 +50,30 @@ def test_recording_is_bit_identical_and_maps_match_hand_computation(dreamo_model
 def test_block_choice_and_errors(dreamo_model):
     m, pos = applied(dreamo_model)
     rec_model, recorder = h.run_node("DreamO_RoutingRecorder", model=m, blocks="1")
-    with pytest.raises(ValueError, match="no routing maps were recorded"):
+    with pytest.raises(ValueError, match="no sampling run has used the model from DreamO Routing Recorder yet"):
         h.run_node("DreamO_RoutingPreview", routing=recorder, image=torch.rand(1, 8, 8, 3))
     h.denoise_once(rec_model, pos, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0)
     assert recorder.latest.count == 1  # only the single block
     with pytest.raises(ValueError, match="blocks must be 'all' or comma-separated"):
         h.run_node("DreamO_RoutingRecorder", model=m, blocks="first")
     base, _ = dreamo_model()
-    with pytest.raises(ValueError, match="no DreamO references applied"):
+    with pytest.raises(ValueError, match="model: this model is not a DreamO model"):
         h.run_node("DreamO_RoutingRecorder", model=base, blocks="all")
     with pytest.raises(ValueError, match=r"blocks \[99\]: this model has blocks 0-1"):
         h.run_node("DreamO_RoutingRecorder", model=m, blocks="99")
+    # a run whose prompt has no DreamO references records nothing, and the Preview says why
     _, bare = dreamo_model()
     no_refs, pos0 = h.run_node("DreamO_ApplyConditioning", model=bare, positive=h.guided_positive())
-    with pytest.raises(ValueError, match="has no references, so there is no routing to record"):
-        h.run_node("DreamO_RoutingRecorder", model=no_refs, blocks="all")
+    rec0, recorder0 = h.run_node("DreamO_RoutingRecorder", model=no_refs, blocks="all")
+    h.denoise_once(rec0, pos0, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0)
+    with pytest.raises(ValueError, match="no routing maps were recorded: the last sampling run of the recorder's "
+                                         "model had no DreamO references in its prompt"):
+        h.run_node("DreamO_RoutingPreview", routing=recorder0, image=torch.rand(1, 8, 8, 3))
+    # a range the run's step lies outside records nothing either (sigma 0.7 lies at 20-60 % of this schedule)
+    rec1, recorder1 = h.run_node("DreamO_RoutingRecorder", model=m, blocks="all", start_percent=0.6, end_percent=1.0)
+    h.denoise_once(rec1, pos, h.conditioning(30), NOISE, h.SIGMA, cfg=1.0)
+    with pytest.raises(ValueError, match="none of the last run's steps lay between the recorder's start_percent"):
+        h.run_node("DreamO_RoutingPreview", routing=recorder1, image=torch.rand(1, 8, 8, 3))
 
 
 def test_clones_sampled_alternately_never_mix_their_maps(dreamo_model):

@@ -52,6 +52,7 @@ def test_applied_model_samples_without_warning_and_base_model_without_check(drea
         ksample(base, h.guided_positive())  # no DreamO: nothing of ours runs
     assert not [r for r in caplog.records if r.name == "DreamO"]
     assert not base.get_wrappers("outer_sample", "dreamo") and m.get_wrappers("outer_sample", "dreamo")
+    assert m2 is m  # Apply adds nothing to the model: Load DreamO LoRA's model samples DreamO
 
 
 def test_negative_references_refused_before_any_step_and_allowed_at_cfg_1(dreamo_model):
@@ -74,27 +75,29 @@ def test_negative_references_refused_before_any_step_and_allowed_at_cfg_1(dreamo
     assert torch.equal(same, plain)
 
 
-@pytest.mark.parametrize("cond_or_uncond", [[1], [0, 1], [1, 0]], ids=["negative-only", "batched", "batched-reversed"])
-def test_wrapper_refuses_reference_latents_on_negative_items(loras_dir, cond_or_uncond):
-    """The DIFFUSION_MODEL wrapper's backstop for guiders the run check cannot read: any call whose negative items
-    carry reference latents (ComfyUI batches conds only with the same keys, so a mixed batch shares them)."""
+@pytest.mark.parametrize("dreamo_items", [[False], [True, False], [False, True]],
+                         ids=["plain-only", "batched", "batched-reversed"])
+def test_wrapper_refuses_reference_latents_on_items_without_dreamo(dreamo_model, dreamo_items):
+    """The DIFFUSION_MODEL wrapper's backstop for what the run check cannot read (ReferenceLatent on a negative,
+    a guider with other cond names): any call whose items without a DreamO layout carry reference latents
+    (ComfyUI batches conds only with references of the same shapes, so a mixed batch shares them)."""
     W = h.pack("nodes.runtime.wrapper")
-    tables = h.pack("dreamo_core.conditioning.embeddings").ConditionEmbeddings(torch.zeros(2, h.HIDDEN),
-                                                                               torch.zeros(10, h.HIDDEN))
-    wrapper = W.DreamOWrapper(tables, [1], [(2, 2)])
+    _, m = dreamo_model()
+    _, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(),
+                        references=h.random_refs([(4, 4)], [1]))
 
     class Executor:
-        class_obj = h.tiny_flux().model.diffusion_model
+        class_obj = m.model.diffusion_model
 
         def __call__(self, *args, **kwargs):
             return "ran"
 
-    x = torch.zeros(len(cond_or_uncond), 16, 4, 4)
-    options = {"cond_or_uncond": cond_or_uncond}
-    with pytest.raises(ValueError, match=r"^Apply DreamO Conditioning: the NEGATIVE prompt reaching the sampler "
-                                         r"carries 1 reference latent"):
-        wrapper(Executor(), x, "t", "ctx", transformer_options=options, ref_latents=[torch.zeros(1, 16, 4, 4)],
-                ref_latents_method="uxo")
-    negative_without = wrapper(Executor(), x[:1], "t", "ctx", transformer_options={"cond_or_uncond": [1]},
-                               ref_latents=None)
-    assert negative_without == "ran"
+    x = torch.zeros(len(dreamo_items), 16, 4, 4)
+    options = h.dreamo_call_options(m, [pos if d else None for d in dreamo_items])
+    with pytest.raises(ValueError, match=r"^Apply DreamO Conditioning: a prompt reaching the sampler carries 1 "
+                                         r"reference latent\(s\) but no DreamO layout"):
+        W.dreamo_forward_wrapper(Executor(), x, "t", "ctx", transformer_options=options,
+                                 ref_latents=[torch.zeros(1, 16, 4, 4)], ref_latents_method="uxo")
+    plain_without = W.dreamo_forward_wrapper(Executor(), x[:1], "t", "ctx",
+                                             transformer_options=h.dreamo_call_options(m, [None]), ref_latents=None)
+    assert plain_without == "ran"

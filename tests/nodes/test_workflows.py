@@ -23,6 +23,7 @@ from bench.comfy_harness.workflow_api import FRONTEND_ONLY, ui_to_api, widget_na
 
 WORKFLOWS = sorted((h.REPO / "workflows").glob("*.json"))
 TOY = "dreamo_toy"  # runs on the repo's trained toy with its own stand-in loaders: tests/nodes/test_toy_workflow.py
+REGIONAL = "dreamo_regional_two_subjects"
 PREPROCESSING = ("LoadBackgroundRemovalModel", "RemoveBackground", "LoadMediaPipeFaceLandmarker",
                  "MediaPipeFaceLandmarker", "CropByBBoxes")  # core nodes the *_comfyui_0_33 workflows need
 TEMPLATE_DIRS = ("example_workflows", "example", "examples", "workflow", "workflows")
@@ -121,9 +122,9 @@ def load_ui(path):
     return json.loads(path.read_text())
 
 
-def test_only_one_template_folder_and_sixteen_workflows():
+def test_only_one_template_folder_and_seventeen_workflows():
     present = [d for d in TEMPLATE_DIRS if (h.REPO / d).is_dir()]
-    assert present == ["workflows"] and len(WORKFLOWS) == 16 and TOY in [p.stem for p in WORKFLOWS]
+    assert present == ["workflows"] and len(WORKFLOWS) == 17 and TOY in [p.stem for p in WORKFLOWS]
     assert all((p.parent / f"{p.stem}.jpg").is_file() for p in WORKFLOWS)  # the template browser's thumbnail
     auto = [p.stem for p in WORKFLOWS if needs_preprocessing(load_ui(p))]
     assert auto == [p.stem for p in WORKFLOWS if p.stem.endswith("_comfyui_0_33")] and len(auto) == 3
@@ -236,7 +237,7 @@ def test_workflow_executes_on_tiny_models(path, comfy_dirs):
     img = np.asarray(Image.open(saved[0]))
     assert img.shape == (64, 64, 3) and img.std() > 0
     applied = [n for n in prompt.values() if n["class_type"] == "DreamO_ApplyConditioning"]
-    assert len(applied) == 1
+    assert len(applied) == (2 if path.stem == REGIONAL else 1)
 
 
 def saved_latent(folder, prefix):
@@ -300,3 +301,54 @@ def test_background_fusion_changes_only_inside_the_noise_mask(comfy_dirs, noise_
         assert diff[outside].max() <= 1e-5
     else:
         assert diff[outside].max() > 1e-2
+
+
+def run_with_saved_latent(prompt, folder, prefix):
+    """Execute ``prompt`` with its KSampler's latent saved as ``prefix``; returns that latent (1, 16, h, w)."""
+    import execution
+
+    ks = next(k for k, n in prompt.items() if n["class_type"] == "KSampler")
+    prompt = {**prompt, "900": {"class_type": "SaveLatent", "inputs": {"samples": [ks, 0], "filename_prefix": prefix}}}
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("test", prompt, None))
+    assert valid, (error, node_errors)
+    executor = h.prompt_executor()
+    executor.execute(prompt, "test", {}, outputs)
+    assert executor.success, executor.status_messages[-1:]
+    return saved_latent(folder, prefix)
+
+
+def area_columns(prompt, titles, side, width):
+    """Latent columns [start, end) of the ConditioningSetAreaPercentage titled for ``side`` ("Left" / "Right"), as
+    ComfyUI rounds a percentage area to the latent."""
+    (area,) = [n["inputs"] for k, n in prompt.items() if n["class_type"] == "ConditioningSetAreaPercentage"
+               and titles[k].startswith(side)]
+    start = round(area["x"] * width)
+    return start, start + max(1, round(area["width"] * width))
+
+
+@pytest.mark.parametrize("changed", ["Left", "Right"])
+def test_regional_workflow_keeps_each_region_to_its_own_references(comfy_dirs, changed):
+    """The regional workflow, executed twice: once as shipped, once with one region's reference at another DreamO
+    index. Only that region's part of the sampled latent changes; the other region's part is bit-identical (its
+    prompt carries its own references and options, whatever the other Apply does)."""
+    import torch
+
+    import nodes
+
+    ui = load_ui(h.REPO / "workflows" / f"{REGIONAL}.json")
+    titles = {str(n["id"]): n.get("title", "") for n in ui["nodes"]}
+    prompt = shrink(ui_to_api(ui, nodes.NODE_CLASS_MAPPINGS))
+    before = run_with_saved_latent(prompt, comfy_dirs, "regional_before")
+    enc = next(k for k, n in prompt.items() if n["class_type"] == "DreamO_EncodeReference"
+               and titles[k].startswith(changed))
+    other = {**prompt, enc: {**prompt[enc], "inputs": {**prompt[enc]["inputs"], "index": 3}}}
+    after = run_with_saved_latent(other, comfy_dirs, "regional_after")
+    width = before.shape[-1]
+    mine = area_columns(prompt, titles, changed, width)
+    theirs = area_columns(prompt, titles, "Right" if changed == "Left" else "Left", width)
+    only_mine = [c for c in range(*mine) if not theirs[0] <= c < theirs[1]]
+    only_theirs = [c for c in range(*theirs) if not mine[0] <= c < mine[1]]
+    assert only_mine and only_theirs
+    assert (after[..., only_mine] - before[..., only_mine]).abs().max() > 1e-3
+    assert torch.equal(after[..., only_theirs], before[..., only_theirs])
+    assert not torch.equal(after, before)

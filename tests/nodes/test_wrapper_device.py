@@ -1,5 +1,5 @@
-"""The wrapper's per-step work on the model's device: no host<->device copy after the first step, a handful of
-device ops. The 'meta' device stands in for a GPU (every op on it is dispatched, none computes)."""
+"""The wrapper's per-step work on the model's device within one sampling run: no host<->device copy after the
+first step, a handful of device ops. The 'meta' device stands in for a GPU (every op on it is dispatched, none computes)."""
 
 import pytest
 import torch
@@ -27,7 +27,7 @@ class OpLog(TorchDispatchMode):
         return out
 
 
-def one_step(wrapper, model, refs_latents, sigma):
+def one_step(model, options, refs_latents, sigma):
     """One positive model call through the wrapper with everything on META; runs our post_input patch."""
     seen = {}
 
@@ -40,9 +40,10 @@ def one_step(wrapper, model, refs_latents, sigma):
             seen.update(img=out["img"], mask=kwargs.get("attention_mask"))
 
     x = torch.empty(1, 16, 8, 8, device=META)
-    options = {"cond_or_uncond": [0], "sigmas": torch.full((1,), sigma, device=META)}
-    wrapper(Executor(), x, "t", torch.empty(1, 5, h.CTX, device=META), None, None, refs_latents, None, options,
-            ref_latents_method="uxo")
+    options = {**options, "sigmas": torch.full((1,), sigma, device=META)}
+    h.pack("nodes.runtime.wrapper").dreamo_forward_wrapper(Executor(), x, "t", torch.empty(1, 5, h.CTX, device=META),
+                                                           None, None, refs_latents, None, options,
+                                                           ref_latents_method="uxo")
     return seen
 
 
@@ -52,13 +53,13 @@ def test_no_host_device_copy_after_the_first_step(dreamo_model, strength):
     refs = h.random_refs(h.REF_SHAPES[:2], [1, 2])  # 12 + 4 reference tokens, 4x4 target: 32 tokens (44 with text)
     start = 0.0 if strength == 1.0 else 0.1  # strength 1 over the whole schedule needs no bias at all
     refs = h.run_node("DreamO_ReferenceOptions", references=refs, index=1, strength=strength, start_percent=start)[0]
-    m2, _ = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
-    wrapper = m2.get_wrappers("diffusion_model", "dreamo")[0]
+    m2, pos = h.run_node("DreamO_ApplyConditioning", model=m, positive=h.guided_positive(), references=refs)
+    options = h.dreamo_call_options(m2, [pos])  # one sampling run: its DreamORun memoises per run
     latents = [torch.empty(r.latent.shape, device=META) for r in refs.refs]
     logs = []
     for sigma in (0.9, 0.7, 0.5, 0.3):
         with OpLog() as log:
-            seen = one_step(wrapper, m, latents, sigma)
+            seen = one_step(m, options, latents, sigma)
         logs.append(log)
         assert seen["img"].device == META and (seen["mask"] is None) == (strength == 1.0)
     assert logs[0].copies  # the first step copies the tables to the device once ...

@@ -40,6 +40,11 @@ SOCKETS = {
     "MaskComposite": ([("destination", "MASK"), ("source", "MASK")], [("MASK", "MASK")], "www", 300),
     "GrowMask": ([("mask", "MASK")], [("MASK", "MASK")], "ww", 300),
     "SetLatentNoiseMask": ([("samples", "LATENT"), ("mask", "MASK")], [("LATENT", "LATENT")], "", 300),
+    # regional prompts (core): each region's prompt set to an area of the picture, the regions combined
+    "ConditioningSetAreaPercentage": ([("conditioning", "CONDITIONING")], [("CONDITIONING", "CONDITIONING")],
+                                      "wwwww", 320),
+    "ConditioningCombine": ([("conditioning_1", "CONDITIONING"), ("conditioning_2", "CONDITIONING")],
+                            [("CONDITIONING", "CONDITIONING")], "", 280),
     "MarkdownNote": ([], [], "", 0),
 }
 # core node types the auto-preprocessing workflows need (absent from ComfyUI 0.3.64)

@@ -87,12 +87,12 @@ def add_fusion_latent(g: Graph, vae: int, fuse: Fuse) -> int:
 
 
 def add_sampling(g: Graph, model: tuple[int, int], positive: int, negative: int, latent: int, vae: int,
-                 sampler: list, title: str) -> int:
+                 sampler: list, title: str, positive_slot: int = 1) -> int:
     """KSampler (``sampler`` = its widget values) -> VAEDecode -> SaveImage in the sample group; returns the
-    decode node. ``model`` is (node, output slot); ``positive`` is Apply's output 1."""
+    decode node. ``model`` is (node, output slot); ``positive`` is Apply's output 1 (or ``positive_slot``)."""
     ks = g.add("KSampler", sampler, "sample", title)
     g.link(model[0], model[1], ks, "model")
-    g.link(positive, 1, ks, "positive")
+    g.link(positive, positive_slot, ks, "positive")
     g.link(negative, 0, ks, "negative")
     g.link(latent, 0, ks, "latent_image")
     dec = g.add("VAEDecode", [], "sample", "Decode")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .catalogue import SUBJECT_LORA, TURBO, V1_STACK, V11_STACK
 from .recipes import Fuse, Ref, dreamo_workflow
+from .regional import regional_workflow
 from .toy import toy_workflow
 
 OUT = Path(__file__).resolve().parents[2] / "workflows"
@@ -61,6 +62,7 @@ WORKFLOWS = {
              options_title="Stronger identity"),
          Ref("dreamo_style.png", "style", 2, "Style", options=[0.5, 0.0, 0.6, False, 0.0, 0.0, 1.0, 1.0],
              options_title="Weaker, early style")], V1_STACK, 12, 3.5),
+    "dreamo_regional_two_subjects": regional_workflow(),
     "dreamo_routing_preview": dreamo_workflow(
         "DreamO: routing preview", "Two subjects, plus an overlay of where each reference landed in the image.",
         "a dog and a cat together on a red sofa",
