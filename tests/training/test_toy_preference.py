@@ -8,7 +8,7 @@ import torch
 
 from training.toy.constants import CELL, GLYPH_NATIVE, NATIVE, UPSCALE
 from training.toy.datasets import random_case
-from training.toy.preference import background_change, glyph_box_px, score
+from training.toy.preference import background_change, glyph_box_px, prompt_scorer, prompts_of, score
 from training.toy.world import HELD_OUT, upscale
 
 
@@ -56,3 +56,16 @@ def test_background_change_counts_only_outside_the_dilated_glyph_box() -> None:
     for g, case in zip(got, cases):
         x0, y0, _, _ = (v // UPSCALE for v in glyph_box_px(case))
         assert (g == 0.0) == (x0 == 0 and y0 == 0), (g, case.scene.places)
+
+
+def test_each_prompt_is_scored_against_its_own_glyph_even_when_captions_repeat(tmp_path) -> None:
+    """Captions name places, not glyphs: two cases with one caption and different glyphs must not share a score."""
+    rng = np.random.default_rng(7)
+    a = random_case(rng, [HELD_OUT[4]])
+    b = random_case(np.random.default_rng(7), [HELD_OUT[5]])  # same draws: same place, background and caption
+    assert a.prompt() == b.prompt() and a.glyphs != b.glyphs
+    prompts = prompts_of([a, b], tmp_path)
+    scorer = prompt_scorer(prompts, [a, b])
+    assert scorer(prompts[0], file_image(a.scene.image)) == 1.0
+    assert scorer(prompts[1], file_image(b.scene.image)) == 1.0
+    assert scorer(prompts[1], file_image(a.scene.image)) < 1.0  # a's glyph is wrong for b

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,13 @@ def score(case: Case, image: torch.Tensor) -> float:
     return acc
 
 
+def prompt_scorer(prompts: list[PairPrompt], cases: list[Case]) -> Callable[[PairPrompt, torch.Tensor], float]:
+    """``score`` of each prompt's own case: keyed by the prompt (its reference files), not by its caption, which
+    many cases share (the caption names places, never the glyph)."""
+    by_prompt = dict(zip(prompts, cases, strict=True))
+    return lambda prompt, image: score(by_prompt[prompt], image)
+
+
 def stage_overrides(out: Path, pairs: Path, steps: int, lr: float, rank: int, beta: float, seed: int) -> list[str]:
     return [*toy_model_overrides(TOY_DIR / "base"), f"--model.lora_rank={rank}", f"--model.init_seed={seed}",
             f"--seed={seed}", f"--preference.base=['{MAIN_EXPORT}']", f"--preference.beta={beta}",
@@ -130,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     start = preference_model(base_cfg).eval()
     sampler = trainer_sampler(start, ToyCodec(), (TARGET_SIZE, TARGET_SIZE), REF_SIZE, steps=SAMPLE_STEPS,
                               true_cfg=TRUE_CFG)
-    by_caption = {pr.caption: c for pr, c in zip(prompts, cases)}
     print(f"sampling {len(prompts)} training prompts x {args.samples} on-policy ...", flush=True)
-    pairs = build_preference_pairs(prompts, sampler, lambda pr, img: score(by_caption[pr.caption], img), out / "pairs",
+    pairs = build_preference_pairs(prompts, sampler, prompt_scorer(prompts, cases), out / "pairs",
                                    samples_per_prompt=args.samples, min_gap=args.min_gap)
     print(f"  {pairs.pairs} pairs from {pairs.prompts_paired} of {len(prompts)} prompts ({time.time() - t0:.0f} s)",
           flush=True)
