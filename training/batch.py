@@ -4,6 +4,7 @@ shard of it a process takes in each micro-step."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +13,7 @@ from dreamo_core.generator.flux_forward import ReferenceTokens
 
 from .codec import Codec, encode_tokens
 from .config import TrainConfig
-from .data import BatchPlan, LoadedSample, load_sample
+from .data import BatchPlan, LoadedSample, RefRow, load_sample
 
 
 @dataclass
@@ -41,12 +42,14 @@ def keep_indices(lengths: list[int], drop: float, seed: int) -> torch.Tensor | N
     return torch.cat(keep)
 
 
-def encode_references(samples: list[LoadedSample], codec: Codec, device: torch.device) -> list[ReferenceTokens]:
-    """Reference j of every sample, encoded as one batch: (B, tokens, 64) per reference index."""
+def encode_references(samples: list[LoadedSample], codec: Codec, device: torch.device,
+                      rows: Sequence[RefRow] | None = None) -> list[ReferenceTokens]:
+    """Reference j of every sample, encoded as one batch: (B, tokens, 64) per reference index, with its placement
+    box from ``rows`` (the bucket's references: one bucket has the same indices, sizes and boxes in every row)."""
     refs = []
     for j, index in enumerate(samples[0].indices):
         tokens, rgrid = encode_tokens(codec, torch.stack([s.refs[j] for s in samples]).to(device))
-        refs.append(ReferenceTokens(tokens, rgrid, index))
+        refs.append(ReferenceTokens(tokens, rgrid, index, rows[j].box if rows is not None else None))
     return refs
 
 
@@ -54,7 +57,7 @@ def make_batch(plan: BatchPlan, codec: Codec, ref_res: int, drop: float, device:
     """Load, encode and stack the plan's rows (all from one bucket)."""
     samples = [load_sample(row, ref_res, plain) for row, plain in zip(plan.rows, plan.use_plain)]
     latents, grid = encode_tokens(codec, torch.stack([s.target for s in samples]).to(device))
-    refs = encode_references(samples, codec, device)
+    refs = encode_references(samples, codec, device, plan.rows[0].refs)
     masks = torch.stack([s.masks for s in samples], dim=1).to(device)  # (n_refs, B, N)
     holder = torch.tensor([float(s.has_placeholders) for s in samples], device=device)
     keep = keep_indices([r.tokens.shape[1] for r in refs], drop, plan.ref_keep_seed)

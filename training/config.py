@@ -6,6 +6,7 @@ Defaults are read in one place (the dataclasses below); ``training/README.md`` e
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -41,7 +42,14 @@ class ModelConfig:
     bf16: bool | None = None
     gradient_checkpointing: bool = False  # recompute each transformer block in backward (diffusers' checkpointing)
     text_cache: str = ""  # folder: embeddings of captions without placeholders, encoded once (safetensors); "" = off
-    seed: int = 0  # weights of the tiny random model
+    seed: int = 0  # weights of the tiny random model and of the tiny text encoder
+    init_seed: int | None = None  # start of the LoRA and the tables; None = model.seed (a new draw per training seed
+    # without changing the frozen model or its text encoder)
+
+    @property
+    def trainables_seed(self) -> int:
+        """Seeds the LoRA and table initialisation: ``init_seed``, else ``seed``."""
+        return self.seed if self.init_seed is None else self.init_seed
 
     @property
     def uses_bf16(self) -> bool:
@@ -57,6 +65,8 @@ class DataConfig:
     batch_size: int = 4  # global batch of one micro-step (split over processes); x grad_accum per optimizer step
     plain_caption_prob: float = 0.5  # paper: half the prompts without placeholders (L_holder dropped)
     on_bad_row: str = "stop"  # "stop" or "skip" (skipped rows are logged with file:line and reason)
+    placement: str = "diagonal"  # "diagonal": DreamO's reference ids; "box": each reference's ids in its box (a row's
+    # "box", else its mask's bounding box: DreamFuse's positional affine, the toy DreamO's choice)
 
 
 @dataclass
@@ -75,7 +85,13 @@ class StageConfig:
     lr: float = 4e-5
     warmup: int = 0
     mixture: dict[str, float] = field(default_factory=dict)  # dataset group -> sampling weight
-    ref_token_drop: float = 0.0  # stage 3: 0.95 of the reference tokens dropped
+    ref_token_drop: float | dict[str, float] = 0.0  # stage 3: 0.95 of the reference tokens dropped; a mapping
+    # {group: share} drops them only in those dataset groups (e.g. {self: 0.95} while other groups keep theirs)
+
+    def drop_for(self, group: str) -> float:
+        """The share of reference tokens dropped in a batch of dataset ``group``."""
+        drop = self.ref_token_drop
+        return drop.get(group, 0.0) if isinstance(drop, dict) else drop
 
 
 @dataclass
@@ -103,6 +119,9 @@ class TrainConfig:
         return sum(s.steps for s in self.stages)
 
 
+FLOAT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+")
+
+
 def _check(value: Any, tp: Any, where: str) -> Any:
     """Return ``value`` converted to ``tp`` (dataclasses built from dicts); raise ValueError on a mismatch."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
@@ -127,6 +146,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         raise ValueError(f"config {where}: {value!r} is none of {args}")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and FLOAT_WITHOUT_DOT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         raise ValueError(f"config {where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -215,6 +236,8 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError("config model.vae_path: model.codec 'vae' needs the folder of a diffusers AutoencoderKL")
     if cfg.loss.route_mode not in ("softmax", "logits"):
         raise ValueError(f"config loss.route_mode: expected 'softmax' or 'logits', got {cfg.loss.route_mode!r}")
+    if cfg.data.placement not in ("diagonal", "box"):
+        raise ValueError(f"config data.placement: expected 'diagonal' or 'box', got {cfg.data.placement!r}")
     if cfg.data.on_bad_row not in ("stop", "skip"):
         raise ValueError(f"config data.on_bad_row: expected 'stop' or 'skip', got {cfg.data.on_bad_row!r}")
     if cfg.timestep_sampling not in ("logit_normal", "uniform"):
@@ -235,8 +258,12 @@ def validate(cfg: TrainConfig) -> None:
         missing = sorted(set(s.mixture) - set(cfg.data.datasets))
         if missing:
             raise ValueError(f"config stages[{i}].mixture: dataset group(s) {missing} are not in data.datasets")
-        if not 0.0 <= s.ref_token_drop < 1.0:
+        drops = s.ref_token_drop.values() if isinstance(s.ref_token_drop, dict) else [s.ref_token_drop]
+        if not all(0.0 <= d < 1.0 for d in drops):
             raise ValueError(f"config stages[{i}].ref_token_drop must be in [0, 1), got {s.ref_token_drop}")
+        if isinstance(s.ref_token_drop, dict) and set(s.ref_token_drop) - set(cfg.data.datasets):
+            raise ValueError(f"config stages[{i}].ref_token_drop: dataset group(s) "
+                             f"{sorted(set(s.ref_token_drop) - set(cfg.data.datasets))} are not in data.datasets")
 
 
 def _need(key: str, path: str, parts: tuple[str, ...], what: str) -> None:

@@ -8,7 +8,10 @@ Format: a folder with ``metadata.jsonl``, one JSON object per line; paths are re
      "references": [{"image": "refs/0001_1.png", "task": "ip", "index": 1, "mask": "masks/0001_1.png"}, ...]}
 
 ``task`` is ``ip``/``id``/``style``; ``index`` 1..9, unique per row; ``mask`` is the subject's footprint in the
-*target* (white = subject), the L_route target, so it must have the target's size. Every image a row names is
+*target* (white = subject), the L_route target, so it must have the target's size. Optional ``"box": [x, y, w, h]``
+(fractions of the target) is where the reference belongs in the target: with ``data.placement: box`` its position
+ids are mapped into that box (DreamFuse's positional affine) instead of DreamO's diagonal offsets; a reference
+without a box then takes the bounding box of its mask. Boxes are part of a row's bucket (one id table per batch). Every image a row names is
 decoded once when the rows are checked (a truncated PNG or a text file named ``.png`` is a bad row, not a crash
 mid-training). A bad row is reported as ``file:line: reason`` and either stops loading (``on_bad_row="stop"``,
 ``DatasetError``) or is skipped with a warning (``"skip"``); a dataset left without rows is a ``DatasetError``.
@@ -27,6 +30,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +38,12 @@ import torch
 from PIL import Image
 
 from dreamo_core.conditioning.placeholders import find_placeholders
+from dreamo_core.conditioning.placement import Box
 from dreamo_core.conditioning.reference_images import TASKS, area_resize_size, center_square, resize_area
 
 logger = logging.getLogger("DreamO")
 TOKEN_PIXELS = 16
+PLACEMENTS = ("diagonal", "box")  # data.placement: DreamO's diagonal reference ids, or each reference in its box
 CHECK_THREADS = min(8, os.cpu_count() or 1)  # rows are checked (images decoded) in parallel
 
 
@@ -51,6 +57,7 @@ class RefRow:
     task: str
     index: int
     mask: Path | None
+    box: Box | None = None  # where the reference belongs in the target (data.placement: box), else None
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class Row:
     plain_caption: str | None
     refs: tuple[RefRow, ...]
     source: str  # "metadata.jsonl:LINE" for messages
-    bucket: tuple  # ((H, W) target bucket, ((h, w) per reference), (index per reference)): batchable together
+    bucket: tuple  # ((H, W) target, ((h, w) per reference), (index per reference), (box per reference)): batchable
 
 
 def nearest_bucket(h: int, w: int, buckets: Sequence[Sequence[int]]) -> tuple[int, int]:
@@ -90,6 +97,41 @@ def check_mask(path: Path, what: str, target_size: tuple[int, int]) -> None:
     if size != target_size:
         raise ValueError(f"{what} is {size[0]}x{size[1]} but the target is {target_size[0]}x{target_size[1]} "
                          "(width x height); a mask is the subject's footprint in the target and must match it")
+
+
+def parse_box(value: object, what: str) -> Box:
+    """A row's ``box`` [x, y, w, h] (fractions of the target) as a Box; ValueError naming ``what`` otherwise."""
+    if not isinstance(value, list) or len(value) != 4 or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise ValueError(f"{what} must be a list [x, y, w, h] of fractions of the target, got {value!r}")
+    try:
+        return Box(*(float(v) for v in value))
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from e
+
+
+def mask_box(path: Path, what: str) -> Box:
+    """The bounding box of a mask's foreground (pixels > 127), as fractions of the mask (= the target)."""
+    with Image.open(path) as im:
+        m = np.asarray(im.convert("L")) > 127
+    if not m.any():
+        raise ValueError(f"{what} selects nothing, so it gives no placement box (data.placement: box); give the "
+                         "reference a \"box\" or a mask with a foreground")
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    h, w = m.shape
+    return Box(cols[0] / w, rows[0] / h, (cols[-1] + 1 - cols[0]) / w, (rows[-1] + 1 - rows[0]) / h)
+
+
+def cropped_box(box: Box, h: int, w: int, size: tuple[int, int]) -> Box:
+    """``box`` (fractions of an (h, w) target) after ``fit``'s centre crop to the bucket ``size``'s aspect: where the
+    reference sits in the cropped target, clipped to it."""
+    ch, cw = crop_to_aspect(torch.empty(h, w, 0), *size).shape[:2]
+    top, left = (h - ch) // 2, (w - cw) // 2
+    y0, y1 = (max(box.y * h - top, 0) / ch, min((box.y + box.h) * h - top, ch) / ch)
+    x0, x1 = (max(box.x * w - left, 0) / cw, min((box.x + box.w) * w - left, cw) / cw)
+    if y1 <= y0 or x1 <= x0:
+        raise ValueError(f"box {box} lies outside the part of the target kept for the bucket {size[0]}x{size[1]}")
+    return Box(x0, y0, x1 - x0, y1 - y0)
 
 
 def check_keys(obj: object, allowed: set[str], required: tuple[str, ...]) -> dict:
@@ -126,8 +168,12 @@ def parse_references(obj: dict, folder: Path) -> tuple[RefRow, ...]:
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 9 or k in seen:
             raise ValueError(f"references[{j}]: index must be a unique int in 1..9, got {k!r}")
         seen.add(k)
+        unknown = set(r) - {"image", "task", "index", "mask", "box"}
+        if unknown:
+            raise ValueError(f"references[{j}]: unknown key(s) {sorted(unknown)}")
         mask = existing_file(folder, r["mask"], f"references[{j}] mask") if r.get("mask") is not None else None
-        refs.append(RefRow(existing_file(folder, r.get("image"), f"references[{j}] image"), r["task"], k, mask))
+        box = parse_box(r["box"], f"references[{j}] box") if r.get("box") is not None else None
+        refs.append(RefRow(existing_file(folder, r.get("image"), f"references[{j}] image"), r["task"], k, mask, box))
     found = {p.index for p in find_placeholders(obj["caption"])}
     if found != seen:
         raise ValueError(f"caption placeholders {sorted(found)} do not match the reference indices {sorted(seen)}")
@@ -151,15 +197,30 @@ def reference_sizes(obj: dict, refs: Sequence[RefRow], ref_res: int, target_size
 RowParser = Callable[[object, Path, Sequence[Sequence[int]], int, str], "Row"]
 
 
-def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str) -> Row:
-    """Validate one decoded JSON line; raise ValueError with the reason."""
+def parse_row(obj: object, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str,
+              placement: str = "diagonal") -> Row:
+    """Validate one decoded JSON line; raise ValueError with the reason. ``placement``: ``data.placement``
+    (``box``: every reference gets its placement box, from the row or its mask; ``diagonal``: boxes play no part)."""
     obj = check_keys(obj, {"target", "caption", "plain_caption", "references"}, ("target", "caption", "references"))
     target = existing_file(folder, obj["target"], "target")
     refs = parse_references(obj, folder)
     tw, th = decoded_size(target, f"target {obj['target']!r}")
     ref_sizes = reference_sizes(obj, refs, ref_res, (tw, th))
-    bucket = (nearest_bucket(th, tw, buckets), ref_sizes, tuple(r.index for r in refs))
+    size = nearest_bucket(th, tw, buckets)
+    if placement == "box":
+        refs = tuple(placed(r, j, th, tw, size) for j, r in enumerate(refs))
+    else:
+        refs = tuple(RefRow(r.image, r.task, r.index, r.mask) for r in refs)
+    bucket = (size, ref_sizes, tuple(r.index for r in refs), tuple(r.box for r in refs))
     return Row(target, obj["caption"], obj.get("plain_caption"), refs, source, bucket)
+
+
+def placed(ref: RefRow, j: int, h: int, w: int, size: tuple[int, int]) -> RefRow:
+    """``ref`` with its placement box in the bucket's crop: the row's ``box``, else its mask's bounding box."""
+    if ref.box is None and ref.mask is None:
+        raise ValueError(f"references[{j}]: data.placement box needs the reference's \"box\" or its \"mask\"")
+    box = ref.box if ref.box is not None else mask_box(ref.mask, f"references[{j}] mask")
+    return RefRow(ref.image, ref.task, ref.index, ref.mask, cropped_box(box, h, w, size))
 
 
 def _check_line(line: str, folder: Path, buckets: Sequence[Sequence[int]], ref_res: int, source: str,
@@ -172,10 +233,11 @@ def _check_line(line: str, folder: Path, buckets: Sequence[Sequence[int]], ref_r
 
 
 def read_metadata(folder: str | Path, buckets: Sequence[Sequence[int]], ref_res: int, on_bad_row: str = "stop",
-                  parse: RowParser = parse_row) -> list[Row]:
-    """All valid rows of ``folder/metadata.jsonl`` (``parse``: one JSON object -> its row, ValueError when bad; the
-    preference stage passes its pair rows'). Bad rows raise DatasetError (stop) or are logged and skipped (skip);
-    no usable rows is a DatasetError."""
+                  parse: RowParser | None = None, placement: str = "diagonal") -> list[Row]:
+    """All valid rows of ``folder/metadata.jsonl`` (``parse``: one JSON object -> its row, ValueError when bad;
+    default ``parse_row`` with ``placement``; the preference stage passes its pair rows'). Bad rows raise
+    DatasetError (stop) or are logged and skipped (skip); no usable rows is a DatasetError."""
+    parse = parse or partial(parse_row, placement=placement)
     folder = Path(folder)
     meta = folder / "metadata.jsonl"
     if not meta.is_file():
@@ -289,6 +351,7 @@ class BatchPlan:
     rows: list[Row]
     use_plain: list[bool]
     ref_keep_seed: int  # seeds the (shared) reference-token drop of this step
+    group: str = ""  # the dataset group the stage's mixture picked for this step
 
 
 class BatchSampler:
@@ -309,11 +372,12 @@ class BatchSampler:
         rng = np.random.default_rng([self.seed, step])
         names = sorted(mixture)
         p = np.array([mixture[n] for n in names], dtype=np.float64)
-        group = self.buckets[names[int(rng.choice(len(names), p=p / p.sum()))]]
+        name = names[int(rng.choice(len(names), p=p / p.sum()))]
+        group = self.buckets[name]
         sizes = np.array([len(b) for b in group], dtype=np.float64)
         bucket = group[int(rng.choice(len(group), p=sizes / sizes.sum()))]
         picks = rng.choice(len(bucket), size=self.batch_size, replace=len(bucket) < self.batch_size)
         plain = rng.random(self.batch_size) < self.plain_prob
         keep_seed = int(rng.integers(2**31))
         mine = slice(rank, None, world)
-        return BatchPlan([bucket[int(i)] for i in picks[mine]], [bool(x) for x in plain[mine]], keep_seed)
+        return BatchPlan([bucket[int(i)] for i in picks[mine]], [bool(x) for x in plain[mine]], keep_seed, name)

@@ -80,7 +80,7 @@ def add_trainables(transformer: nn.Module, cfg: ModelConfig) -> nn.Module:
                       target_modules=diffusers_target_names(len(transformer.transformer_blocks),
                                                                        len(transformer.single_transformer_blocks)))
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed + 1)
+        torch.manual_seed(cfg.trainables_seed + 1)
         transformer.add_adapter(lora)
     trainables_to_fp32(transformer)
     install_capture_processors(transformer)
@@ -176,4 +176,4 @@ def build_model(cfg: ModelConfig, device: torch.device | str | None = None) -> D
     """Text encoder (frozen) + transformer with LoRA + trainable tables (the only trainable parameters); a random
     transformer is built on ``device`` (a FLUX.1-dev-sized one right on the GPU), the rest on the CPU."""
     text = build_text_encoder(cfg)
-    return DreamOTrainModel(load_transformer(cfg, device), text, cfg.embedding_init_std, cfg.seed)
+    return DreamOTrainModel(load_transformer(cfg, device), text, cfg.embedding_init_std, cfg.trainables_seed)

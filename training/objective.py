@@ -51,10 +51,11 @@ class RoutingObjective:
         return build_model(cfg.model)
 
     def rows(self, folder: str | Path, cfg: TrainConfig) -> list[Row]:
-        return read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
+        return read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row,
+                             placement=cfg.data.placement)
 
     def batch(self, plan: BatchPlan, codec: Codec, cfg: TrainConfig, stage: StageConfig, device: torch.device) -> Batch:
-        return make_batch(plan, codec, cfg.data.ref_res, stage.ref_token_drop, device)
+        return make_batch(plan, codec, cfg.data.ref_res, stage.drop_for(plan.group), device)
 
     def losses(self, model: torch.nn.Module, batch: Batch, cfg: TrainConfig, noise: torch.Tensor, t: torch.Tensor,
                layers: frozenset[str]) -> dict[str, torch.Tensor]:

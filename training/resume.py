@@ -36,7 +36,8 @@ def data_order(cfg: TrainConfig, groups: dict[str, list]) -> dict[str, Any]:
     """What the data order and noise of a step depend on besides (seed, step); recorded in checkpoints."""
     order = {"batch_size": cfg.data.batch_size, "grad_accum": cfg.grad_accum,
              "datasets": {name: len(rows) for name, rows in sorted(groups.items())}, "buckets": cfg.data.buckets,
-             "plain_caption_prob": cfg.data.plain_caption_prob, "timestep_sampling": cfg.timestep_sampling}
+             "plain_caption_prob": cfg.data.plain_caption_prob, "timestep_sampling": cfg.timestep_sampling,
+             "placement": cfg.data.placement}
     return json.loads(json.dumps(order))  # JSON-normal form, as read back from state.json
 
 

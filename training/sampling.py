@@ -44,9 +44,11 @@ def shifted_sigmas(steps: int, n_tokens: int) -> torch.Tensor:
 @torch.no_grad()
 def euler_sample(model: DreamOTrainModel, target_grid: TokenGrid, refs: list[ReferenceTokens], captions: list[str],
                  steps: int = 8, guidance: float = 3.5, seed: int = 0, noise: torch.Tensor | None = None,
-                 true_cfg: float = 1.0, negative_prompt: str = "", neg_guidance: float = 3.5) -> torch.Tensor:
+                 true_cfg: float = 1.0, negative_prompt: str = "", neg_guidance: float = 3.5,
+                 dreamo_without_refs: bool = False) -> torch.Tensor:
     """Rectified-flow Euler sampler from noise (sigma 1) to sigma 0 on ``shifted_sigmas``; ``refs=[]`` is plain
-    text-to-image (no DreamO tables). ``true_cfg > 1`` adds the official true-CFG pass (``negative_prompt``, no
+    text-to-image (no DreamO tables), unless ``dreamo_without_refs``: then the positive pass adds the target
+    embedding as the official pipeline and the generator do for a DreamO model given no reference. ``true_cfg > 1`` adds the official true-CFG pass (``negative_prompt``, no
     references, no DreamO tables): ``v = v_neg + true_cfg * (v - v_neg)``. Returns packed latents (B, N, 64)."""
     if true_cfg < 1.0:
         raise ValueError(f"true_cfg must be >= 1 (1 disables it), got {true_cfg}")
@@ -59,7 +61,7 @@ def euler_sample(model: DreamOTrainModel, target_grid: TokenGrid, refs: list[Ref
         neg_g = torch.full((b,), neg_guidance, device=device)
     sigmas = shifted_sigmas(steps, n)
     g = torch.full((b,), guidance, device=device)
-    tables = model.tables if refs else None
+    tables = model.tables if refs or dreamo_without_refs else None
     for s, s_next in zip(sigmas[:-1], sigmas[1:]):
         sigma = torch.full((b,), float(s), device=device)
         v = dreamo_transformer_forward(model.transformer, z, target_grid, refs, sigma, g, pooled, prompt_embeds, tables)

@@ -4,9 +4,7 @@ node tests share are here; their helpers come from the harness."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -49,14 +47,3 @@ def dreamo_model(loras_dir):
         base = h.tiny_flux(seed, **kw)
         return base, h.with_dreamo_tables(base)
     return make
-
-
-@pytest.fixture(scope="session")
-def toy_stand_ins():
-    """tests/nodes/toy_comfy.py (the toy's base, text encoder and codec as ComfyUI objects; it imports the
-    trainer), loaded from its file."""
-    spec = importlib.util.spec_from_file_location("dreamo_toy_comfy", HERE / "toy_comfy.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module

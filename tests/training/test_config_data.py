@@ -38,6 +38,14 @@ def test_config_overrides_nested_and_list_items() -> None:
     assert load_config("training/configs/flux_dev.yaml").model.lora_rank == 128
 
 
+def test_floats_written_without_a_dot_are_floats() -> None:
+    """YAML 1.1 reads ``1e-5`` as a string; a float key takes it as the number (and still refuses words)."""
+    cfg = load_config("training/configs/tiny.yaml", ["--stages.0.lr=1e-5", "--loss.route=2E-1"])
+    assert cfg.stages[0].lr == 1e-5 and cfg.loss.route == 0.2
+    with pytest.raises(ValueError, match=r"stages\[0\].lr: expected float, got str '1e-5x'"):
+        load_config("training/configs/tiny.yaml", ["--stages.0.lr=1e-5x"])
+
+
 def write_rows(folder: Path, rows: list[str]) -> None:
     (folder / "metadata.jsonl").write_text("\n".join(rows) + "\n")
 

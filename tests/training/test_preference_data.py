@@ -164,3 +164,28 @@ def test_outside_change_counts_only_pixels_outside_the_dilated_box() -> None:
     assert outside_change(before, after, (2, 2, 6, 6), 1.5) == pytest.approx(0.6 / ((100 - 36) * 3))
     with pytest.raises(ValueError, match="covers the image"):
         outside_change(before, after, (0, 0, 10, 10), 1.0)
+
+
+def test_pair_rows_carry_placement_boxes_to_the_batch(pairs_copy, tmp_path: Path) -> None:
+    """A PairReference's box is written to the row; with data.placement box the row check reads it (the bucket key
+    keeps boxes apart) and the pair batch hands it to the forward; the default placement ignores it."""
+    from dreamo_core.conditioning.placement import Box as PlacementBox
+    from training.data import BatchPlan
+    from training.preference.batch import make_pair_batch
+    from training.preference.pairs import pair_row
+
+    folder, good = pairs_copy
+    prompt = PairPrompt("[ref#1] in a corner", (PairReference(folder / good["references"][0]["image"], "ip", 1,
+                                                              PlacementBox(0.0, 0.0, 0.5, 0.5)),))
+    row = pair_row(prompt, good["preferred"], good["rejected"], {prompt.references[0].image.resolve(): "r.png"})
+    assert row["references"] == [{"image": "r.png", "task": "ip", "index": 1, "box": [0.0, 0.0, 0.5, 0.5]}]
+    shutil.copy(folder / good["references"][0]["image"], folder / "r.png")
+    other = json.loads(json.dumps(row))
+    other["references"][0]["box"] = [0.5, 0.5, 0.5, 0.5]
+    bad_rows(folder, [row, other])
+    placed = read_pairs(folder, BUCKETS, 32, placement="box")
+    assert [r.refs[0].box for r in placed] == [PlacementBox(0.0, 0.0, 0.5, 0.5), PlacementBox(0.5, 0.5, 0.5, 0.5)]
+    assert placed[0].bucket != placed[1].bucket  # one id table per batch
+    assert [r.refs[0].box for r in read_pairs(folder, BUCKETS, 32)] == [None, None]
+    batch = make_pair_batch(BatchPlan([placed[1]], [False], 0, "pairs"), PixelCodec(), 32, 1.2, torch.device("cpu"))
+    assert batch.refs[0].box == PlacementBox(0.5, 0.5, 0.5, 0.5)

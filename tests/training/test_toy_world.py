@@ -1,141 +1,192 @@
-"""The toy world: its codec is exact, its detector finds exactly what the renderer drew, held-out subjects never
-reach training data, the metric intervals match textbook values, and the sampler's schedule is the generator's."""
+"""The glyph world, its datasets and its metrics, each against an independent computation."""
 
 from __future__ import annotations
 
 import json
-import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from training.codec import decode_tokens, encode_tokens
+from dreamo_core.conditioning.placement import placed_reference_ids
 from training.data import read_metadata
 from training.toy.codec import ToyCodec
-from training.toy.datasets import eval_cases, write_group
-from training.toy.metrics import binding, bootstrap_difference, detect, fidelity, has_color, wilson
+from training.toy.constants import (
+    CELL,
+    GLYPH_CELLS,
+    HELD_OUT_GLYPHS,
+    NATIVE,
+    REF_SIZE,
+    TARGET_SIZE,
+    TOKEN_GRID,
+)
+from training.toy.datasets import eval_cases, training_cases, write_toy_datasets
+from training.toy.metrics import (
+    BLEND_CELLS,
+    cell_accuracy,
+    pair_score,
+    retrieved,
+    seed_interval,
+    wilson,
+)
 from training.toy.world import (
-    ALL_SUBJECTS,
     BACKGROUNDS,
-    COLORS,
     HELD_OUT,
-    PATTERNS,
-    SHAPES,
-    TRAIN_SUBJECTS,
-    Subject,
-    draw_subjects,
+    PALETTE_RGB,
+    PLACES,
+    Glyph,
     make_scene,
-    paint,
-    upscale,
+    place_box,
+    random_glyph,
+    training_glyph,
 )
 
 
-def test_codec_is_exact_on_toy_images_and_a_block_mean_otherwise():
-    codec = ToyCodec()
-    g = torch.Generator().manual_seed(0)
-    native = torch.rand(2, 3, 8, 12, generator=g) * 2 - 1
-    toy = native.repeat_interleave(4, 2).repeat_interleave(4, 3)  # what a toy file holds
-    z = codec.encode(toy)
-    assert z.shape == (2, 16, 4, 6)
-    assert torch.allclose(codec.decode(z), toy, atol=1e-5)
-    any_img = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
-    block_mean = any_img.reshape(1, 3, 8, 4, 8, 4).mean((3, 5))  # independent: 4x4 means, repeated back
-    expected = block_mean.repeat_interleave(4, 2).repeat_interleave(4, 3)
-    assert torch.allclose(codec.decode(codec.encode(any_img)), expected, atol=1e-5)
-    tokens, grid = encode_tokens(codec, (toy.permute(0, 2, 3, 1) + 1) / 2)
-    assert tokens.shape == (2, 2 * 3, 64) and grid == (2, 3)  # 2x2 latent pixels per 64-d token, as FLUX
-    assert torch.allclose(decode_tokens(codec, tokens, grid), (toy.permute(0, 2, 3, 1) + 1) / 2, atol=1e-5)
-
-
-def test_detector_finds_exactly_the_rendered_subjects():
-    rng = np.random.default_rng(7)
-    for i in range(120):
-        subjects = draw_subjects(rng, ALL_SUBJECTS, 1 + i % 2)
-        scene = make_scene(rng, subjects)
-        got = sorted((d.color, d.shape, d.pattern) for d in detect(scene.image))
-        assert got == sorted((s.color, s.shape, s.pattern) for s in subjects), (i, subjects)
-        for ref, s in zip(scene.references, subjects):
-            assert [(d.color, d.shape, d.pattern) for d in detect(ref)] == [(s.color, s.shape, s.pattern)]
-
-
-def test_detector_sees_nothing_on_backgrounds_and_noise():
-    for rgb in BACKGROUNDS.values():
-        assert detect(np.full((32, 32, 3), rgb, np.uint8)) == []
-    gray = np.random.default_rng(0).integers(100, 160, (32, 32, 1)).repeat(3, -1).astype(np.uint8)
-    assert detect(gray) == []
-
-
-def test_fidelity_and_binding_fail_on_the_wrong_subject_and_see_swaps():
-    red_circle, blue_square = Subject("red", "circle", "solid"), Subject("blue", "square", "striped")
-    img = np.full((32, 32, 3), BACKGROUNDS["gray"], np.uint8)
-    paint(img, red_circle, (2, 4, 14, 16))
-    paint(img, blue_square, (18, 10, 30, 22))
-    assert fidelity(img, red_circle) and fidelity(img, blue_square, with_pattern=True)
-    assert not fidelity(img, Subject("red", "square", "solid")) and not fidelity(img, Subject("green", "circle", "solid"))
-    assert not fidelity(img, Subject("red", "circle", "striped"), with_pattern=True)
-    assert binding(img, red_circle, blue_square).both and not binding(img, red_circle, blue_square).swap
-    swapped = np.full((32, 32, 3), BACKGROUNDS["gray"], np.uint8)
-    paint(swapped, Subject("red", "square", "solid"), (2, 4, 14, 16))
-    paint(swapped, Subject("blue", "circle", "solid"), (18, 10, 30, 22))
-    b = binding(swapped, red_circle, blue_square)
-    assert not b.both and b.swap
-
-
-def test_held_out_subjects_never_reach_training_data(tmp_path):
-    assert len(ALL_SUBJECTS) == len(COLORS) * len(SHAPES) * len(PATTERNS) and len(HELD_OUT) == 6
-    assert not set(HELD_OUT) & set(TRAIN_SUBJECTS)
-    for attr, values in (("color", COLORS), ("shape", SHAPES), ("pattern", PATTERNS)):  # each still seen in training
-        assert {getattr(s, attr) for s in TRAIN_SUBJECTS} == set(values)
-    root = write_group(tmp_path / "multi", 40, 2, seed=3)
-    rows = [json.loads(line) for line in (root / "metadata.jsonl").read_text().splitlines()]
-    held = {s.words for s in HELD_OUT}
-    for row in rows:
-        assert not any(w in row["plain_caption"] for w in held)
-        assert re.fullmatch(r"a \[ref#1\] at \w+ left and a \[ref#2\] at \w+ right on a \w+ background", row["caption"])
-    assert len(read_metadata(root, [[128, 128]], 96)) == 40  # the trainer's row check accepts every row
-    for case in eval_cases(12, 2, seed=5):
-        assert all(s in HELD_OUT for s in case.subjects) and len({s.color for s in case.subjects}) == 2
-
-
-def test_rendered_files_are_four_times_the_native_pixels():
-    scene = make_scene(np.random.default_rng(1), [TRAIN_SUBJECTS[0]])
-    big = upscale(scene.image)
-    assert big.shape == (128, 128, 3) and (big[::4, ::4] == scene.image).all() and (big[3::4, 1::4] == scene.image).all()
-
-
-def test_wilson_interval_matches_textbook_values():
-    lo, hi = wilson(8, 10)  # Wilson (1927) / Newcombe (1998) example: 0.490 .. 0.943
-    assert lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
-    assert wilson(0, 20)[0] == 0.0 and wilson(0, 20)[1] == pytest.approx(0.1611, abs=1e-3)
-
-
-def test_bootstrap_difference_brackets_the_true_difference():
+def test_glyphs_use_two_or_three_colours_each_at_least_once():
     rng = np.random.default_rng(0)
-    a, b = (rng.random(400) < 0.7).astype(int), (rng.random(400) < 0.4).astype(int)
-    lo, hi = bootstrap_difference(a, b)
-    assert lo < a.mean() - b.mean() < hi and lo > 0.15 and hi < 0.45
-    assert bootstrap_difference(a, a) == (0.0, 0.0)
+    counts = set()
+    for _ in range(200):
+        g = random_glyph(rng)
+        colours = set(g.cells)
+        assert len(g.cells) == GLYPH_CELLS**2 and len(colours) in (2, 3)
+        counts.add(len(colours))
+        px = g.pixels()
+        assert px.shape == (CELL * GLYPH_CELLS,) * 2 + (3,)
+        for r in range(GLYPH_CELLS):  # every cell is a CELL x CELL block of its palette colour
+            for c in range(GLYPH_CELLS):
+                block = px[r * CELL : (r + 1) * CELL, c * CELL : (c + 1) * CELL]
+                assert (block == PALETTE_RGB[g.grid[r, c]]).all()
+    assert counts == {2, 3}
 
 
-def test_sampler_schedule_is_the_generators_scheduler():
-    from dreamo_core.generator.schedule import dreamo_sigmas, flux_mu, make_scheduler
-    from training.sampling import initial_noise, shifted_sigmas
+def test_held_out_glyphs_never_reach_training():
+    assert len(set(HELD_OUT)) == HELD_OUT_GLYPHS
+    seen = {g for n in (1, 2) for case in training_cases(400, n, seed=5) for g in case.glyphs}
+    assert len(seen) > 700 and not seen & set(HELD_OUT)
 
-    for steps, tokens in ((12, 64), (5, 256), (1, 1024)):
-        sched = make_scheduler()
-        sched.set_timesteps(sigmas=dreamo_sigmas(steps), mu=flux_mu(tokens))
-        assert torch.allclose(shifted_sigmas(steps, tokens), sched.sigmas.float(), atol=1e-6)
-    noise = initial_noise(1, (8, 8), seed=3)
-    raw = torch.randn(1, 16, 16, 16, generator=torch.Generator().manual_seed(3))
-    assert torch.equal(noise[0, 0, :4], torch.stack([raw[0, 0, 0, 0], raw[0, 0, 0, 1], raw[0, 0, 1, 0], raw[0, 0, 1, 1]]))
+    class Replay:  # an rng whose first glyph draw reproduces HELD_OUT[0]: training_glyph must draw again
+        def __init__(self):
+            self.inner = np.random.default_rng(0)
+            self.first = True
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    rng = Replay()
+    from training.toy import world
+
+    real = world.random_glyph
+    calls = []
+
+    def fake(r):
+        calls.append(1)
+        return HELD_OUT[0] if len(calls) == 1 else real(r)
+
+    world.random_glyph = fake
+    try:
+        assert training_glyph(rng) != HELD_OUT[0] and len(calls) == 2
+    finally:
+        world.random_glyph = real
 
 
-def test_colour_only_score_accepts_a_blob_that_no_shape_fits():
-    img = np.full((32, 32, 3), BACKGROUNDS["sage"], np.uint8)
-    img[4:20, 4:8] = COLORS["green"]  # a 16 x 4 bar: too elongated for any subject shape
-    img[4:8, 4:20] = COLORS["green"]  # an L
-    found = detect(img)
-    assert [(d.color, d.shape) for d in found] == [("green", None)]
-    assert has_color(img, "green") and not has_color(img, "red")
-    assert not fidelity(img, Subject("green", "square", "solid"))
+def test_scene_draws_each_glyph_at_its_place_and_the_box_is_its_tokens():
+    rng = np.random.default_rng(1)
+    for n in (1, 2):
+        scene = make_scene(rng, [random_glyph(rng) for _ in range(n)])
+        inside = np.zeros((NATIVE, NATIVE), bool)
+        for k, (g, (r, c)) in enumerate(zip(scene.glyphs, scene.places)):
+            assert (r, c) in PLACES and (n == 1 or c == (0 if k == 0 else 4))
+            assert (scene.image[r * CELL : r * CELL + 16, c * CELL : c * CELL + 16] == g.pixels()).all()
+            assert scene.mask(k).sum() == 16 * 16 and scene.mask(k)[r * CELL, c * CELL]
+            inside |= scene.mask(k)
+            # the placed reference's 4 x 4 ids land exactly on the glyph's target tokens (rows r..r+3, cols c..c+3)
+            ids = placed_reference_ids((GLYPH_CELLS, GLYPH_CELLS), place_box((r, c)), TOKEN_GRID)
+            want = torch.tensor([[0.0, r + i, c + j] for i in range(GLYPH_CELLS) for j in range(GLYPH_CELLS)])
+            assert torch.allclose(ids, want, atol=1e-6)
+        assert (scene.image[~inside] == BACKGROUNDS[scene.background]).all()
+
+
+def test_datasets_rows_boxes_and_captions(tmp_path: Path):
+    data = write_toy_datasets(tmp_path, n_single=40, n_multi=200, n_self=4)
+    rows = read_metadata(data["multi"], [[TARGET_SIZE, TARGET_SIZE]], REF_SIZE, placement="box")
+    assert len(rows) == 200
+    lines = [json.loads(x) for x in (data["multi"] / "metadata.jsonl").read_text().splitlines()]
+    ref2_first = np.mean([line["caption"].index("[ref#2]") < line["caption"].index("[ref#1]") for line in lines])
+    left_is_1 = np.mean([line["references"][0]["box"][0] == 0.0 for line in lines])  # ref#1's box in the left column
+    assert 0.4 < ref2_first < 0.6 and 0.4 < left_is_1 < 0.6
+    for line, row in zip(lines[:20], rows[:20]):
+        assert "glyph" not in line["caption"] and "[ref#" not in line["plain_caption"]
+        for ref, parsed in zip(line["references"], row.refs):
+            img = np.asarray(Image.open(data["multi"] / ref["image"]).convert("RGB"))
+            mask = np.asarray(Image.open(data["multi"] / ref["mask"])) > 127
+            assert img.shape == (REF_SIZE, REF_SIZE, 3)
+            ys, xs = np.nonzero(mask)  # the box is the mask's footprint, in fractions of the target
+            x, y, w, h = ref["box"]
+            assert (xs.min(), ys.min(), xs.max() + 1 - xs.min()) == (x * TARGET_SIZE, y * TARGET_SIZE, w * TARGET_SIZE)
+            assert parsed.box.w == pytest.approx(w) and parsed.box.h == pytest.approx(h)
+    self_rows = read_metadata(data["self"], [[TARGET_SIZE, TARGET_SIZE]], REF_SIZE, placement="box")
+    assert all(r.refs[0].box.w == 1.0 for r in self_rows)
+
+
+def test_codec_is_exact_on_glyph_scenes():
+    case = eval_cases(1, 2, seed=3)[0]
+    from training.codec import decode_tokens, encode_tokens
+    from training.toy.world import downscale, upscale
+
+    pixels = torch.from_numpy(upscale(case.scene.image)[None]).float() / 255.0
+    tokens, grid = encode_tokens(ToyCodec(), pixels)
+    assert grid == TOKEN_GRID
+    back = downscale(decode_tokens(ToyCodec(), tokens, grid)[0].numpy())
+    np.testing.assert_allclose(back * 255.0, case.scene.image.astype(np.float64), atol=1e-3)
+
+
+def image_with(glyphs: list[Glyph], places: list[tuple[int, int]]) -> np.ndarray:
+    img = np.full((NATIVE, NATIVE, 3), 150, np.uint8)
+    for g, (r, c) in zip(glyphs, places):
+        img[r * CELL : r * CELL + 16, c * CELL : c * CELL + 16] = g.pixels()
+    return img.astype(np.float64) / 255.0
+
+
+def test_cell_accuracy_and_retrieval_by_hand():
+    g, other = HELD_OUT[0], HELD_OUT[1]
+    img = image_with([g], [(2, 2)])
+    assert cell_accuracy(img, (2, 2), g) == 1.0 and retrieved(img, (2, 2), g, HELD_OUT)
+    # the place matters: a place of background cells (no overlap with the glyph) never matches a glyph's colours
+    assert cell_accuracy(image_with([g], [(0, 0)]), (4, 4), g) == 0.0
+    wrong = Glyph(tuple((c + 1) % 6 for c in g.cells))  # every cell a different colour
+    assert cell_accuracy(image_with([wrong], [(2, 2)]), (2, 2), g) == 0.0
+    half = Glyph(g.cells[:8] + other.cells[8:])
+    expected = float(np.mean(np.array(half.cells) == np.array(g.cells)))
+    assert cell_accuracy(image_with([half], [(2, 2)]), (2, 2), g) == expected
+    # a gallery glyph drawn at the place is retrieved as itself, not as the first one
+    assert retrieved(image_with([other], [(4, 4)]), (4, 4), other, HELD_OUT)
+    assert not retrieved(image_with([other], [(4, 4)]), (4, 4), g, HELD_OUT)
+
+
+def test_pair_score_binding_swap_and_blend():
+    a, b = HELD_OUT[2], HELD_OUT[3]
+    places = [(0, 0), (4, 4)]
+    right = pair_score(image_with([a, b], places), places, [a, b], HELD_OUT)
+    assert right.binding and right.exact and not right.swap and not right.blend
+    swapped = pair_score(image_with([b, a], places), places, [a, b], HELD_OUT)
+    assert swapped.swap and not swapped.binding
+    # blend: copy BLEND_CELLS cells of b into a where they differ
+    cells = list(a.cells)
+    diff = [i for i in range(16) if a.cells[i] != b.cells[i]][:BLEND_CELLS]
+    for i in diff:
+        cells[i] = b.cells[i]
+    blended = pair_score(image_with([Glyph(tuple(cells)), b], places), places, [a, b], HELD_OUT)
+    assert blended.blend and not blended.binding
+    empty = pair_score(image_with([], []), places, [a, b], HELD_OUT)  # nothing drawn: no identity, no binding
+    assert not empty.binding
+
+
+def test_intervals_by_hand():
+    m, lo, hi = seed_interval([0.8, 0.9, 1.0])
+    sd = np.std([0.8, 0.9, 1.0], ddof=1)
+    assert m == pytest.approx(0.9) and hi - m == pytest.approx(4.303 * sd / np.sqrt(3))
+    assert seed_interval([0.5]) == (0.5, 0.5, 0.5)
+    lo, hi = wilson(8, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)  # the Wilson interval's textbook value for 8 / 10

@@ -87,6 +87,23 @@ def test_views_follow_the_mask_and_flip(tmp_path: Path, inputs) -> None:
     assert np.array_equal(rows[1.0][1], footprint[:, ::-1])
 
 
+def test_aligned_views_put_the_subject_on_the_grid(tmp_path: Path, inputs) -> None:
+    """--align 16: the subject's corner lies on the 16-px token grid in every view (the footprint's first pixel sits
+    a fixed offset from it: the mask's soft edge); unaligned, the views' corners differ off the grid."""
+    corners = {}
+    for align in (1, 16):
+        aug = Augment(flip=0.0, scale=(0.5, 0.5), backgrounds=("sky",), align=align)
+        root = write_subject_dataset(inputs["image"], inputs["mask"], tmp_path / f"a{align}", 12, 64,
+                                     "a [ref#1] toy", "a toy", aug, seed=3)
+        corners[align] = []
+        for v in range(12):
+            ys, xs = np.nonzero(np.asarray(Image.open(root / "masks" / f"{v:04d}.png")))
+            corners[align].append((ys.min(), xs.min()))
+    offsets = {align: {(int(y) % 16, int(x) % 16) for y, x in c} for align, c in corners.items()}
+    assert len(offsets[16]) == 1 and len({tuple(c) for c in corners[16]}) > 1, corners[16]  # moved, on the grid
+    assert len(offsets[1]) > 1, corners[1]
+
+
 def args_for(inputs, out: Path, *extra: str) -> tuple[argparse.Namespace, list[str]]:
     return build_parser().parse_known_args([str(inputs["image"]), "--mask", str(inputs["mask"]), "--out", str(out),
                                             "--base", str(inputs["base"]), "--views", "6", "--size", "64",

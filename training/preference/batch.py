@@ -35,6 +35,6 @@ def make_pair_batch(plan: BatchPlan, codec: Codec, ref_res: int, dilation: float
     pairs = [load_pair(row, ref_res, plain, dilation) for row, plain in zip(plan.rows, plan.use_plain)]
     latents, grid = encode_tokens(codec, torch.stack([p.sample.target for p in pairs]).to(device))
     rejected, _ = encode_tokens(codec, torch.stack([p.rejected for p in pairs]).to(device))
-    refs = encode_references([p.sample for p in pairs], codec, device)
+    refs = encode_references([p.sample for p in pairs], codec, device, plan.rows[0].refs)
     region = torch.stack([p.region for p in pairs]).to(device)
     return PairBatch(latents, rejected, region, grid, refs, [p.sample.caption for p in pairs])

@@ -62,7 +62,7 @@ def validate_preference(cfg: PreferenceRunConfig) -> None:
         except ValueError as e:
             raise ValueError(f"config preference.base: {text!r}: expected FILE or FILE@STRENGTH with a number") from e
     for i, s in enumerate(cfg.stages):
-        if s.ref_token_drop:
+        if any(s.drop_for(g) for g in (*cfg.data.datasets, "")):
             raise ValueError(f"config stages[{i}].ref_token_drop: the preference stage keeps every reference token "
                              f"(both members of a pair see the same conditioning), got {s.ref_token_drop}")
 

@@ -27,6 +27,7 @@ from dreamo_core.preference.regions import Box, box_mask, dilated_box
 
 from ..data import (
     LoadedSample,
+    RefRow,
     Row,
     check_keys,
     decoded_size,
@@ -38,6 +39,7 @@ from ..data import (
     mask_to_tokens,
     nearest_bucket,
     parse_references,
+    placed,
     read_metadata,
     reference_sizes,
 )
@@ -76,8 +78,9 @@ def check_region(path: Path, rel: str, size: tuple[int, int]) -> None:
 
 
 def parse_pair_row(obj: object, folder: Path, buckets: list, ref_res: int, source: str,
-                   need_region: bool = False) -> PairRow:
-    """Validate one decoded JSON line of a pair dataset; raise ValueError with the reason."""
+                   need_region: bool = False, placement: str = "diagonal") -> PairRow:
+    """Validate one decoded JSON line of a pair dataset; raise ValueError with the reason. ``placement``:
+    ``data.placement`` (``box``: each reference's placement box, from its ``box`` or its mask, as the trainer's)."""
     obj = check_keys(obj, KEYS, ("preferred", "rejected", "caption", "references"))
     preferred = existing_file(folder, obj["preferred"], "preferred")
     rejected = existing_file(folder, obj["rejected"], "rejected")
@@ -98,14 +101,20 @@ def parse_pair_row(obj: object, folder: Path, buckets: list, ref_res: int, sourc
         check_region(region, obj["region"], size)
     box = parse_box(obj["region_box"], size) if "region_box" in obj else None
     ref_sizes = reference_sizes(obj, refs, ref_res, size)
-    bucket = (nearest_bucket(size[1], size[0], buckets), ref_sizes, tuple(r.index for r in refs))
+    target_size = nearest_bucket(size[1], size[0], buckets)
+    if placement == "box":
+        refs = tuple(placed(r, j, size[1], size[0], target_size) for j, r in enumerate(refs))
+    else:
+        refs = tuple(RefRow(r.image, r.task, r.index, r.mask) for r in refs)
+    bucket = (target_size, ref_sizes, tuple(r.index for r in refs), tuple(r.box for r in refs))
     return PairRow(preferred, obj["caption"], obj.get("plain_caption"), refs, source, bucket, rejected, region, box)
 
 
 def read_pairs(folder: str | Path, buckets: list, ref_res: int, on_bad_row: str = "stop",
-               need_region: bool = False) -> list[PairRow]:
+               need_region: bool = False, placement: str = "diagonal") -> list[PairRow]:
     """All valid pair rows of ``folder/metadata.jsonl`` (bad rows: ``training.data.read_metadata``'s rules)."""
-    return read_metadata(folder, buckets, ref_res, on_bad_row, partial(parse_pair_row, need_region=need_region))
+    return read_metadata(folder, buckets, ref_res, on_bad_row,
+                         partial(parse_pair_row, need_region=need_region, placement=placement))
 
 
 @dataclass

@@ -109,7 +109,8 @@ class PreferenceObjective:
         return preference_model(cfg)
 
     def rows(self, folder: str | Path, cfg: TrainConfig) -> list[PairRow]:
-        return read_pairs(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row, self.settings.localized)
+        return read_pairs(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row, self.settings.localized,
+                          cfg.data.placement)
 
     def batch(self, plan: BatchPlan, codec: Codec, cfg: TrainConfig, stage: StageConfig,
               device: torch.device) -> PairBatch:

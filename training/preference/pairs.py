@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from dreamo_core.conditioning.placement import Box as PlacementBox
 from dreamo_core.generator.flux_forward import ReferenceTokens
 
 from ..codec import Codec, decode_tokens, encode_tokens
@@ -32,11 +33,13 @@ from ..sampling import euler_sample
 
 @dataclass(frozen=True)
 class PairReference:
-    """One reference of a prompt: an image file, its task (ip / id / style) and index 1..9 (``[ref#index]``)."""
+    """One reference of a prompt: an image file, its task (ip / id / style), index 1..9 (``[ref#index]``) and an
+    optional placement box (written to the row; the sampler places the reference there)."""
 
     image: Path
     task: str
     index: int
+    box: PlacementBox | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def copy_references(prompts: Sequence[PairPrompt], out: Path) -> dict[Path, str]
 def pair_row(prompt: PairPrompt, preferred: str, rejected: str, refs: dict[Path, str]) -> dict:
     """The dataset row of one pair."""
     row = {"preferred": preferred, "rejected": rejected, "caption": prompt.caption,
-           "references": [{"image": refs[Path(r.image).resolve()], "task": r.task, "index": r.index}
+           "references": [{"image": refs[Path(r.image).resolve()], "task": r.task, "index": r.index,
+                           **({"box": [r.box.x, r.box.y, r.box.w, r.box.h]} if r.box is not None else {})}
                           for r in prompt.references]}
     if prompt.plain_caption is not None:
         row["plain_caption"] = prompt.plain_caption
@@ -156,7 +160,7 @@ def trainer_sampler(model: DreamOTrainModel, codec: Codec, size: tuple[int, int]
             img = load_rgb(Path(r.image))
             pixels = reference_pixels(img, r.task, ref_size(img.shape[0], img.shape[1], r.task, ref_res))
             tokens, rgrid = encode_tokens(codec, pixels[None].to(device))
-            refs.append(ReferenceTokens(tokens, rgrid, r.index))
+            refs.append(ReferenceTokens(tokens, rgrid, r.index, r.box))
         z = euler_sample(model, grid, refs, [prompt.caption], steps=steps, guidance=guidance, seed=seed,
                          true_cfg=true_cfg, negative_prompt=negative_prompt)
         return decode_tokens(codec, z, grid)[0].clamp(0, 1)

@@ -33,11 +33,13 @@ MASK_THRESHOLD = 0.5  # a pixel with mask >= this belongs to the subject's bound
 
 @dataclass(frozen=True)
 class Augment:
-    """View augmentation: flip probability, the subject's longer side as a fraction of the canvas, colours."""
+    """View augmentation: flip probability, the subject's longer side as a fraction of the canvas, colours, and the
+    grid (pixels) the subject's top-left corner snaps to (16: on the token grid; 1: anywhere)."""
 
     flip: float = 0.5
     scale: tuple[float, float] = (0.55, 0.95)
     backgrounds: tuple[str, ...] = tuple(BACKGROUNDS)
+    align: int = 1
 
 
 def read_rgb_and_mask(image: str | Path, mask: str | Path | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -95,7 +97,7 @@ def augmented_view(rgb: torch.Tensor, fg: torch.Tensor | None, size: int, aug: A
     side = rng.uniform(*aug.scale) * size
     h, w = max(1, round(side * ch / max(ch, cw))), max(1, round(side * cw / max(ch, cw)))
     crop, mask = resize_area(crop, (h, w)), resize_area(mask[..., None], (h, w))[..., 0]
-    y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+    y, x = (int(rng.integers(0, (size - n) // aug.align + 1)) * aug.align for n in (h, w))
     colour = BACKGROUNDS[aug.backgrounds[int(rng.integers(len(aug.backgrounds)))]]
     canvas = torch.tensor(colour, dtype=torch.float32).div(255.0).expand(size, size, 3).clone()
     footprint = torch.zeros(size, size)

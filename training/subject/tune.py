@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backgrounds", default=",".join(BACKGROUNDS), help=f"view colours from {sorted(BACKGROUNDS)}")
     p.add_argument("--scale", default="0.55,0.95", help="MIN,MAX subject size as a fraction of the view")
     p.add_argument("--flip", type=float, default=0.5, help="probability of a horizontal flip")
+    p.add_argument("--align", type=int, default=1, help="the subject's top-left corner on this pixel grid (16: "
+                   "token-aligned, as content a model copies token by token needs)")
     p.add_argument("--prior-images", type=int, default=0, help="regularisation images from the base model (0 = none)")
     p.add_argument("--prior-prompt", action="append", default=[], help="prompt with [ref#1] for them (repeatable)")
     p.add_argument("--prior-weight", type=float, default=0.5, help="share of the steps on the prior rows")
@@ -128,7 +130,7 @@ def check_args(a: argparse.Namespace, extra: Sequence[str]) -> None:
     """Every check that needs no model (one ValueError naming the option)."""
     if a.out.suffix != ".safetensors":
         raise ValueError(f"--out {a.out}: the LoRA is written as safetensors; name it *.safetensors")
-    for name in ("steps", "rank", "batch_size", "views"):
+    for name in ("steps", "rank", "batch_size", "views", "align"):
         if getattr(a, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(a, name)}")
     if not a.lr > 0:
@@ -225,7 +227,7 @@ def fixed_noise_losses(model: DreamOTrainModel, cfg: TrainConfig, folder: Path, 
     same numbers before and after a tune measure what the tune changed (plain captions never used)."""
     device = next(model.parameters()).device
     codec = codec_of(cfg, device)
-    rows = read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row)
+    rows = read_metadata(folder, cfg.data.buckets, cfg.data.ref_res, cfg.data.on_bad_row, placement=cfg.data.placement)
     layers = select_layers(model.transformer, cfg.loss.route_layers)
     sums, n = {"diff": 0.0, "route": 0.0}, 0
     was_training = model.training
@@ -251,7 +253,7 @@ def tune(a: argparse.Namespace, extra: Sequence[str] = (), stop_at: int | None =
     cfg = tune_config(a, extra, work, prior=a.prior_images > 0)
     cls = a.class_word
     caption = a.caption or f"a photo of a [ref#1] {cls}"
-    aug = Augment(flip=a.flip, scale=parse_scale(a.scale), backgrounds=tuple(a.backgrounds.split(",")))
+    aug = Augment(flip=a.flip, scale=parse_scale(a.scale), backgrounds=tuple(a.backgrounds.split(",")), align=a.align)
     subject = write_subject_dataset(a.image, a.mask, work / "subject", a.views, cfg.data.buckets[0][0], caption,
                                     f"a photo of a {cls}", aug, a.seed)
     bases = [LoraRequest.parse(r) for r in a.base]

@@ -2,13 +2,13 @@
 training, every weight) as a text-to-image model of toy scenes, before any DreamO training.
 
 DreamO then trains a LoRA + its tables on this frozen base (``training.toy.demo``), as the paper does on FLUX.1-dev.
-Scenes are drawn fresh every step (1 or 2 training subjects, plain captions ``a red striped circle on a gray
-background``; with probability ``ANONYMOUS_P`` the subjects are named ``object``, so the text-only baseline's
-prompt is one the base knows; with probability ``EMPTY_P`` the caption is ``""``, the unconditional that true CFG
-needs). Flow matching exactly as the trainer: z_t = (1 - t) z0 + t eps, target eps - z0, with t uniform (the
+Scenes are drawn fresh every step (1 or 2 fresh training glyphs, plain captions ``a glyph at top left on a gray
+background``, the text-only baseline's prompt too; with probability ``EMPTY_P`` the caption is ``""``, the
+unconditional that true CFG needs). The base learns to draw some glyph at the place it is told: which glyph, no
+caption can say. Flow matching exactly as the trainer: z_t = (1 - t) z0 + t eps, target eps - z0, with t uniform (the
 logit-normal of FLUX leaves sigma > 0.95, where the sampler starts, almost untrained at this budget). The text
 encoder mixes in each token's five previous tokens (``tiny_text_context``): FLUX gives all text tokens one
-position, and a bag of words cannot say which colour and shape belong to which place.
+position, and a bag of words cannot say which glyph belongs to which place.
 """
 
 from __future__ import annotations
@@ -29,13 +29,14 @@ from ..codec import encode_tokens
 from ..config import ModelConfig
 from ..model import build_text_encoder, random_transformer
 from .codec import ToyCodec
-from .constants import ANONYMOUS_P, EMPTY_P, GUIDANCE, TOKEN_GRID
-from .world import TRAIN_SUBJECTS, anonymous_caption, caption, draw_subjects, make_scene, upscale
+from .constants import BASE_STEPS, EMPTY_P, GUIDANCE, TOKEN_GRID
+from .datasets import random_case
+from .world import training_glyph, upscale
 
 
 def toy_model_config(seed: int = 0) -> ModelConfig:
     """The toy transformer's sizes (hidden 128 = 4 heads x 32, 2 double + 2 single blocks, text width 64; 1.86 M
-    parameters: at hidden 96 the base drew half as well, training/README.md); fp32 throughout (``bf16: false``:
+    parameters); fp32 throughout (``bf16: false``:
     the toy base is a pretrained folder, which would otherwise mean a bf16 base)."""
     return ModelConfig(num_layers=2, num_single_layers=2, attention_head_dim=32, num_attention_heads=4,
                        joint_attention_dim=64, pooled_projection_dim=64, axes_dims_rope=[8, 12, 12],
@@ -59,14 +60,12 @@ class BaseBatch:
 
 
 def scene_batch(rng: np.random.Generator, codec: ToyCodec, size: int) -> BaseBatch:
-    """``size`` fresh scenes (1 or 2 training subjects) encoded to tokens, with their plain captions."""
+    """``size`` fresh scenes (1 or 2 training glyphs) encoded to tokens, with their plain captions."""
     images, captions = [], []
     for _ in range(size):
-        scene = make_scene(rng, draw_subjects(rng, TRAIN_SUBJECTS, 1 + int(rng.random() < 0.5)))
-        images.append(upscale(scene.image))
-        anonymous = rng.random() < ANONYMOUS_P
-        text = anonymous_caption(scene) if anonymous else caption(scene, False)
-        captions.append("" if rng.random() < EMPTY_P else text)
+        case = random_case(rng, [training_glyph(rng) for _ in range(1 + int(rng.random() < 0.5))])
+        images.append(upscale(case.scene.image))
+        captions.append("" if rng.random() < EMPTY_P else case.plain_prompt())
     pixels = torch.from_numpy(np.stack(images)).float() / 255.0
     return BaseBatch(encode_tokens(codec, pixels)[0], captions)
 
@@ -90,7 +89,7 @@ class PlainText:
         return embeds, pooled
 
 
-def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 1e-3, seed: int = 0,
+def train_base(out: str | Path, steps: int = BASE_STEPS, batch: int = 16, lr: float = 1e-3, seed: int = 0,
                log_every: int = 100, ema_decay: float = 0.995, snapshot_every: int = 0) -> Path:
     """Train the toy base from scratch; write the exponential moving average of its weights (``ema_decay``;
     sharper samples than the last iterate) to ``out`` as a diffusers folder (config.json + safetensors).
@@ -125,8 +124,9 @@ def train_base(out: str | Path, steps: int = 2000, batch: int = 16, lr: float = 
             save_state(transformer, ema, snapshot_dir(out) / f"step_{step + 1}")
         running.append(float(loss.detach()))
         if log_every and (step + 1) % log_every == 0:
-            print(f"  base step {step + 1}/{steps}: flow loss {np.mean(running):.4f} ({time.time() - t0:.0f} s)",
-                  flush=True)
+            took = time.time() - t0
+            print(f"  base step {step + 1}/{steps}: flow loss {np.mean(running):.4f}, {took / (step + 1):.2f} s/step, "
+                  f"{took:.0f} s, about {took / (step + 1) * (steps - step - 1):.0f} s to go", flush=True)
             running = []
     save_state(transformer, ema, Path(out))
     return Path(out)

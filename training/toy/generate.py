@@ -4,8 +4,8 @@ toy base (diffusers folder), the exported DreamO file merged by the generator's 
 codec behind the diffusers ``AutoencoderKL`` interface the generator calls, and the tiny text encoder with the
 file's placeholder rows. Nothing of the trainer's model object is used: only the two files.
 
-``python -m training.toy.generate --prompt "a [ref#1] on a gray background" --ref REF.png --out out.png``
-(defaults: the repo's ``models/toy``).
+``python -m training.toy.generate --prompt "a [ref#1] at top left on a gray background" --ref GLYPH.png
+--box 0,0,0.5,0.5 --out out.png`` (defaults: the repo's ``models/toy``, its first run).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from dreamo_core.conditioning.placement import Box
 from dreamo_core.generator.loading import LoraRequest, apply_dreamo_files
 from dreamo_core.generator.pipeline import DreamOGenerator, GenerationSettings, ReferenceInput
 from dreamo_core.generator.schedule import make_scheduler
@@ -23,7 +24,17 @@ from dreamo_core.spec import FLUX_DEV, DreamOSpec
 from ..model import build_text_encoder
 from .base import toy_model_config
 from .codec import ToyVAE
-from .constants import GUIDANCE, LORA_RANK, REF_SIZE, TARGET_SIZE, TOY_DIR, TRUE_CFG
+from .constants import (
+    GUIDANCE,
+    LORA_RANK,
+    MAIN_EXPORT,
+    MAIN_TRAINABLE,
+    REF_SIZE,
+    SAMPLE_STEPS,
+    TARGET_SIZE,
+    TOY_DIR,
+    TRUE_CFG,
+)
 
 
 class ToyPromptEncoder:
@@ -40,7 +51,7 @@ class ToyPromptEncoder:
         return embeds, pooled
 
 
-def load_toy_generator(base: str | Path = TOY_DIR / "base", dreamo: str | Path | None = TOY_DIR / "dreamo_toy.safetensors",
+def load_toy_generator(base: str | Path = TOY_DIR / "base", dreamo: str | Path | None = MAIN_EXPORT,
                        strength: float = 1.0) -> DreamOGenerator:
     """The toy base + an exported DreamO file (None: the plain base) as a float32 CPU ``DreamOGenerator``."""
     from diffusers import FluxTransformer2DModel
@@ -60,7 +71,7 @@ def toy_train_config(base: str | Path, lora_rank: int = LORA_RANK):
     return replace(toy_model_config(), pretrained=str(base), tiny_text=True, codec="toy", lora_rank=lora_rank)
 
 
-def load_trainer_model(base: str | Path = TOY_DIR / "base", trainable: str | Path = TOY_DIR / "trainable.safetensors",
+def load_trainer_model(base: str | Path = TOY_DIR / "base", trainable: str | Path = MAIN_TRAINABLE,
                        lora_rank: int = LORA_RANK):
     """The trainer's own ``DreamOTrainModel`` (peft LoRA, not merged) with a run's trainable tensors (the
     ``trainable.safetensors`` of its last checkpoint: LoRA A/B and the three tables, by parameter name)."""
@@ -78,8 +89,9 @@ def load_trainer_model(base: str | Path = TOY_DIR / "base", trainable: str | Pat
     return model.eval()
 
 
-def toy_settings(seed: int, steps: int) -> GenerationSettings:
-    """The generator settings the trainer's sampler reproduces: 128 px, the trainer's guidance, references at 96."""
+def toy_settings(seed: int, steps: int = SAMPLE_STEPS) -> GenerationSettings:
+    """The generator settings the trainer's sampler reproduces: 128 px, the toy's guidance and true CFG, references
+    at 64 px (the glyph's own size: 4 x 4 tokens)."""
     return GenerationSettings(width=TARGET_SIZE, height=TARGET_SIZE, steps=steps, guidance=GUIDANCE, seed=seed,
                               ref_res=REF_SIZE, true_cfg=TRUE_CFG, negative_prompt="", neg_guidance=GUIDANCE)
 
@@ -88,16 +100,22 @@ def main(argv: list[str] | None = None) -> int:
     from dreamo_core.generator.cli import load_image, save_png
 
     p = argparse.ArgumentParser(description="generate with the exported toy DreamO")
-    p.add_argument("--prompt", default="a [ref#1] on a gray background")
+    p.add_argument("--prompt", default="a [ref#1] at top left on a gray background")
     p.add_argument("--ref", action="append", default=[], help="reference image (repeat for [ref#2])")
+    p.add_argument("--box", action="append", default=[],
+                   help="placement box X,Y,W,H (fractions) of the --ref in the same position (the placed runs)")
     p.add_argument("--base", default=str(TOY_DIR / "base"))
-    p.add_argument("--dreamo", default=str(TOY_DIR / "dreamo_toy.safetensors"))
+    p.add_argument("--dreamo", default=str(MAIN_EXPORT))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--steps", type=int, default=SAMPLE_STEPS)
     p.add_argument("--out", default="toy.png")
     a = p.parse_args(argv)
+    if len(a.box) > len(a.ref):
+        p.error(f"{len(a.box)} --box for {len(a.ref)} --ref")
     gen = load_toy_generator(a.base, a.dreamo)
-    refs = [ReferenceInput(load_image(r, f"--ref {r}")[..., :3], "ip", k) for k, r in enumerate(a.ref, start=1)]
+    boxes = [Box(*(float(v) for v in b.split(","))) for b in a.box] + [None] * (len(a.ref) - len(a.box))
+    refs = [ReferenceInput(load_image(r, f"--ref {r}")[..., :3], "ip", k, box=box)
+            for k, (r, box) in enumerate(zip(a.ref, boxes), start=1)]
     save_png(gen.generate(a.prompt, refs, toy_settings(a.seed, a.steps)), Path(a.out))
     print(f"wrote {a.out}")
     return 0

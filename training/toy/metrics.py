@@ -1,16 +1,19 @@
-"""A deterministic subject detector for the toy world and the metrics built on it (the toy's DINO / CLIP-I).
+"""Scores of generated toy scenes, read by a program from the pixels (the toy's DINO / CLIP-I), and intervals.
 
-``detect``: every native pixel takes the nearest tone of the world (each subject colour, its stripe shade, every
-background, white); pixels nearest a subject tone within ``MAX_TONE_DISTANCE`` are that colour; each colour's
-8-connected components of at least ``MIN_AREA`` px are candidate subjects; a component's shape is the ideal
-shape (drawn in the component's bounding box, as the world draws them) with the highest IoU, if that IoU is at
-least ``MIN_IOU`` and the box is near square; its pattern is ``striped`` when at least ``STRIPED_FRACTION`` of its
-pixels are the stripe shade.
+``read_cells``: the mean colour of each of a glyph's cells at a place; ``classify``: the nearest tone of the world
+(palette colours, then backgrounds) per cell. On one generated glyph against its reference:
+- **cell accuracy**: share of the 16 cells drawn in the reference's colour (text-only chance is about 1/6: the
+  base draws some glyph of two or three palette colours);
+- **exact**: at least ``EXACT_CELLS`` of 16 cells right (>= 90 %);
+- **retrieval**: the generated cells are nearest (RGB distance) to the own reference among the gallery of held-out
+  glyphs (chance 1 / gallery size).
+Two references (``pair_score``): **swap** (a place looks more like the other reference than its own), **blend** (a
+place holds at least ``BLEND_CELLS`` cells in the other reference's colour where its own differs) and
+**binding** (each identity at its captioned place: both places retrieve their own reference from the gallery,
+and neither is blended).
 
-Metrics on one generated image: **fidelity** (a subject of the reference's colour and shape is present),
-**binding** (two references: both present; a **swap** is a subject with one reference's colour and the other's
-shape). ``wilson`` gives the 95% interval of a rate; ``bootstrap_difference`` the 95% interval of a difference of
-two paired rates.
+Intervals: ``wilson`` (a rate over samples), ``bootstrap_difference`` (paired samples), ``seed_interval`` (a mean
+over independent training seeds: Student's t on the seed means — the interval a rerun on another machine falls in).
 """
 
 from __future__ import annotations
@@ -18,101 +21,69 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-from .world import BACKGROUNDS, COLORS, SHAPES, STRIPE_DARK, WHITE, Subject, shape_mask
+from .constants import CELL, GLYPH_CELLS
+from .world import BACKGROUNDS, PALETTE_RGB, Glyph, Place
 
-MAX_TONE_DISTANCE = 70.0  # RGB distance (0..255 scale) to the nearest subject tone
-MIN_AREA = 30  # native px; the smallest subject (an 11 px triangle) has ~60
-MIN_IOU = 0.6
-MAX_ASPECT = 1.5  # bounding-box aspect; every subject is drawn in a square box
-STRIPED_FRACTION = 0.2
-
-NAMES = list(COLORS)
-TONES = np.array([COLORS[c] for c in NAMES] + [tuple(round(v * STRIPE_DARK) for v in COLORS[c]) for c in NAMES]
-                 + list(BACKGROUNDS.values()) + [WHITE], dtype=np.float64)  # (6 + 6 + 6 + 1, 3)
+EXACT_CELLS = 15  # of 16: "at least 90 % of the cells right"
+BLEND_CELLS = 2  # cells in the other reference's colour that make a place blended
+TONES = np.concatenate([PALETTE_RGB.astype(np.float64), np.array(list(BACKGROUNDS.values()), np.float64)])  # (12, 3)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}  # t(0.975, df)
 
 
-@dataclass(frozen=True)
-class Detection:
-    color: str
-    shape: str | None  # None: no shape fits (a blob)
-    pattern: str
-    area: int
-    iou: float
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1 inclusive
+def read_cells(image: np.ndarray, place: Place) -> np.ndarray:
+    """(GLYPH_CELLS, GLYPH_CELLS, 3) mean colour (0..255) of the cells of a glyph at ``place`` in a native image
+    (H, W, 3) in [0, 1]."""
+    r, c = place
+    block = np.asarray(image, np.float64)[r * CELL : (r + GLYPH_CELLS) * CELL, c * CELL : (c + GLYPH_CELLS) * CELL]
+    return block.reshape(GLYPH_CELLS, CELL, GLYPH_CELLS, CELL, 3).mean(axis=(1, 3)) * 255.0
 
 
-def to_uint8_scale(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) in [0, 1] (float) or uint8 -> float64 on the 0..255 scale."""
-    image = np.asarray(image)
-    return image.astype(np.float64) if image.dtype == np.uint8 else np.clip(image, 0, 1).astype(np.float64) * 255.0
+def classify(cells: np.ndarray) -> np.ndarray:
+    """(..., 3) colours -> (...) index of the nearest tone (0..5 palette, 6.. a background)."""
+    return ((cells[..., None, :] - TONES) ** 2).sum(-1).argmin(-1)
 
 
-def classify_shape(mask: np.ndarray, box: tuple[int, int, int, int]) -> tuple[str | None, float]:
-    """(shape or None, best IoU) of a component ``mask`` (H, W) bool within ``box``."""
-    x0, y0, x1, y1 = box
-    w, h = x1 - x0 + 1, y1 - y0 + 1
-    if max(w, h) > MAX_ASPECT * min(w, h):
-        return None, 0.0
-    ious = []
-    for shape in SHAPES:
-        ideal = shape_mask(shape, box, mask.shape)
-        ious.append((mask & ideal).sum() / max(1, (mask | ideal).sum()))
-    best = int(np.argmax(ious))
-    return (SHAPES[best] if ious[best] >= MIN_IOU else None), float(ious[best])
+def cell_accuracy(image: np.ndarray, place: Place, glyph: Glyph) -> float:
+    """Share of the glyph's cells drawn in its colour at ``place``."""
+    return float((classify(read_cells(image, place)) == glyph.grid).mean())
 
 
-def detect(image: np.ndarray) -> list[Detection]:
-    """All subjects found in a native-resolution image (H, W, 3), largest first."""
-    px = to_uint8_scale(image)
-    d = np.linalg.norm(px[:, :, None, :] - TONES[None, None], axis=-1)  # (H, W, tones)
-    nearest, dist = d.argmin(-1), d.min(-1)
-    n = len(NAMES)
-    subject = (nearest < 2 * n) & (dist <= MAX_TONE_DISTANCE)
-    color_of, dark = np.where(subject, nearest % n, -1), subject & (nearest >= n)
-    found = []
-    for ci, name in enumerate(NAMES):
-        labels, count = ndimage.label(color_of == ci, structure=np.ones((3, 3)))
-        for k in range(1, count + 1):
-            comp = labels == k
-            area = int(comp.sum())
-            if area < MIN_AREA:
-                continue
-            ys, xs = np.nonzero(comp)
-            box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
-            shape, iou = classify_shape(comp, box)
-            pattern = "striped" if (dark & comp).sum() >= STRIPED_FRACTION * area else "solid"
-            found.append(Detection(name, shape, pattern, area, iou, box))
-    return sorted(found, key=lambda f: -f.area)
-
-
-def has_subject(found: list[Detection], color: str, shape: str, pattern: str | None = None) -> bool:
-    """A detection of ``color`` and ``shape`` (and ``pattern`` when given)."""
-    return any(f.color == color and f.shape == shape and (pattern is None or f.pattern == pattern) for f in found)
-
-
-def has_color(image: np.ndarray, color: str) -> bool:
-    """A subject-sized region of ``color`` (any shape): the softer, colour-only score."""
-    return any(f.color == color for f in detect(image))
-
-
-def fidelity(image: np.ndarray, subject: Subject, with_pattern: bool = False) -> bool:
-    """The image contains a subject of ``subject``'s colour and shape (and pattern)."""
-    return has_subject(detect(image), subject.color, subject.shape, subject.pattern if with_pattern else None)
+def retrieved(image: np.ndarray, place: Place, glyph: Glyph, gallery: tuple[Glyph, ...]) -> bool:
+    """The cells at ``place`` are nearer (summed squared RGB distance) to ``glyph`` than to any other of
+    ``gallery`` (which holds ``glyph``)."""
+    cells = read_cells(image, place)
+    dist = [((cells - PALETTE_RGB[g.grid].astype(np.float64)) ** 2).sum() for g in gallery]
+    return gallery[int(np.argmin(dist))] == glyph
 
 
 @dataclass(frozen=True)
-class Binding:
-    both: bool  # both references' (colour, shape) present
-    swap: bool  # a subject with one reference's colour and the other's shape
+class PairScore:
+    """Two references at their places: ``exact`` (both exact), ``swap``, ``blend``, ``found`` (both places retrieve
+    their own reference), ``binding`` (found and not blended)."""
+
+    exact: bool
+    swap: bool
+    blend: bool
+    found: bool
+
+    @property
+    def binding(self) -> bool:
+        return self.found and not self.blend
 
 
-def binding(image: np.ndarray, a: Subject, b: Subject) -> Binding:
-    found = detect(image)
-    both = has_subject(found, a.color, a.shape) and has_subject(found, b.color, b.shape)
-    swap = has_subject(found, a.color, b.shape) or has_subject(found, b.color, a.shape)
-    return Binding(both, swap)
+def pair_score(image: np.ndarray, places: list[Place], glyphs: list[Glyph], gallery: tuple[Glyph, ...]) -> PairScore:
+    """Score glyph k at ``places[k]`` (k = 0, 1) against its own and the other reference, and retrieval among
+    ``gallery`` (which holds both)."""
+    exact, swap, blend = [], [], []
+    found = all(retrieved(image, places[k], glyphs[k], gallery) for k in (0, 1))
+    for k in (0, 1):
+        own, other = glyphs[k].grid, glyphs[1 - k].grid
+        got = classify(read_cells(image, places[k]))
+        exact.append(int((got == own).sum()) >= EXACT_CELLS)
+        swap.append(int((got == other).sum()) > int((got == own).sum()))
+        blend.append(int(((got == other) & (own != other)).sum()) >= BLEND_CELLS)
+    return PairScore(all(exact), any(swap), any(blend), found)
 
 
 def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -125,6 +96,14 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def mean_interval(values: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap percentile interval of the mean of ``values`` (per-sample reals such as cell accuracy)."""
+    values = np.asarray(values, np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(draws, len(values)))
+    means = values[idx].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def bootstrap_difference(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of mean(a) - mean(b) for paired outcomes (0/1 or real; resampling the pairs)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -132,3 +111,14 @@ def bootstrap_difference(a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: 
     idx = rng.integers(0, len(a), size=(draws, len(a)))
     diffs = a[idx].mean(1) - b[idx].mean(1)
     return float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
+
+
+def seed_interval(means: list[float]) -> tuple[float, float, float]:
+    """(mean, lo, hi) over training seeds: Student's t 95% interval of the mean of the per-seed values (clipped to
+    what a rate can be only by the caller). One seed gives (m, m, m)."""
+    x = np.asarray(means, np.float64)
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, m, m
+    half = T95.get(len(x) - 1, 1.96) * float(x.std(ddof=1)) / np.sqrt(len(x))
+    return m, m - half, m + half
